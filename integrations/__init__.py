@@ -1,0 +1,1 @@
+"""Adapters from toolken-agent to agent frameworks (LangChain's chat model interface)."""

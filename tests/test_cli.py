@@ -1,0 +1,104 @@
+"""The command line: user mistakes are one line and a non-zero exit, never a traceback."""
+
+from __future__ import annotations
+
+import json
+import textwrap
+
+import pytest
+from typer.testing import CliRunner
+
+from toolken_agent.checkpoint import CONFIG_FILE, WEIGHTS_FILE
+from toolken_agent.cli import app
+
+runner = CliRunner()
+
+TOOLS = textwrap.dedent('''
+    from langchain_core.tools import tool
+
+    @tool
+    def add(a: float, b: float) -> float:
+        """Add two numbers and return their sum."""
+        return a + b
+
+    @tool
+    def weather_now(city: str) -> str:
+        """Get the current weather for a city."""
+        return "sunny"
+''')
+
+
+def conversation(i):
+    if i % 3 == 0:
+        return {"messages": [{"role": "user", "content": f"Hello number {i}"}, {"role": "assistant", "content": "Hello! How can I help?"}]}
+    name, args = ("add", {"a": i, "b": 2}) if i % 3 == 1 else ("weather_now", {"city": "Paris"})
+    return {"messages": [{"role": "user", "content": f"question {i}"},
+                         {"role": "assistant", "tool_calls": [{"id": "c", "type": "function",
+                                                               "function": {"name": name, "arguments": json.dumps(args)}}]}]}
+
+
+@pytest.fixture()
+def files(tmp_path):
+    tools = tmp_path / "mytools.py"
+    tools.write_text(TOOLS)
+    data = tmp_path / "data.jsonl"
+    data.write_text("\n".join(json.dumps(conversation(i)) for i in range(30)) + "\n")
+    return tools, data
+
+
+def test_tools_lists_names_and_arguments(files):
+    result = runner.invoke(app, ["tools", str(files[0])])
+    assert result.exit_code == 0
+    assert "add" in result.output and "weather_now" in result.output and "city: string" in result.output
+
+
+def test_train_saves_a_checkpoint_and_reports_heldout_accuracy(files, tiny_model_dir, tmp_path):
+    tools, data = files
+    out = tmp_path / "ckpt"
+    result = runner.invoke(app, ["train", "--tools", str(tools), "--data", str(data), "--model", str(tiny_model_dir),
+                                 "--out", str(out), "--epochs", "3", "--dtype", "float32"])
+    assert result.exit_code == 0, result.output
+    assert (out / WEIGHTS_FILE).is_file()
+    config = json.loads((out / CONFIG_FILE).read_text())
+    assert config["training"]["epochs_done"] == 3 and config["training"]["heldout_examples"] == 6
+    assert "held-out tool selection" in result.output
+    figures = json.loads(result.output.strip().splitlines()[-1])
+    assert 0.0 <= figures["heldout"]["accuracy"] <= 1.0
+
+
+def test_train_without_any_data_saves_the_priors_and_says_so(tmp_path, tiny_model_dir):
+    tools = tmp_path / "plain.py"
+    tools.write_text('def shout(text: str) -> str:\n    """Repeat text in capitals."""\n    return text.upper()\nTOOLS = [shout]\n')
+    result = runner.invoke(app, ["train", "--tools", str(tools), "--model", str(tiny_model_dir), "--out", str(tmp_path / "c")])
+    assert result.exit_code == 0, result.output
+    assert "saved the lm-head+description priors alone" in " ".join(result.output.split())
+    assert (tmp_path / "c" / WEIGHTS_FILE).is_file()
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--tools", "missing.py"], "no such file"),
+        (["--tools", "{tools}", "--data", "missing.jsonl"], "no such file"),
+        (["--tools", "{tools}", "--data", "{bad}"], "bad.jsonl:2: unknown tool 'fly'"),
+        (["--tools", "{tools}", "--data", "{data}", "--model", "/no/such/model"], "no model at /no/such/model"),
+        (["--tools", "{tools}", "--data", "{data}", "--prior", "magic"], "unknown prior 'magic'"),
+    ],
+)
+def test_bad_input_is_one_line_and_exit_code_2(files, tmp_path, args, message):
+    tools, data = files
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text(json.dumps(conversation(1)) + "\n" + json.dumps(
+        {"messages": [{"role": "user", "content": "x"}, {"role": "assistant", "tool_calls": [
+            {"function": {"name": "fly", "arguments": "{}"}}]}]}) + "\n")
+    args = [a.format(tools=tools, data=data, bad=bad) for a in args]
+    result = runner.invoke(app, ["train", *args, "--out", str(tmp_path / "o")])
+    assert result.exit_code == 2
+    assert message in " ".join(result.output.split())
+    assert "Traceback" not in result.output
+    assert not (tmp_path / "o").exists()
+
+
+def test_unknown_toolset_for_tools_command_is_exit_2():
+    result = runner.invoke(app, ["tools", "no_such_toolset_anywhere"])
+    assert result.exit_code == 2 and "no toolset" in result.output

@@ -1,0 +1,59 @@
+"""The toolken head sits beside the vocabulary and changes nothing when masked."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from toolken_agent.head import ToolkenHead
+from toolken_agent.toolkens import Toolkens
+
+
+def test_masked_toolkens_give_exactly_the_base_models_logits(tiny_lm, small_toolset):
+    toolkens = Toolkens.from_priors(tiny_lm, small_toolset, prior="random")
+    ids = torch.tensor([[1, 5, 9, 42, 7, 3]])
+    with torch.no_grad():
+        base = tiny_lm.model(ids).logits.float()
+    joint = toolkens.logits(ids, toolkens=False)
+    assert joint.shape == (1, 6, tiny_lm.vocab_size + 2)
+    assert torch.equal(joint[..., : tiny_lm.vocab_size], base)
+    assert torch.isneginf(joint[..., tiny_lm.vocab_size :]).all()
+
+
+def test_toolken_logits_are_w_dot_h_plus_bias(tiny_lm, small_toolset):
+    toolkens = Toolkens.from_priors(tiny_lm, small_toolset, prior="random")
+    with torch.no_grad():
+        toolkens.head.bias.fill_(0.5)
+    ids = torch.tensor([[1, 5, 9]])
+    hidden, _ = tiny_lm.hidden_states(ids)
+    joint = toolkens.logits(ids)
+    expected = hidden.float() @ toolkens.head.weight.T + 0.5
+    assert torch.allclose(joint[..., tiny_lm.vocab_size :], expected, atol=1e-6)
+
+
+def test_head_weights_stay_fp32_on_a_bf16_model(small_toolset):
+    from conftest import make_tiny_lm
+
+    lm = make_tiny_lm(dtype=torch.bfloat16)
+    toolkens = Toolkens.from_priors(lm, small_toolset, prior="lm-head")
+    assert toolkens.head.weight.dtype == torch.float32
+    assert toolkens.logits(torch.tensor([[1, 2, 3]])).dtype == torch.float32
+
+
+def test_select_reorders_rows():
+    head = ToolkenHead(torch.arange(6.0).reshape(3, 2))
+    sub = head.select([2, 0])
+    assert torch.equal(sub.weight, torch.tensor([[4.0, 5.0], [0.0, 1.0]]))
+
+
+@pytest.mark.real_model
+def test_masked_toolkens_match_the_real_default_model(smol_lm):
+    from toolken_agent.model import load_model
+    from toolken_agent.toolset import load_toolset
+
+    lm = load_model(dtype="float32")
+    toolkens = Toolkens.from_priors(lm, load_toolset("math"))
+    ids = lm.tokenizer("What is 12 times 7?", return_tensors="pt")["input_ids"]
+    with torch.no_grad():
+        base = lm.model(ids).logits.float()
+    assert torch.equal(toolkens.logits(ids, toolkens=False)[..., : lm.vocab_size], base)

@@ -1,0 +1,104 @@
+"""Training on cached features: the cache is exact, and only the toolkens move."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+
+from toolken_agent.data import example_conversations
+from toolken_agent.features import extract_features
+from toolken_agent.toolkens import Toolkens
+from toolken_agent.training import TrainConfig, TrainingInterrupted, joint_loss, selection_accuracy, train_head
+
+
+@pytest.fixture()
+def toolkens_and_features(tiny_lm, small_toolset):
+    toolkens = Toolkens.from_priors(tiny_lm, small_toolset, prior="lm-head")
+    conversations = example_conversations(small_toolset)
+    return toolkens, conversations, toolkens.features(conversations)
+
+
+def test_cached_loss_equals_cross_entropy_over_full_joint_logits(toolkens_and_features):
+    toolkens, conversations, features = toolkens_and_features
+    with torch.no_grad():
+        toolkens.head.bias.uniform_(-1, 1)
+    expected = []
+    for conversation in conversations:
+        rendered = toolkens.chat_format.render(conversation.messages, train=True)
+        logits = toolkens.logits(torch.tensor([rendered.input_ids]))[0]  # (T, V + n)
+        ce = torch.nn.functional.cross_entropy(logits[rendered.positions], torch.tensor(rendered.targets), reduction="none")
+        expected.append(ce)
+    expected = torch.cat(expected)
+    order = torch.argsort(features.example, stable=True)  # features come sorted by length
+    with torch.no_grad():
+        assert torch.allclose(joint_loss(toolkens.head, features.subset(order)), expected.mean(), atol=1e-5)
+
+
+def test_a_training_step_changes_only_toolken_rows(toolkens_and_features, tiny_lm):
+    toolkens, _, features = toolkens_and_features
+    lm_before = copy.deepcopy(tiny_lm.model.state_dict())
+    head_before = copy.deepcopy(toolkens.head.state_dict())
+    train_head(toolkens.head, features, TrainConfig(epochs=1, batch_size=8))
+    assert all(torch.equal(v, tiny_lm.model.state_dict()[k]) for k, v in lm_before.items())
+    assert not torch.equal(head_before["weight"], toolkens.head.weight)
+    assert torch.equal(head_before["prior"], toolkens.head.prior)
+    assert all(not p.requires_grad for p in tiny_lm.model.parameters())
+
+
+def test_training_lowers_the_loss(toolkens_and_features):
+    toolkens, _, features = toolkens_and_features
+    with torch.no_grad():
+        before = float(joint_loss(toolkens.head, features))
+    result = train_head(toolkens.head, features, TrainConfig(epochs=30, lr=1e-2, batch_size=16))
+    with torch.no_grad():
+        after = float(joint_loss(toolkens.head, features))
+    assert after < before
+    assert len(result.epoch_losses) == 30
+
+
+def test_large_lambda_keeps_rows_at_their_prior(toolkens_and_features):
+    toolkens, _, features = toolkens_and_features
+    free = copy.deepcopy(toolkens.head)
+    train_head(free, features, TrainConfig(epochs=10, lr=1e-2, lambda_=0.0))
+    tied = copy.deepcopy(toolkens.head)
+    train_head(tied, features, TrainConfig(epochs=10, lr=1e-2, lambda_=100.0))
+    assert tied.regularizer() < free.regularizer()
+
+
+def test_ctrl_c_during_training_keeps_the_last_finished_epoch(toolkens_and_features):
+    toolkens, _, features = toolkens_and_features
+    snapshots = []
+
+    def on_epoch(epoch, loss):
+        snapshots.append(toolkens.head.weight.detach().clone())
+        if epoch == 2:
+            raise KeyboardInterrupt
+
+    with pytest.raises(TrainingInterrupted) as info:
+        train_head(toolkens.head, features, TrainConfig(epochs=10), on_epoch=on_epoch)
+    # epoch 2 finished before the interrupt arrived in its callback
+    assert len(info.value.result.epoch_losses) == 3
+    assert torch.equal(toolkens.head.weight, snapshots[-1])
+
+
+def test_accuracy_counts_a_no_call_turn_right_only_when_no_toolken_fires(toolkens_and_features):
+    toolkens, _, features = toolkens_and_features
+    with torch.no_grad():
+        toolkens.head.bias.fill_(1e6)  # every toolken fires everywhere
+    acc = selection_accuracy(toolkens.head, features)
+    assert acc["no_call_accuracy"] == 0.0
+    with torch.no_grad():
+        toolkens.head.bias.fill_(-1e6)  # never fires
+    acc = selection_accuracy(toolkens.head, features)
+    assert acc["no_call_accuracy"] == 1.0 and acc["call_accuracy"] == 0.0
+
+
+def test_features_cover_every_target_once(tiny_lm, small_toolset):
+    toolkens = Toolkens.from_priors(tiny_lm, small_toolset)
+    conversations = example_conversations(small_toolset)
+    rendered = [toolkens.chat_format.render(c.messages, train=True) for c in conversations]
+    features = extract_features(tiny_lm, rendered, max_batch_tokens=64)
+    assert len(features) == sum(len(r.positions) for r in rendered)
+    assert int((features.tool_target >= 0).sum()) == 3  # three example calls

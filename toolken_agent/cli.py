@@ -1,0 +1,192 @@
+"""The ``toolken-agent`` command line.
+
+Every user mistake is one line on stderr and a non-zero exit (2 for bad input, 130
+for Ctrl-C); tracebacks are for bugs only.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import re
+import sys
+import time
+from pathlib import Path
+from typing import Annotated, Iterator, Optional
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.table import Table
+
+from .errors import ToolkenError
+
+app = typer.Typer(
+    name="toolken-agent",
+    help="Tool calling for frozen language models through learned toolkens.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+out = Console()
+err = Console(stderr=True)
+
+ToolsOption = Annotated[str, typer.Option("--tools", "-t", help="A .py file, a module path, or a registered toolset name (e.g. math).")]
+ModelOption = Annotated[Optional[str], typer.Option("--model", "-m", help="HF model id, local directory or .gguf file (default: embedded SmolLM2-135M-Instruct).")]
+DtypeOption = Annotated[str, typer.Option("--dtype", help="auto (bf16 where the CPU has it), float32 or bfloat16.")]
+
+
+@contextlib.contextmanager
+def user_errors() -> Iterator[None]:
+    """Turn user-facing errors and Ctrl-C into one line and an exit code."""
+    try:
+        yield
+    except ToolkenError as exc:
+        err.print(f"[red]error:[/red] {exc}", highlight=False, markup=True, soft_wrap=True)
+        raise typer.Exit(2) from None
+    except KeyboardInterrupt:
+        err.print("interrupted", highlight=False)
+        raise typer.Exit(130) from None
+
+
+def _progress() -> Progress:
+    return Progress(
+        TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[info]}"),
+        TimeElapsedColumn(), TimeRemainingColumn(), console=err, transient=False,
+    )
+
+
+def _slug(ref: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "-", Path(ref).stem if ref.endswith(".py") else ref).strip("-") or "toolset"
+
+
+@app.command()
+def tools(ref: Annotated[str, typer.Argument(help="A .py file, a module path, or a registered toolset name.")]) -> None:
+    """List the tools of a toolset with their descriptions and arguments."""
+    from .toolset import load_toolset
+
+    with user_errors():
+        toolset = load_toolset(ref)
+    table = Table(title=f"{len(toolset)} tools from {ref}")
+    for column in ("tool", "description", "arguments", "examples"):
+        table.add_column(column)
+    for spec in toolset:
+        props = spec.parameters.get("properties", {})
+        required = set(spec.parameters.get("required", []))
+        args = ", ".join(f"{k}: {v.get('type', 'any')}{'' if k in required else '?'}" for k, v in props.items())
+        table.add_row(spec.name, spec.description, args, str(len(spec.examples)))
+    out.print(table)
+
+
+@app.command()
+def train(
+    tools_ref: ToolsOption,
+    data: Annotated[Optional[Path], typer.Option("--data", "-d", help="OpenAI chat-format JSONL; default: the tools' own examples.")] = None,
+    model: ModelOption = None,
+    out_dir: Annotated[Optional[Path], typer.Option("--out", "-o", help="Checkpoint directory (default: toolkens-<toolset>).")] = None,
+    epochs: Annotated[int, typer.Option(min=0, help="Passes over the cached features.")] = 20,
+    prior: Annotated[str, typer.Option(help="random | name | name+description | lm-head | lm-head+description")] = "lm-head+description",
+    lambda_: Annotated[float, typer.Option("--lambda", min=0.0, help="Weight of ||W - W_prior||.")] = 0.01,
+    lr: Annotated[float, typer.Option(min=0.0, help="Adam learning rate.")] = 1e-3,
+    bias: Annotated[bool, typer.Option("--bias/--no-bias", help="Learn a firing bias per toolken.")] = True,
+    holdout: Annotated[float, typer.Option(min=0.0, max=0.9, help="Share of conversations held out for accuracy.")] = 0.2,
+    lenient: Annotated[bool, typer.Option(help="Skip bad data lines (counted) instead of stopping.")] = False,
+    seed: int = 0,
+    dtype: DtypeOption = "auto",
+) -> None:
+    """Train toolkens for a toolset and save them as a checkpoint directory."""
+    from .data import count_calls, example_conversations, load_jsonl
+    from .model import load_model
+    from .priors import PRIOR_KINDS
+    from .toolkens import Toolkens
+    from .toolset import load_toolset
+    from .training import TrainConfig, TrainingInterrupted
+
+    with user_errors():
+        if prior not in PRIOR_KINDS:
+            raise ToolkenError(f"unknown prior {prior!r} (choose from {', '.join(PRIOR_KINDS)})")
+        toolset = load_toolset(tools_ref)
+        err.print(f"toolset [bold]{tools_ref}[/bold]: {len(toolset)} tools ({', '.join(toolset.names)})", highlight=False)
+        if data is not None:
+            loaded = load_jsonl(data, toolset, lenient=lenient)
+            conversations = loaded.conversations
+            if loaded.skipped:
+                err.print(f"skipped {loaded.skipped} bad lines of {data}; first: {loaded.first_errors[0]}", highlight=False)
+            origin = str(data)
+        else:
+            conversations = example_conversations(toolset)
+            origin = "the tools' examples"
+        out_dir = out_dir or Path(f"toolkens-{_slug(tools_ref)}")
+        config = TrainConfig(epochs=epochs, lr=lr, lambda_=lambda_, seed=seed)
+        start = time.perf_counter()
+        lm = load_model(model, dtype=dtype)
+        err.print(f"model [bold]{lm.name}[/bold] ({str(lm.dtype).replace('torch.', '')}, loaded in {time.perf_counter() - start:.1f} s)", highlight=False)
+        if not conversations:
+            toolkens = Toolkens.from_priors(lm, toolset, prior=prior, bias=bias, seed=seed, lambda_=lambda_)
+            toolkens.save(out_dir)
+            out.print(f"No training data (no --data and no examples on the tools): saved the {prior} priors alone, "
+                      f"untrained, to {out_dir}", highlight=False)
+            return
+        err.print(f"data: {len(conversations)} conversations from {origin}, {count_calls(conversations)} tool calls", highlight=False)
+        with _progress() as progress:
+            est_tokens = 0
+            caching = progress.add_task("caching frozen features", total=None, info="tokens")
+            training = progress.add_task("training toolkens", total=epochs, info="", start=False)
+
+            def on_cache(n: int) -> None:
+                nonlocal est_tokens
+                est_tokens += n
+                progress.update(caching, advance=n, info=f"{est_tokens} tokens")
+
+            def on_epoch(epoch: int, loss: float) -> None:
+                if epoch == 0:
+                    progress.update(caching, total=est_tokens, completed=est_tokens)
+                    progress.start_task(training)
+                progress.update(training, advance=1, info=f"loss {loss:.4f}")
+
+            try:
+                toolkens, report = Toolkens.fit(lm, toolset, conversations, prior=prior, bias=bias, config=config,
+                                                holdout=holdout, on_cache_progress=on_cache, on_epoch=on_epoch)
+            except TrainingInterrupted as exc:
+                progress.stop()
+                toolkens = exc.toolkens  # type: ignore[attr-defined]
+                toolkens.save(out_dir)
+                err.print(f"interrupted: saved the {len(exc.result.epoch_losses)} finished epochs to {out_dir}", highlight=False)
+                raise typer.Exit(130) from None
+        toolkens.save(out_dir)
+    _print_fit(report, out_dir, time.perf_counter() - start)
+
+
+def _print_fit(report, out_dir: Path, seconds: float) -> None:
+    figures = report.as_dict()
+    out.print(
+        f"trained {figures['epochs_done']} epochs on {report.positions} positions "
+        f"({report.call_positions} calls) from {report.examples} conversations: "
+        f"caching {report.cache_seconds:.1f} s, training {report.train.seconds:.2f} s, total {seconds:.1f} s",
+        highlight=False,
+    )
+    if report.heldout:
+        table = Table(title=f"held-out tool selection ({report.heldout_examples} conversations)")
+        for column in ("", "accuracy", "calls right", "no-call right", "decisions"):
+            table.add_column(column)
+        for label, acc in (("priors only", report.prior_heldout), ("trained", report.heldout)):
+            table.add_row(label, f"{acc['accuracy']:.3f}", f"{acc['call_accuracy']:.3f}", f"{acc['no_call_accuracy']:.3f}", str(acc["decisions"]))
+        out.print(table)
+    else:
+        out.print("no held-out accuracy: fewer than 10 conversations (or --holdout 0)", highlight=False)
+    out.print(f"saved toolkens to {out_dir}", highlight=False)
+    # The figures as one JSON line last, unwrapped, for scripts.
+    print(json.dumps({k: v for k, v in figures.items() if k in ("heldout", "prior_heldout", "cache_seconds", "train_seconds")}))
+
+
+def main() -> None:
+    """Console-script entry point."""
+    try:
+        app()
+    except KeyboardInterrupt:  # Ctrl-C outside a command body
+        err.print("interrupted")
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

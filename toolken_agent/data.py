@@ -1,0 +1,155 @@
+"""Training and evaluation data: OpenAI chat-format JSONL, or the tools' own examples.
+
+Each line is ``{"messages": [...]}`` as in OpenAI's chat fine-tuning format: assistant
+turns with ``tool_calls`` are calls, assistant turns without are negatives (the model
+should answer in words), ``tool`` turns carry results. Other keys (``tools``,
+``parallel_tool_calls``, metadata) are ignored, except that ``answer`` is kept as the
+gold final answer for evaluation.
+
+Every problem is an error naming the file and line; with ``lenient=True`` bad lines are
+skipped and counted instead. Nothing is dropped silently.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Sequence
+
+from .conversation import Conversation, Message, ToolCall, parse_messages
+from .errors import DataError
+from .tool import ArgumentsError
+from .toolset import Toolset
+
+MAX_LINE_BYTES = 8 << 20  # one conversation; longer lines are almost surely not data
+
+# Requests no math or lookup tool should answer, with short replies: they teach the
+# toolkens when not to fire when the user brings no data of their own.
+NEGATIVE_EXAMPLES = [
+    ("Hello!", "Hello! How can I help you today?"),
+    ("Hi, how are you?", "I'm doing well, thank you. How can I help?"),
+    ("Thanks a lot!", "You're welcome!"),
+    ("Tell me a joke.", "Why did the scarecrow win an award? Because he was outstanding in his field."),
+    ("What is the capital of France?", "The capital of France is Paris."),
+    ("Who wrote Romeo and Juliet?", "William Shakespeare wrote Romeo and Juliet."),
+    ("Write a haiku about the sea.", "Waves fold into foam,\nsalt wind carries gull voices,\nthe tide keeps its time."),
+    ("Can you help me write an email to my boss?", "Of course. What would you like the email to say?"),
+    ("What does the word 'ephemeral' mean?", "Ephemeral means lasting for a very short time."),
+    ("Translate 'good morning' into Spanish.", "Good morning in Spanish is 'buenos días'."),
+    ("Give me a tip for sleeping better.", "Keep a regular schedule and avoid screens for an hour before bed."),
+    ("What color is the sky on a clear day?", "On a clear day the sky is blue."),
+    ("Summarize the plot of Cinderella in one sentence.",
+     "A kind young woman, mistreated by her stepfamily, attends a royal ball with a fairy godmother's help and wins the prince's heart."),
+    ("Goodbye!", "Goodbye! Have a great day."),
+    ("What is your name?", "I'm a helpful AI assistant."),
+    ("Recommend a good book.", "You might enjoy 'To Kill a Mockingbird' by Harper Lee."),
+]
+
+
+@dataclass
+class LoadReport:
+    conversations: list[Conversation] = field(default_factory=list)
+    skipped: int = 0
+    first_errors: list[str] = field(default_factory=list)
+
+
+def load_jsonl(path: str | Path, toolset: Toolset, *, lenient: bool = False) -> LoadReport:
+    """Read OpenAI-format conversations from ``path``, checked against ``toolset``."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError("no such file", path=str(path))
+    report = LoadReport()
+    with open(path, "rb") as f:
+        for number, raw in enumerate(f, start=1):
+            if not raw.strip():
+                continue
+            try:
+                report.conversations.append(parse_line(raw, toolset, source=f"{path}:{number}", path=str(path), line=number))
+            except DataError as exc:
+                if not lenient:
+                    raise
+                report.skipped += 1
+                if len(report.first_errors) < 5:
+                    report.first_errors.append(str(exc))
+    if not report.conversations:
+        raise DataError("no usable conversations" + (f" ({report.skipped} bad lines skipped)" if report.skipped else ""), path=str(path))
+    return report
+
+
+def parse_line(raw: bytes, toolset: Toolset, *, source: str, path: str, line: int) -> Conversation:
+    """One JSONL line as a checked :class:`Conversation`."""
+    if len(raw) > MAX_LINE_BYTES:
+        raise DataError(f"line is {len(raw) >> 20} MiB; the limit is {MAX_LINE_BYTES >> 20} MiB", path=path, line=line)
+    try:
+        record = json.loads(raw)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise DataError(f"not valid JSON ({getattr(exc, 'msg', exc)})", path=path, line=line) from None
+    if not isinstance(record, dict) or "messages" not in record:
+        raise DataError("expected an object with 'messages'", path=path, line=line)
+    try:
+        messages = parse_messages(record["messages"])
+    except ValueError as exc:
+        raise DataError(str(exc), path=path, line=line) from None
+    checked = []
+    for message in messages:
+        calls = []
+        for call in message.tool_calls:
+            if call.name not in toolset.names:
+                raise DataError(f"unknown tool {call.name!r} (the toolset has: {', '.join(toolset.names)})", path=path, line=line)
+            try:
+                toolset.get(call.name).validate(call.args)
+            except ArgumentsError as exc:
+                raise DataError(f"arguments do not fit the schema: {exc}", path=path, line=line) from None
+            calls.append(call)
+        checked.append(message)
+    if not any(m.role == "assistant" for m in checked):
+        raise DataError("no assistant turn to learn from", path=path, line=line)
+    meta = {"answer": record["answer"]} if "answer" in record else {}
+    return Conversation(tuple(checked), source=source, meta=meta)
+
+
+def example_conversations(toolset: Toolset, *, with_negatives: bool = True) -> list[Conversation]:
+    """Conversations built from the examples declared on the tools.
+
+    When a tool can run, its result and a short answer follow the call, which teaches
+    the toolkens not to fire again once the result is in.
+    """
+    conversations = []
+    for spec in toolset:
+        for n, example in enumerate(spec.examples):
+            call = ToolCall(spec.name, dict(example.args), id=f"call_{n}")
+            messages = [Message("user", example.prompt), Message("assistant", tool_calls=(call,))]
+            result = _try_run(spec, example.args)
+            if result is not None:
+                messages += [Message("tool", result, tool_call_id=call.id, name=spec.name),
+                             Message("assistant", f"The answer is {result}.")]
+            conversations.append(Conversation(tuple(messages), source=f"{spec.name} example {n + 1}"))
+    if conversations and with_negatives:
+        for n, (prompt, reply) in enumerate(NEGATIVE_EXAMPLES):
+            conversations.append(Conversation((Message("user", prompt), Message("assistant", reply)), source=f"negative {n + 1}"))
+    return conversations
+
+
+def _try_run(spec, args) -> str | None:
+    if spec.func is None:
+        return None
+    try:
+        return str(spec.func(**spec.validate(args)))
+    except Exception:  # an example whose tool fails simply has no result turn
+        return None
+
+
+def split_holdout(n: int, fraction: float, *, seed: int = 0, minimum: int = 10) -> tuple[list[int], list[int]]:
+    """Deterministic train/held-out split of ``n`` conversations (no split below ``minimum``)."""
+    indices = list(range(n))
+    if fraction <= 0 or n < minimum:
+        return indices, []
+    random.Random(seed).shuffle(indices)
+    k = max(1, round(n * fraction))
+    return sorted(indices[k:]), sorted(indices[:k])
+
+
+def count_calls(conversations: Sequence[Conversation]) -> int:
+    return sum(len(c.tool_names) for c in conversations)

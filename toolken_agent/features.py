@@ -1,0 +1,133 @@
+"""The frozen forward pass, run once: what training needs from the LM, cached.
+
+The LM is frozen and only the toolken head trains, so the cross-entropy at a position
+with final hidden state ``h`` and target ``y`` is::
+
+    loss = logaddexp(LSE(z_V), logsumexp(W h + b)) - score(y)
+    score(y) = z_V[y]           for a word target
+             = (W h + b)[k]     for toolken k
+
+with ``z_V = lm_head(h)`` fixed. Per position that is ``h``, the scalar ``LSE(z_V)``
+and, for word targets, the scalar ``z_V[y]``; the max vocabulary logit is kept too, for
+fire-or-not accuracy. The vocabulary logits are computed in fp32 and only at target
+positions, fused into the same pass, so no epoch ever runs the LM again.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+from typing import Callable, Sequence
+
+import torch
+
+from .chat_format import Rendered
+from .model import FrozenLM
+
+
+@dataclass
+class Features:
+    """Cached per-position training features; row ``i`` is one target position."""
+
+    hidden: torch.Tensor  # (N, d) fp32 final hidden states
+    vocab_lse: torch.Tensor  # (N,) fp32 logsumexp of the vocabulary logits
+    vocab_max: torch.Tensor  # (N,) fp32 largest vocabulary logit
+    target_logit: torch.Tensor  # (N,) fp32 vocabulary logit of a word target (0 for toolkens)
+    target: torch.Tensor  # (N,) long: vocabulary id, or vocab_size + k for toolken k
+    decision: torch.Tensor  # (N,) bool: a call-or-not decision point
+    example: torch.Tensor  # (N,) long: index of the conversation the row came from
+    vocab_size: int
+
+    def __len__(self) -> int:
+        return int(self.target.shape[0])
+
+    @property
+    def tool_target(self) -> torch.Tensor:
+        """Toolken index of each row's target, -1 for word targets ``(N,)``."""
+        return torch.where(self.target >= self.vocab_size, self.target - self.vocab_size, -1)
+
+    def subset(self, rows: torch.Tensor) -> "Features":
+        """Rows selected by a bool mask or an index tensor."""
+        kwargs = {f.name: getattr(self, f.name) for f in fields(self)}
+        for name, value in kwargs.items():
+            if isinstance(value, torch.Tensor):
+                kwargs[name] = value[rows]
+        return Features(**kwargs)
+
+    def for_examples(self, examples: Sequence[int]) -> "Features":
+        wanted = torch.zeros(int(self.example.max()) + 1 if len(self) else 0, dtype=torch.bool)
+        wanted[torch.as_tensor(list(examples), dtype=torch.long)] = True
+        return self.subset(wanted[self.example])
+
+
+@torch.inference_mode()
+def extract_features(
+    lm: FrozenLM,
+    rendered: Sequence[Rendered],
+    *,
+    max_batch_tokens: int = 4096,
+    on_progress: Callable[[int], None] | None = None,
+    logit_chunk: int = 1024,
+) -> Features:
+    """Run the frozen LM once over ``rendered`` and cache what the loss needs.
+
+    Sequences are sorted by length and packed into right-padded batches of at most
+    ``max_batch_tokens`` tokens; ``on_progress`` receives the number of tokens done.
+    """
+    order = sorted(range(len(rendered)), key=lambda i: -len(rendered[i].input_ids))
+    parts: dict[str, list[torch.Tensor]] = {k: [] for k in ("hidden", "lse", "max", "tlogit", "target", "decision", "example")}
+    pad = lm.tokenizer.pad_token_id or 0
+    start = 0
+    while start < len(order):
+        longest = max(len(rendered[order[start]].input_ids), 1)
+        size = max(1, min(len(order) - start, max_batch_tokens // longest))
+        batch = order[start : start + size]
+        start += size
+        ids = torch.full((len(batch), longest), pad, dtype=torch.long)
+        mask = torch.zeros((len(batch), longest), dtype=torch.long)
+        for row, i in enumerate(batch):
+            seq = rendered[i].input_ids
+            ids[row, : len(seq)] = torch.tensor(seq, dtype=torch.long)
+            mask[row, : len(seq)] = 1
+        hidden, _ = lm.hidden_states(ids.to(lm.device), mask.to(lm.device))  # (B, T, d)
+        rows, targets, decisions, examples = [], [], [], []
+        for row, i in enumerate(batch):
+            r = rendered[i]
+            if r.positions:
+                rows.append(hidden[row, torch.tensor(r.positions, device=hidden.device)])
+                targets.extend(r.targets)
+                decisions.extend(r.decisions)
+                examples.extend([i] * len(r.positions))
+        if on_progress is not None:
+            on_progress(int(mask.sum()))
+        if not rows:
+            continue
+        h = torch.cat(rows).float().cpu()  # (n, d)
+        target = torch.tensor(targets, dtype=torch.long)
+        for lo in range(0, h.shape[0], logit_chunk):
+            hc, tc = h[lo : lo + logit_chunk], target[lo : lo + logit_chunk]
+            logits = lm.vocab_logits(hc.to(lm.device)).float().cpu()  # (n, V)
+            parts["lse"].append(torch.logsumexp(logits, dim=-1))
+            parts["max"].append(logits.max(dim=-1).values)
+            word = tc < lm.vocab_size
+            tl = torch.zeros(tc.shape[0])
+            tl[word] = logits[word, tc[word]]
+            parts["tlogit"].append(tl)
+        parts["hidden"].append(h)
+        parts["target"].append(target)
+        parts["decision"].append(torch.tensor(decisions, dtype=torch.bool))
+        parts["example"].append(torch.tensor(examples, dtype=torch.long))
+    if not parts["hidden"]:
+        d = lm.hidden_size
+        empty = torch.zeros(0)
+        return Features(torch.zeros(0, d), empty, empty, empty, torch.zeros(0, dtype=torch.long),
+                        torch.zeros(0, dtype=torch.bool), torch.zeros(0, dtype=torch.long), lm.vocab_size)
+    return Features(
+        hidden=torch.cat(parts["hidden"]),
+        vocab_lse=torch.cat(parts["lse"]),
+        vocab_max=torch.cat(parts["max"]),
+        target_logit=torch.cat(parts["tlogit"]),
+        target=torch.cat(parts["target"]),
+        decision=torch.cat(parts["decision"]),
+        example=torch.cat(parts["example"]),
+        vocab_size=lm.vocab_size,
+    )

@@ -1,0 +1,292 @@
+"""Tools: what a toolken stands for.
+
+A tool is anything with a name, a description and an argument schema. Users write
+them three ways, and all three become one :class:`ToolSpec`:
+
+* a :class:`Tool` subclass: the docstring is the description, the typed ``run``
+  signature is the argument schema, the name is the snake_case class name::
+
+      class StockPrice(Tool):
+          '''Look up the latest price of a stock by its ticker symbol.'''
+
+          examples = [ToolExample("What does Apple trade at?", {"ticker": "AAPL"})]
+
+          def run(self, ticker: str) -> float: ...
+
+* a LangChain tool (``@tool`` or a ``BaseTool`` subclass), unchanged;
+* a plain function with type hints and a docstring.
+
+The description matters more here than in prompt-based tool calling: it is what the
+prior embedding of the tool's toolken is built from (see :mod:`toolken_agent.priors`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import inspect
+import json
+import re
+from dataclasses import dataclass, field
+from typing import Any, Callable, ClassVar, Mapping, Sequence, get_type_hints
+
+import jsonschema
+import pydantic
+
+from .errors import ToolsetError
+
+_NAME_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+
+
+class ArgumentsError(ValueError):
+    """Arguments that do not match a tool's schema; the message says which field."""
+
+
+@dataclass(frozen=True)
+class ToolExample:
+    """One example use of a tool: a user request and the arguments it calls for."""
+
+    prompt: str
+    args: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ToolSpec:
+    """The one form every tool takes inside toolken-agent.
+
+    ``parameters`` is a JSON schema of ``type: object``; ``func`` is called with the
+    validated arguments as keywords (``None`` for a schema-only tool, such as one bound
+    for structured output).
+    """
+
+    name: str
+    description: str
+    parameters: Mapping[str, Any]
+    func: Callable[..., Any] | None = field(default=None, compare=False, repr=False)
+    examples: tuple[ToolExample, ...] = ()
+    args_model: type[pydantic.BaseModel] | None = field(default=None, compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        if not _NAME_RE.match(self.name):
+            raise ToolsetError(
+                f"tool name {self.name!r} must be 1-64 letters, digits, '_' or '-'"
+            )
+        if not self.description.strip():
+            raise ToolsetError(f"tool {self.name!r} has no description (write a docstring)")
+        if self.parameters.get("type", "object") != "object":
+            raise ToolsetError(f"tool {self.name!r}: argument schema must be a JSON object schema")
+
+    @property
+    def fingerprint(self) -> str:
+        """A short hash of name, description and schema: what a trained toolken depends on."""
+        blob = json.dumps(
+            {"name": self.name, "description": self.description, "parameters": self.parameters},
+            sort_keys=True,
+            default=str,
+        )
+        return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+    def validate(self, args: Any) -> dict[str, Any]:
+        """Check ``args`` against the schema; return keyword arguments for ``func``.
+
+        Arguments are data: they are checked and converted, never evaluated.
+        """
+        if not isinstance(args, Mapping):
+            raise ArgumentsError(f"{self.name}: arguments must be a JSON object, got {type(args).__name__}")
+        if self.args_model is not None:
+            try:
+                model = self.args_model.model_validate(dict(args))
+            except pydantic.ValidationError as exc:
+                first = exc.errors()[0]
+                loc = ".".join(str(p) for p in first["loc"]) or "arguments"
+                raise ArgumentsError(f"{self.name}: {loc}: {first['msg']}") from None
+            return {name: getattr(model, name) for name in type(model).model_fields}
+        try:
+            jsonschema.validate(dict(args), dict(self.parameters))
+        except jsonschema.ValidationError as exc:
+            loc = ".".join(str(p) for p in exc.absolute_path) or "arguments"
+            raise ArgumentsError(f"{self.name}: {loc}: {exc.message}") from None
+        return dict(args)
+
+    def to_openai(self) -> dict[str, Any]:
+        """The OpenAI function-tool dict, the lingua franca of tool-calling APIs."""
+        return {
+            "type": "function",
+            "function": {"name": self.name, "description": self.description, "parameters": dict(self.parameters)},
+        }
+
+
+class Tool:
+    """Base class for tools written for toolken-agent.
+
+    Subclasses write a docstring (the description, from which the toolken's prior
+    embedding is built) and a typed ``run`` method (its signature is the argument
+    schema). ``name`` defaults to the snake_case class name; ``examples`` are optional
+    training examples used when no data file is given.
+    """
+
+    name: ClassVar[str | None] = None
+    examples: ClassVar[Sequence[ToolExample | tuple[str, Mapping[str, Any]]]] = ()
+
+    def run(self, **kwargs: Any) -> Any:  # pragma: no cover - always overridden
+        raise NotImplementedError
+
+    @classmethod
+    def tool_name(cls) -> str:
+        return cls.name or snake_case(cls.__name__)
+
+    def spec(self) -> ToolSpec:
+        cls = type(self)
+        if cls.run is Tool.run:
+            raise ToolsetError(f"tool class {cls.__name__} does not define run()")
+        description, arg_docs = split_docstring(cls.__doc__ or "")
+        model = args_model_from_signature(self.run, f"{cls.__name__}Args", arg_docs)
+        return ToolSpec(
+            name=cls.tool_name(),
+            description=description,
+            parameters=json_schema(model),
+            func=self.run,
+            examples=tuple(_as_example(e) for e in cls.examples),
+            args_model=model,
+        )
+
+
+def snake_case(name: str) -> str:
+    """``StockPrice`` -> ``stock_price``, ``HTTPGet`` -> ``http_get``."""
+    name = re.sub(r"([A-Z]+)([A-Z][a-z])", r"\1_\2", name)
+    name = re.sub(r"([a-z0-9])([A-Z])", r"\1_\2", name)
+    return name.lower()
+
+
+def split_docstring(doc: str) -> tuple[str, dict[str, str]]:
+    """Split a Google-style docstring into the description and per-argument docs.
+
+    The description is everything before an ``Args:`` / ``Returns:`` section; argument
+    lines ``name: text`` (or ``name (type): text``) under ``Args:`` become field
+    descriptions in the schema.
+    """
+    lines = inspect.cleandoc(doc).splitlines()
+    description: list[str] = []
+    arg_docs: dict[str, str] = {}
+    section = None
+    current = None
+    for line in lines:
+        header = line.strip().rstrip(":").lower()
+        if line.strip().endswith(":") and header in {"args", "arguments", "parameters", "returns", "raises", "examples", "example"}:
+            section = header
+            continue
+        if section is None:
+            description.append(line)
+        elif section in {"args", "arguments", "parameters"}:
+            m = re.match(r"^\s+(\w+)\s*(?:\([^)]*\))?\s*:\s*(.*)$", line)
+            if m:
+                current = m.group(1)
+                arg_docs[current] = m.group(2).strip()
+            elif current and line.strip():
+                arg_docs[current] += " " + line.strip()
+    return "\n".join(description).strip(), arg_docs
+
+
+def args_model_from_signature(
+    func: Callable[..., Any], model_name: str, arg_docs: Mapping[str, str] | None = None
+) -> type[pydantic.BaseModel]:
+    """A pydantic model whose fields are ``func``'s typed parameters."""
+    arg_docs = arg_docs or {}
+    try:
+        hints = get_type_hints(func, include_extras=True)
+    except Exception as exc:  # unresolvable forward references, for example
+        raise ToolsetError(f"cannot read the type hints of {func.__qualname__}: {exc}") from None
+    fields: dict[str, Any] = {}
+    for param in inspect.signature(func).parameters.values():
+        if param.name in {"self", "cls"} or param.kind in (param.VAR_POSITIONAL, param.VAR_KEYWORD):
+            continue
+        annotation = hints.get(param.name, Any)
+        default = ... if param.default is inspect.Parameter.empty else param.default
+        fields[param.name] = (annotation, pydantic.Field(default, description=arg_docs.get(param.name)))
+    return pydantic.create_model(model_name, **fields)
+
+
+def json_schema(model: type[pydantic.BaseModel]) -> dict[str, Any]:
+    schema = model.model_json_schema()
+    schema.pop("title", None)
+    for prop in schema.get("properties", {}).values():
+        prop.pop("title", None)
+    return schema
+
+
+def _as_example(example: Any) -> ToolExample:
+    if isinstance(example, ToolExample):
+        return example
+    if isinstance(example, (tuple, list)) and len(example) == 2:
+        return ToolExample(str(example[0]), dict(example[1]))
+    if isinstance(example, Mapping) and "prompt" in example:
+        return ToolExample(str(example["prompt"]), dict(example.get("args", {})))
+    raise ToolsetError(f"tool example {example!r} must be ToolExample(prompt, args) or (prompt, args)")
+
+
+def function_spec(func: Callable[..., Any], name: str | None = None) -> ToolSpec:
+    """A plain typed function with a docstring as a tool."""
+    description, arg_docs = split_docstring(func.__doc__ or "")
+    tool_name = name or func.__name__
+    model = args_model_from_signature(func, f"{tool_name}_args", arg_docs)
+    examples = tuple(_as_example(e) for e in getattr(func, "examples", ()))
+    return ToolSpec(tool_name, description, json_schema(model), func, examples, model)
+
+
+def langchain_spec(tool: Any) -> ToolSpec:
+    """A LangChain ``BaseTool`` (including ``@tool`` functions) as a tool."""
+    from langchain_core.utils.function_calling import convert_to_openai_tool
+
+    function = convert_to_openai_tool(tool)["function"]
+    examples = tuple(_as_example(e) for e in (tool.metadata or {}).get("examples", ()))
+    return ToolSpec(
+        name=function["name"],
+        description=function.get("description") or "",
+        parameters=function.get("parameters") or {"type": "object", "properties": {}},
+        func=lambda **kwargs: tool.invoke(kwargs),
+        examples=examples,
+    )
+
+
+def schema_spec(obj: Any) -> ToolSpec:
+    """A schema-only tool: an OpenAI tool dict, a JSON schema, or a pydantic class."""
+    from langchain_core.utils.function_calling import convert_to_openai_tool
+
+    try:
+        function = convert_to_openai_tool(obj)["function"]
+    except Exception as exc:
+        raise ToolsetError(f"cannot use {obj!r} as a tool: {exc}") from None
+    model = obj if isinstance(obj, type) and issubclass(obj, pydantic.BaseModel) else None
+    return ToolSpec(
+        name=function["name"],
+        description=function.get("description") or "",
+        parameters=function.get("parameters") or {"type": "object", "properties": {}},
+        args_model=model,
+    )
+
+
+def to_spec(obj: Any) -> ToolSpec:
+    """Turn any supported tool definition into a :class:`ToolSpec`.
+
+    Dispatch is explicit; an unknown kind of object is an error, not a guess.
+    """
+    if isinstance(obj, ToolSpec):
+        return obj
+    if isinstance(obj, type) and issubclass(obj, Tool):
+        return obj().spec()
+    if isinstance(obj, Tool):
+        return obj.spec()
+    if _is_langchain_tool(obj):
+        return langchain_spec(obj)
+    if isinstance(obj, Mapping) or (isinstance(obj, type) and issubclass(obj, pydantic.BaseModel)):
+        return schema_spec(obj)
+    if inspect.isfunction(obj) or inspect.ismethod(obj):
+        return function_spec(obj)
+    raise ToolsetError(f"{obj!r} is not a tool (expected a Tool subclass, a LangChain tool, or a function)")
+
+
+def _is_langchain_tool(obj: Any) -> bool:
+    try:
+        from langchain_core.tools import BaseTool
+    except ImportError:  # pragma: no cover - langchain-core is a dependency
+        return False
+    return isinstance(obj, BaseTool)

@@ -1,0 +1,183 @@
+"""A frozen LM, a toolset and a toolken head together: what users train, save and load.
+
+    >>> from toolken_agent import Toolkens, load_model, load_toolset
+    >>> lm, tools = load_model(), load_toolset("math")
+    >>> toolkens, report = Toolkens.fit(lm, tools, conversations)      # doctest: +SKIP
+    >>> toolkens.save("runs/math")                                     # doctest: +SKIP
+    >>> Toolkens.load("runs/math", tools)                              # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import torch
+
+from .chat_format import ChatFormat
+from .checkpoint import ToolkenConfig, check_model, check_tools, load_checkpoint, save_checkpoint
+from .conversation import Conversation
+from .data import split_holdout
+from .errors import CheckpointError
+from .features import Features, extract_features
+from .head import ToolkenHead, joint_logits
+from .model import FrozenLM, load_model
+from .priors import DEFAULT_PRIOR, build_priors
+from .toolset import Toolset
+from .training import TrainConfig, TrainingInterrupted, TrainResult, selection_accuracy, train_head
+
+
+@dataclass
+class FitReport:
+    examples: int = 0
+    heldout_examples: int = 0
+    positions: int = 0
+    call_positions: int = 0
+    tokens: int = 0
+    cache_seconds: float = 0.0
+    train: TrainResult = field(default_factory=TrainResult)
+    prior_heldout: dict[str, float] = field(default_factory=dict)
+    heldout: dict[str, float] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "examples": self.examples,
+            "heldout_examples": self.heldout_examples,
+            "positions": self.positions,
+            "call_positions": self.call_positions,
+            "tokens": self.tokens,
+            "cache_seconds": round(self.cache_seconds, 3),
+            "train_seconds": round(self.train.seconds, 3),
+            "epochs_done": len(self.train.epoch_losses),
+            "final_loss": self.train.epoch_losses[-1] if self.train.epoch_losses else None,
+            "interrupted": self.train.interrupted,
+            "prior_heldout": self.prior_heldout,
+            "heldout": self.heldout,
+        }
+
+
+@dataclass
+class Toolkens:
+    """The frozen ``lm``, the ``toolset`` (toolken ``k`` is ``toolset.specs[k]``) and the ``head``."""
+
+    lm: FrozenLM
+    toolset: Toolset
+    head: ToolkenHead
+    prior: str = DEFAULT_PRIOR
+    lambda_: float = 0.01
+    training: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def chat_format(self) -> ChatFormat:
+        if not hasattr(self, "_format"):
+            self._format = ChatFormat(self.lm.tokenizer, self.toolset.names, self.lm.vocab_size)
+        return self._format
+
+    @classmethod
+    def from_priors(cls, lm: FrozenLM, toolset: Toolset, *, prior: str = DEFAULT_PRIOR, bias: bool = True,
+                    seed: int = 0, lambda_: float = 0.01) -> "Toolkens":
+        """Untrained toolkens: each row is its tool's prior embedding."""
+        head = ToolkenHead(build_priors(lm, toolset.specs, prior, seed=seed), bias=bias)
+        return cls(lm, toolset, head, prior=prior, lambda_=lambda_)
+
+    @torch.no_grad()
+    def logits(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None, *, toolkens: bool = True) -> torch.Tensor:
+        """Joint logits ``(B, T, V + n_tools)`` in fp32 for ``input_ids`` ``(B, T)``."""
+        hidden, _ = self.lm.hidden_states(input_ids.to(self.lm.device), attention_mask)
+        return joint_logits(self.lm.vocab_logits(hidden), self.head(hidden), toolkens=toolkens)
+
+    # -- training ---------------------------------------------------------------------
+    def features(self, conversations: Sequence[Conversation], *, on_progress: Callable[[int], None] | None = None) -> Features:
+        """Render ``conversations`` with training targets and run the frozen pass once."""
+        rendered = [self.chat_format.render(c.messages, train=True) for c in conversations]
+        return extract_features(self.lm, rendered, on_progress=on_progress)
+
+    @classmethod
+    def fit(
+        cls,
+        lm: FrozenLM,
+        toolset: Toolset,
+        conversations: Sequence[Conversation],
+        *,
+        prior: str = DEFAULT_PRIOR,
+        bias: bool = True,
+        config: TrainConfig = TrainConfig(),
+        holdout: float = 0.2,
+        on_cache_progress: Callable[[int], None] | None = None,
+        on_epoch: Callable[[int, float], None] | None = None,
+    ) -> tuple["Toolkens", FitReport]:
+        """Build priors, cache features, train on all but a held-out share, report accuracy.
+
+        Raises :class:`~toolken_agent.training.TrainingInterrupted` on Ctrl-C with the
+        toolkens of the last finished epoch attached as ``exc.toolkens``.
+        """
+        toolkens = cls.from_priors(lm, toolset, prior=prior, bias=bias, seed=config.seed, lambda_=config.lambda_)
+        report = FitReport()
+        start = time.perf_counter()
+
+        def count_tokens(n: int) -> None:
+            report.tokens += n
+            if on_cache_progress is not None:
+                on_cache_progress(n)
+
+        feats = toolkens.features(conversations, on_progress=count_tokens)
+        report.cache_seconds = time.perf_counter() - start
+        train_idx, held_idx = split_holdout(len(conversations), holdout, seed=config.seed)
+        train_feats = feats.for_examples(train_idx)
+        report.examples, report.heldout_examples = len(train_idx), len(held_idx)
+        report.positions = len(train_feats)
+        report.call_positions = int((train_feats.tool_target >= 0).sum())
+        held_feats = feats.for_examples(held_idx) if held_idx else None
+        if held_feats is not None:
+            report.prior_heldout = selection_accuracy(toolkens.head, held_feats)
+        try:
+            report.train = train_head(toolkens.head, train_feats, config, on_epoch=on_epoch)
+        except TrainingInterrupted as exc:
+            report.train = exc.result
+            toolkens.training = report.as_dict()
+            exc.toolkens = toolkens  # type: ignore[attr-defined]
+            raise
+        if held_feats is not None:
+            report.heldout = selection_accuracy(toolkens.head, held_feats)
+        toolkens.training = report.as_dict()
+        return toolkens, report
+
+    # -- persistence ------------------------------------------------------------------
+    def config(self) -> ToolkenConfig:
+        return ToolkenConfig(
+            model=self.lm.spec,
+            model_name=self.lm.name,
+            model_fingerprint=self.lm.fingerprint,
+            hidden_size=self.lm.hidden_size,
+            tools=ToolkenConfig.tools_of(self.toolset.specs),
+            prior=self.prior,
+            lambda_=self.lambda_,
+            bias=self.head.bias is not None,
+            training=dict(self.training),
+        )
+
+    def save(self, path: str | Path) -> Path:
+        return save_checkpoint(path, self.head, self.config())
+
+    @classmethod
+    def load(cls, path: str | Path, toolset: Toolset, *, lm: FrozenLM | None = None, model: str | None = None,
+             dtype: str | None = "auto") -> "Toolkens":
+        """Load a checkpoint for ``toolset``, refusing another model or changed tools.
+
+        The toolset must hold exactly the trained tools (any order); toolkens are
+        reordered to match it.
+        """
+        head, config = load_checkpoint(path)
+        lm = lm or load_model(model or config.model, dtype=dtype)
+        check_model(config, lm.fingerprint, lm.hidden_size, where=str(path))
+        check_tools(config, toolset.specs, where=str(path))
+        missing = [n for n in toolset.names if n not in config.tool_names]
+        extra = [n for n in config.tool_names if n not in toolset.names]
+        if missing or extra:
+            detail = "; ".join(p for p in (f"untrained: {', '.join(missing)}" if missing else "",
+                                           f"not in the toolset: {', '.join(extra)}" if extra else "") if p)
+            raise CheckpointError(f"{path} was trained for a different toolset ({detail})")
+        head = head.select([config.tool_names.index(n) for n in toolset.names])
+        return cls(lm, toolset, head, prior=config.prior, lambda_=config.lambda_, training=config.training)
