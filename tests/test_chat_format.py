@@ -57,7 +57,7 @@ def test_tool_results_render_in_the_templates_tool_role(tiny_lm):
                            Message("tool", "7", tool_call_id="c1")])
     text = tiny_lm.tokenizer.decode(rendered.input_ids)
     assert "<|im_start|>tool\n7<|im_end|>" in text
-    assert '<tool_call>\n{"name": "add", "arguments": {"a": 1}}\n</tool_call>' in text
+    assert '<tool_call>\n{"name": "add", "arguments": {"a":1}}\n</tool_call>' in text
 
 
 def test_template_without_tool_role_falls_back_to_a_user_turn(tiny_lm):

@@ -29,7 +29,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Sequence
 
-from .conversation import Message, ToolCall
+from .conversation import Message
 
 CALL_OPEN = "<tool_call>\n"
 CALL_CLOSE = "}\n</tool_call>"
@@ -45,18 +45,18 @@ _SENTINEL = "\x00{}\x00"
 _SENTINEL_RE = re.compile("\x00(\\d+)\x00")
 
 
-def call_prefix(name: str) -> str:
-    """The text the decoder appends when the toolken for ``name`` fires."""
-    return CALL_OPEN + '{"name": ' + json.dumps(name) + ', "arguments": '
+def call_prefix(name: str, *, first: bool = True) -> str:
+    """The text the decoder appends when the toolken for ``name`` fires.
+
+    A second call in the same turn starts on a new line, so the toolken of every call
+    sits right after the previous ``</tool_call>``, where a last call has ``<|im_end|>``.
+    """
+    return ("" if first else CALL_SEPARATOR) + CALL_OPEN + '{"name": ' + json.dumps(name, ensure_ascii=False) + ', "arguments": '
 
 
 def arguments_text(args: Any) -> str:
-    return json.dumps(args, ensure_ascii=False)
-
-
-def call_text(call: ToolCall) -> str:
-    """A complete call as rendered in history: prefix, arguments, close."""
-    return call_prefix(call.name) + arguments_text(dict(call.args)) + CALL_CLOSE
+    """Arguments as the constrained decoder writes them: compact JSON, non-ASCII kept."""
+    return json.dumps(args, ensure_ascii=False, separators=(",", ":"))
 
 
 def tool_result_text(content: str) -> str:
@@ -162,10 +162,9 @@ class ChatFormat:
                 out.add_target(self.vocab_size + self.tool_index[call.name], decision=True)
             # Three segments, as the decoder produces them: the prefix it appends when
             # the toolken fires, the arguments the LM writes, then the close.
-            close = CALL_CLOSE + (CALL_SEPARATOR if i + 1 < len(message.tool_calls) else "")
-            out.add(self.encode_text(call_prefix(call.name)))
+            out.add(self.encode_text(call_prefix(call.name, first=i == 0)))
             out.add(self.encode_text(arguments_text(dict(call.args))))
-            out.add(self.encode_text(close))
+            out.add(self.encode_text(CALL_CLOSE))
 
     def _template_pieces(self, messages: Sequence[Message], add_generation_prompt: bool) -> tuple[list[str], list[int]]:
         """Render with sentinels for contents; return the template glue between them."""

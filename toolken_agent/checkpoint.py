@@ -50,6 +50,7 @@ class ToolkenConfig:
     lambda_: float
     bias: bool
     training: dict[str, Any] = field(default_factory=dict)
+    toolset: str = ""  # where the tools came from (--tools), so `chat` can find them again
     format_version: int = FORMAT_VERSION
     weights_sha256: str = ""
 

@@ -179,6 +179,11 @@ def _print_fit(report, out_dir: Path, seconds: float) -> None:
     print(json.dumps({k: v for k, v in figures.items() if k in ("heldout", "prior_heldout", "cache_seconds", "train_seconds")}))
 
 
+from .repl import chat_command  # noqa: E402  (after app: repl imports cli lazily)
+
+app.command("chat")(chat_command)
+
+
 def main() -> None:
     """Console-script entry point."""
     try:

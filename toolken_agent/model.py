@@ -26,7 +26,7 @@ import sys
 import tempfile
 import threading
 import zipfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -68,6 +68,8 @@ class FrozenLM:
     name: str
     _fingerprint: str | None = None
     _lm_head_fp32: torch.Tensor | None = None
+    lock: threading.RLock = field(default_factory=threading.RLock, repr=False)
+    """Serializes forward passes between threads sharing this model."""
 
     @property
     def device(self) -> torch.device:

@@ -31,6 +31,7 @@ from typing import Any, Callable, ClassVar, Mapping, Sequence, get_type_hints
 
 import jsonschema
 import pydantic
+from typing_extensions import is_typeddict
 
 from .errors import ToolsetError
 
@@ -277,7 +278,7 @@ def to_spec(obj: Any) -> ToolSpec:
         return obj.spec()
     if _is_langchain_tool(obj):
         return langchain_spec(obj)
-    if isinstance(obj, Mapping) or (isinstance(obj, type) and issubclass(obj, pydantic.BaseModel)):
+    if isinstance(obj, Mapping) or (isinstance(obj, type) and issubclass(obj, pydantic.BaseModel)) or is_typeddict(obj):
         return schema_spec(obj)
     if inspect.isfunction(obj) or inspect.ismethod(obj):
         return function_spec(obj)

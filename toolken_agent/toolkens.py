@@ -156,20 +156,28 @@ class Toolkens:
             lambda_=self.lambda_,
             bias=self.head.bias is not None,
             training=dict(self.training),
+            toolset=self.toolset.source,
         )
 
     def save(self, path: str | Path) -> Path:
         return save_checkpoint(path, self.head, self.config())
 
     @classmethod
-    def load(cls, path: str | Path, toolset: Toolset, *, lm: FrozenLM | None = None, model: str | None = None,
+    def load(cls, path: str | Path, toolset: Toolset | None = None, *, lm: FrozenLM | None = None, model: str | None = None,
              dtype: str | None = "auto") -> "Toolkens":
         """Load a checkpoint for ``toolset``, refusing another model or changed tools.
 
         The toolset must hold exactly the trained tools (any order); toolkens are
-        reordered to match it.
+        reordered to match it. Without ``toolset``, the one recorded at training
+        time (``--tools``) is loaded again.
         """
         head, config = load_checkpoint(path)
+        if toolset is None:
+            if not config.toolset:
+                raise CheckpointError(f"{path} does not record its toolset; pass the tools explicitly")
+            from .toolset import load_toolset
+
+            toolset = load_toolset(config.toolset)
         lm = lm or load_model(model or config.model, dtype=dtype)
         check_model(config, lm.fingerprint, lm.hidden_size, where=str(path))
         check_tools(config, toolset.specs, where=str(path))

@@ -81,7 +81,7 @@ def load_toolset(ref: str) -> Toolset:
     if ref.endswith(".py") or path.is_file():
         if not path.is_file():
             raise ToolsetError(f"no such file: {ref}")
-        return make_toolset(discover(_import_file(path)), ref)
+        return make_toolset(discover(_import_file(path)), str(path.resolve()))
     registry = registered_toolsets()
     if ref in registry:
         try:

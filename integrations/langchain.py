@@ -1,0 +1,340 @@
+"""``ChatToolken``: a LangChain chat model whose tool choice comes from toolken logits.
+
+Setup:
+    .. code-block:: bash
+
+        pip install torch==2.13.0 toolken-agent
+        toolken-agent train --tools mytools.py --out toolkens-mine   # optional
+
+Instantiate:
+    .. code-block:: python
+
+        from toolken_agent import ChatToolken
+
+        llm = ChatToolken()                                  # embedded SmolLM2-135M-Instruct
+        llm = ChatToolken(toolkens="toolkens-mine", temperature=0.0, max_tokens=256)
+
+Invoke:
+    .. code-block:: python
+
+        llm.invoke("Write a haiku about the sea.")
+
+Tool calling:
+    .. code-block:: python
+
+        from langchain_core.tools import tool
+
+        @tool
+        def get_weather(city: str) -> str:
+            '''Get the current weather for a city.'''
+            return "sunny"
+
+        llm.bind_tools([get_weather]).invoke("What's the weather in Paris?").tool_calls
+        # [{'name': 'get_weather', 'args': {'city': 'Paris'}, 'id': 'call_...', 'type': 'tool_call'}]
+
+No tool schema is written into the prompt. Each bound tool is a toolken: the trained row
+from ``toolkens`` when the checkpoint has that tool, else a zero-shot row from the
+tool's prior embedding, calibrated so that it stays quiet on requests that need no tool.
+Arguments are written by the model under the tool's JSON schema, so they always parse.
+
+The constructor is cheap: the model loads on first use, once per process for all
+instances with the same ``model`` and ``dtype``.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import warnings
+from typing import Any, Callable, Iterator, Literal, Sequence
+
+import torch
+from langchain_core.callbacks import CallbackManagerForLLMRun
+from langchain_core.language_models import BaseChatModel, LanguageModelInput
+from langchain_core.messages import (
+    AIMessage,
+    AIMessageChunk,
+    BaseMessage,
+    ChatMessage,
+    HumanMessage,
+    SystemMessage,
+    ToolMessage,
+)
+from langchain_core.messages.ai import UsageMetadata
+from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
+from langchain_core.runnables import Runnable
+from pydantic import Field
+
+from ..calibration import zero_shot_bias
+from ..checkpoint import ToolkenConfig, check_model, load_checkpoint
+from ..conversation import Message, ToolCall, content_text
+from ..decoding import CallFinished, Decoder, DecodeConfig, Finished, TextChunk
+from ..head import ToolkenHead
+from ..model import FrozenLM, load_model
+from ..priors import DEFAULT_PRIOR, build_priors
+from ..tool import ToolSpec, to_spec
+from ..toolkens import Toolkens
+from ..toolset import Toolset
+
+
+class _Runtime:
+    """What instances with the same model and checkpoint share: the LM, rows, grammar."""
+
+    def __init__(self, model: str | None, dtype: str, toolkens: str | None):
+        from ..arguments import ArgumentGrammar
+
+        self.lm: FrozenLM = load_model(model, dtype=dtype)
+        self.trained: dict[str, tuple[torch.Tensor, float, str]] = {}
+        self.prior = DEFAULT_PRIOR
+        if toolkens is not None:
+            head, config = load_checkpoint(toolkens)
+            check_model(config, self.lm.fingerprint, self.lm.hidden_size, where=toolkens)
+            self.prior = config.prior
+            for i, tool in enumerate(config.tools):
+                bias = float(head.bias[i]) if head.bias is not None else 0.0
+                self.trained[tool["name"]] = (head.weight[i].detach().clone(), bias, tool["fingerprint"])
+        self.zero_shot: dict[str, tuple[torch.Tensor, float]] = {}
+        self.grammar = ArgumentGrammar(self.lm.tokenizer, self.lm.vocab_size)
+        self.lock = threading.Lock()
+
+    def toolkens(self, specs: Sequence[ToolSpec]) -> Toolkens:
+        """A head over ``specs``: trained rows where the checkpoint has them, else zero-shot."""
+        rows, biases = [], []
+        with self.lock:
+            for spec in specs:
+                if spec.name in self.trained:
+                    row, bias, fingerprint = self.trained[spec.name]
+                    if fingerprint != spec.fingerprint:
+                        warnings.warn(f"tool {spec.name!r} changed since its toolken was trained; using the trained row",
+                                      stacklevel=3)
+                else:
+                    row, bias = self._zero_shot(spec)
+                rows.append(row)
+                biases.append(bias)
+        d = self.lm.hidden_size
+        weight = torch.stack(rows) if rows else torch.zeros(0, d)
+        head = ToolkenHead(weight, bias=True)
+        with torch.no_grad():
+            head.bias.copy_(torch.tensor(biases, dtype=torch.float32))
+        return Toolkens(self.lm, Toolset(tuple(specs), "bound tools"), head, prior=self.prior)
+
+    def _zero_shot(self, spec: ToolSpec) -> tuple[torch.Tensor, float]:
+        key = spec.fingerprint
+        if key not in self.zero_shot:
+            row = build_priors(self.lm, [spec], self.prior if self.prior != "random" else DEFAULT_PRIOR)[0]
+            self.zero_shot[key] = (row, float(zero_shot_bias(self.lm, row[None])[0]))
+        return self.zero_shot[key]
+
+
+_RUNTIMES: dict[tuple, _Runtime] = {}
+_RUNTIMES_LOCK = threading.Lock()
+
+
+def _runtime(model: str | None, dtype: str, toolkens: str | None) -> _Runtime:
+    key = (model, dtype, toolkens)
+    with _RUNTIMES_LOCK:
+        if key not in _RUNTIMES:
+            _RUNTIMES[key] = _Runtime(model, dtype, toolkens)
+        return _RUNTIMES[key]
+
+
+class ChatToolken(BaseChatModel):
+    """A frozen local LM that calls tools through toolkens (see the module docstring)."""
+
+    model: str | None = None
+    """Model spec: HF id, local directory, ``.gguf`` file; ``None`` is the embedded default."""
+    toolkens: str | None = None
+    """Checkpoint directory from ``toolken-agent train`` (optional)."""
+    temperature: float = 0.0
+    max_tokens: int | None = 256
+    stop: list[str] | None = Field(default=None, alias="stop_sequences")
+    tool_bias: float = 0.0
+    """Added to every toolken logit: higher fires tools more readily."""
+    max_calls: int = 1
+    """Calls in one reply; binding with ``parallel_tool_calls=True`` allows up to 4."""
+    tool_timeout: float = 30.0
+    dtype: str = "auto"
+    seed: int | None = None
+    max_retries: int = 0
+    timeout: float | None = None
+
+    model_config = {"populate_by_name": True}
+
+    @property
+    def _llm_type(self) -> str:
+        return "toolken"
+
+    @property
+    def _identifying_params(self) -> dict[str, Any]:
+        return {"model": self.model or "default", "toolkens": self.toolkens, "temperature": self.temperature,
+                "max_tokens": self.max_tokens}
+
+    def _get_ls_params(self, stop: list[str] | None = None, **kwargs: Any):
+        params = super()._get_ls_params(stop=stop, **kwargs)
+        params["ls_provider"] = "toolken"
+        params["ls_model_name"] = kwargs.get("model") or self.model or "default"
+        return params
+
+    # -- tools ---------------------------------------------------------------------------
+    def bind_tools(
+        self,
+        tools: Sequence[dict[str, Any] | type | Callable | Any],
+        *,
+        tool_choice: dict | str | Literal["auto", "any", "required", "none"] | bool | None = None,
+        **kwargs: Any,
+    ) -> Runnable[LanguageModelInput, AIMessage]:
+        """Bind tools; each becomes a toolken (trained or zero-shot). No prompt is added."""
+        specs = [to_spec(t) for t in tools]
+        return super().bind(tools=[s.to_openai() for s in specs], tool_choice=_tool_choice(tool_choice, specs), **kwargs)
+
+    # -- generation ----------------------------------------------------------------------
+    def _decode(self, messages: list[BaseMessage], stop: list[str] | None, **kwargs: Any) -> Iterator[Any]:
+        runtime = _runtime(kwargs.get("model") or self.model, self.dtype, self.toolkens)
+        specs = [to_spec(t) for t in kwargs.get("tools") or []]
+        toolkens = runtime.toolkens(specs)
+        config = DecodeConfig(
+            max_new_tokens=kwargs.get("max_tokens") or self.max_tokens or 256,
+            temperature=kwargs.get("temperature", self.temperature),
+            stop=tuple(stop or self.stop or ()),
+            tool_choice=kwargs.get("tool_choice") or "auto",
+            max_calls=max(self.max_calls, 4) if kwargs.get("parallel_tool_calls") else self.max_calls,
+            tool_bias=self.tool_bias,
+            tool_timeout=self.tool_timeout,
+            seed=self.seed,
+        )
+        decoder = Decoder(toolkens, runtime.grammar)
+        yield from decoder.stream(to_messages(messages), config, run_tools=False)
+
+    def _stream(self, messages: list[BaseMessage], stop: list[str] | None = None,
+                run_manager: CallbackManagerForLLMRun | None = None, **kwargs: Any) -> Iterator[ChatGenerationChunk]:
+        for event in self._decode(messages, stop, **kwargs):
+            if isinstance(event, TextChunk):
+                chunk = ChatGenerationChunk(message=AIMessageChunk(content=event.text))
+                if run_manager:
+                    run_manager.on_llm_new_token(event.text, chunk=chunk)
+                yield chunk
+            elif isinstance(event, CallFinished):
+                # Arguments that did not complete stay as written: LangChain reports
+                # them as an invalid tool call.
+                args = event.raw_arguments if event.error else json.dumps(dict(event.call.args), ensure_ascii=False)
+                yield ChatGenerationChunk(message=AIMessageChunk(content="", tool_call_chunks=[{
+                    "name": event.call.name, "args": args, "id": event.call.id, "index": event.index,
+                    "type": "tool_call_chunk"}]))
+            elif isinstance(event, Finished):
+                usage = UsageMetadata(input_tokens=event.prompt_tokens, output_tokens=event.completion_tokens,
+                                      total_tokens=event.prompt_tokens + event.completion_tokens)
+                yield ChatGenerationChunk(
+                    message=AIMessageChunk(content="", usage_metadata=usage, chunk_position="last",
+                                           response_metadata={"model_name": self._model_name(),
+                                                              "finish_reason": event.reason,
+                                                              "model_provider": "toolken"}),
+                    generation_info={"finish_reason": event.reason},
+                )
+
+    def _generate(self, messages: list[BaseMessage], stop: list[str] | None = None,
+                  run_manager: CallbackManagerForLLMRun | None = None, **kwargs: Any) -> ChatResult:
+        final: AIMessageChunk | None = None
+        for chunk in self._stream(messages, stop, run_manager, **kwargs):
+            final = chunk.message if final is None else final + chunk.message
+        assert final is not None  # the decoder always ends with Finished
+        message = AIMessage(
+            content=final.content,
+            tool_calls=final.tool_calls,
+            invalid_tool_calls=final.invalid_tool_calls,
+            usage_metadata=final.usage_metadata,
+            response_metadata=final.response_metadata,
+            id=final.id,
+        )
+        return ChatResult(generations=[ChatGeneration(message=message,
+                                                      generation_info={"finish_reason": final.response_metadata.get("finish_reason")})])
+
+    def _model_name(self) -> str:
+        return self.model or "SmolLM2-135M-Instruct"
+
+
+def _tool_choice(choice: Any, specs: Sequence[ToolSpec]) -> str:
+    """Normalize LangChain's many spellings of tool_choice to auto/none/required/<name>."""
+    if choice in (None, "auto", False):
+        return "auto" if choice is not False else "none"
+    if choice is True:
+        return "required"
+    if isinstance(choice, dict):
+        name = choice.get("function", {}).get("name") or choice.get("name")
+        if not name:
+            raise ValueError(f"unsupported tool_choice {choice!r}")
+        choice = name
+    if choice in ("any", "required"):
+        return "required"
+    if choice == "none":
+        return "none"
+    if choice not in [s.name for s in specs]:
+        raise ValueError(f"tool_choice {choice!r} is not one of the bound tools")
+    return choice
+
+
+def to_messages(messages: Sequence[BaseMessage]) -> list[Message]:
+    """LangChain messages as toolken-agent messages; unknown kinds are an error."""
+    out = []
+    for m in messages:
+        if isinstance(m, SystemMessage):
+            out.append(Message("system", _text(m)))
+        elif isinstance(m, HumanMessage):
+            out.append(Message("user", _text(m)))
+        elif isinstance(m, AIMessage):
+            calls = tuple(ToolCall(c["name"], dict(c.get("args") or {}), c.get("id")) for c in m.tool_calls)
+            out.append(Message("assistant", _text(m), tool_calls=calls))
+        elif isinstance(m, ToolMessage):
+            text = _text(m)
+            if getattr(m, "status", "success") == "error" and not text.lower().startswith("error"):
+                text = f"Error: {text}"
+            out.append(Message("tool", text, tool_call_id=m.tool_call_id, name=m.name))
+        elif isinstance(m, ChatMessage):
+            role = {"human": "user", "ai": "assistant"}.get(m.role, m.role)
+            if role not in ("system", "user", "assistant", "tool"):
+                raise ValueError(f"unsupported chat message role {m.role!r}")
+            out.append(Message(role, _text(m)))
+        else:
+            raise ValueError(f"unsupported message type {type(m).__name__}")
+    return out
+
+
+def _text(message: BaseMessage) -> str:
+    content = message.content
+    if isinstance(content, list):
+        parts = []
+        for block in content:
+            if isinstance(block, str):
+                parts.append(block)
+            elif isinstance(block, dict) and block.get("type") == "text":
+                parts.append(block.get("text", ""))
+            elif isinstance(block, dict) and block.get("type") in ("tool_use", "tool_call"):
+                continue  # Anthropic-style call blocks duplicate message.tool_calls
+            else:
+                kind = block.get("type") if isinstance(block, dict) else type(block).__name__
+                raise ValueError(f"ChatToolken reads text only; got a {kind!r} content block")
+        return "".join(parts)
+    return content_text(content)
+
+
+def as_langchain_tool(tool: Any) -> Any:
+    """Any tool definition (a ``Tool`` subclass, a function, a spec) as a LangChain tool.
+
+    Lets the built-in toolsets and ``Tool`` classes run inside LangChain agents::
+
+        from toolken_agent.tools.math import TOOLS
+        agent = create_agent(ChatToolken(toolkens="toolkens-math"), [as_langchain_tool(t) for t in TOOLS])
+    """
+    from langchain_core.tools import BaseTool, StructuredTool
+
+    if isinstance(tool, BaseTool):
+        return tool
+    spec = to_spec(tool)
+    if spec.func is None:
+        raise ValueError(f"tool {spec.name!r} has no implementation to run")
+    func = spec.func
+
+    def run(**kwargs: Any) -> Any:
+        return func(**spec.validate(kwargs))
+
+    return StructuredTool.from_function(func=run, name=spec.name, description=spec.description,
+                                        args_schema=spec.args_model or dict(spec.parameters))

@@ -1,0 +1,167 @@
+"""The decoding loop: mode switch, tool_choice, tool execution, streaming."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from toolken_agent.conversation import Message
+from toolken_agent.decoding import CallFinished, Decoder, DecodeConfig, Finished, TextChunk, ToolResult
+from toolken_agent.processors import ToolChoice
+from toolken_agent.tool import Tool
+from toolken_agent.toolkens import Toolkens
+from toolken_agent.toolset import make_toolset
+
+
+class Ping(Tool):
+    """Check that the service answers."""
+
+    def run(self) -> str:
+        return "pong"
+
+
+class Explode(Tool):
+    """A tool that always fails."""
+
+    def run(self) -> str:
+        raise RuntimeError("boom")
+
+
+class Echo(Tool):
+    """Repeat a piece of text back."""
+
+    def run(self, text: str) -> str:
+        return text
+
+
+def toolkens_for(lm, tools, fire=None):
+    toolkens = Toolkens.from_priors(lm, make_toolset(tools), prior="random")
+    with torch.no_grad():
+        toolkens.head.bias.fill_(-1e4)
+        if fire is not None:
+            toolkens.head.bias[fire] = 1e4
+    return toolkens
+
+
+def events(toolkens, text="hi", run_tools=True, **config):
+    return list(Decoder(toolkens).stream([Message("user", text)], DecodeConfig(**config), run_tools=run_tools))
+
+
+def test_with_toolkens_masked_decoding_equals_plain_greedy_generation(tiny_lm):
+    toolkens = toolkens_for(tiny_lm, [Ping], fire=0)
+    got = events(toolkens, "What is 3 plus 4?", tool_choice="none", max_new_tokens=12)
+    text = "".join(e.text for e in got if isinstance(e, TextChunk))
+    prompt = toolkens.chat_format.render([Message("user", "What is 3 plus 4?")], add_generation_prompt=True).input_ids
+    with torch.no_grad():
+        out = tiny_lm.model.generate(torch.tensor([prompt]), max_new_tokens=12, do_sample=False,
+                                     eos_token_id=sorted(Decoder(toolkens).end_ids), pad_token_id=0)
+    expected = tiny_lm.tokenizer.decode(out[0, len(prompt):], skip_special_tokens=True)
+    assert text == expected
+    assert not any(isinstance(e, CallFinished) for e in got)
+
+
+def test_a_winning_toolken_calls_the_tool_and_splices_its_result(tiny_lm):
+    got = events(toolkens_for(tiny_lm, [Ping], fire=0), max_calls=1, max_new_tokens=3)
+    (result,) = [e for e in got if isinstance(e, ToolResult)]
+    assert result.call.name == "ping" and result.content == "pong" and not result.is_error
+    finished = got[-1]
+    assert isinstance(finished, Finished)
+    roles = [m.role for m in finished.messages]
+    assert roles[:3] == ["user", "assistant", "tool"] and finished.messages[2].content == "pong"
+
+
+def test_multi_hop_stops_at_max_calls(tiny_lm):
+    got = events(toolkens_for(tiny_lm, [Ping, Echo], fire=0), max_calls=3, max_new_tokens=2)
+    assert len([e for e in got if isinstance(e, ToolResult)]) == 3
+
+
+def test_a_raising_tool_becomes_an_error_result_and_decoding_goes_on(tiny_lm):
+    got = events(toolkens_for(tiny_lm, [Explode], fire=0), max_calls=1, max_new_tokens=3)
+    (result,) = [e for e in got if isinstance(e, ToolResult)]
+    assert result.is_error and "boom" in result.content
+    assert isinstance(got[-1], Finished)
+
+
+def test_incomplete_arguments_are_an_error_result_and_the_tool_never_runs(tiny_lm):
+    ran = []
+
+    class Record(Tool):
+        """Record a text."""
+
+        def run(self, text: str) -> str:
+            ran.append(text)
+            return "ok"
+
+    got = events(toolkens_for(tiny_lm, [Record], fire=0), max_calls=1, max_argument_tokens=2, max_new_tokens=2)
+    (finished_call,) = [e for e in got if isinstance(e, CallFinished)]
+    assert finished_call.error
+    (result,) = [e for e in got if isinstance(e, ToolResult)]
+    assert result.is_error and ran == []
+
+
+@pytest.mark.parametrize("choice", ["required", "any", "echo"])
+def test_forced_tool_choice_calls_even_when_words_win(tiny_lm, choice):
+    toolkens = toolkens_for(tiny_lm, [Ping, Echo])  # toolkens at -1e4: words always win
+    got = events(toolkens, tool_choice=choice, max_calls=1, max_new_tokens=2, run_tools=False)
+    calls = [e for e in got if isinstance(e, CallFinished)]
+    assert len(calls) == 1
+    if choice == "echo":
+        assert calls[0].call.name == "echo"
+    assert got[-1].reason == "tool_calls"
+
+
+def test_stop_strings_end_the_text_and_never_stream_past_it(tiny_lm):
+    toolkens = toolkens_for(tiny_lm, [Ping])
+    free = "".join(e.text for e in events(toolkens, tool_choice="none", max_new_tokens=20) if isinstance(e, TextChunk))
+    assert len(free) > 4
+    stop = free[2:4]
+    got = events(toolkens, tool_choice="none", max_new_tokens=20, stop=(stop,))
+    streamed = "".join(e.text for e in got if isinstance(e, TextChunk))
+    assert stop not in streamed and free.startswith(streamed)
+    assert got[-1].reason == "stop" and got[-1].messages[-1].content == streamed
+
+
+def vocab_and_tools(v=4, n=2):
+    return torch.zeros(v + n)
+
+
+@pytest.mark.parametrize(
+    "choice, calls, expect_words, expect_tools",
+    [
+        ("auto", 0, True, [True, True]),
+        ("none", 0, True, [False, False]),
+        ("required", 0, False, [True, True]),
+        ("required", 1, True, [True, True]),
+        ("b", 0, False, [False, True]),
+        ("b", 1, True, [False, False]),
+    ],
+)
+def test_tool_choice_masks(choice, calls, expect_words, expect_tools):
+    proc = ToolChoice(choice, 4, ["a", "b"], max_calls=4)
+    proc.calls_made = calls
+    out = proc.process_logits([], vocab_and_tools())
+    assert bool(torch.isfinite(out[:4]).all()) == expect_words
+    assert [bool(torch.isfinite(x)) for x in out[4:]] == expect_tools
+
+
+def test_toolkens_are_masked_mid_text_unless_calls_anywhere():
+    proc = ToolChoice("auto", 4, ["a"], anywhere=False)
+    proc.wrote_text()
+    assert torch.isneginf(proc.process_logits([], vocab_and_tools(n=1))[4])
+    proc = ToolChoice("auto", 4, ["a"], anywhere=True)
+    proc.wrote_text()
+    assert torch.isfinite(proc.process_logits([], vocab_and_tools(n=1))[4])
+
+
+def test_the_tool_just_called_cannot_fire_again_at_once():
+    proc = ToolChoice("auto", 4, ["a", "b"])
+    proc.called(0)
+    out = proc.process_logits([], vocab_and_tools())
+    assert torch.isneginf(out[4]) and torch.isfinite(out[5])
+
+
+def test_unknown_tool_choice_is_refused():
+    from toolken_agent.errors import ToolkenError
+
+    with pytest.raises(ToolkenError, match="tool_choice"):
+        ToolChoice("fly", 4, ["a"])

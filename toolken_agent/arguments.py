@@ -1,0 +1,227 @@
+"""Schema-constrained decoding of a tool's arguments.
+
+Once the model has picked a toolken, it writes the tool's arguments as one JSON object,
+one token at a time. :class:`ArgumentConstraint` masks every token that could not
+continue a JSON object valid for the tool's schema, so the text always parses and
+validates, and says when the object is complete so decoding stops right after ``}``.
+
+Why llguidance
+--------------
+Measured on this project's machine (2 CPU cores, SmolLM2-135M-Instruct, greedy decoding
+of five tool schemas; details in the project notes, ``constrained-decoding.md``):
+
+* it is the only library whose output stayed valid for all the multi-field schemas:
+  where the grammar forces text (``{"title":"``) it allows only the tokenizer's own
+  canonical tokens (``{"`` ``title`` ``":``), so the small model stays on familiar
+  ground. xgrammar, outlines-core and lm-format-enforcer also allow ``{`` ``"`` ``t``
+  ``it`` ``le``..., which SmolLM2 took and then looped inside a string (2 of 5 schemas
+  never closed in 80 tokens);
+* exact compact JSON: no free whitespace at all (free whitespace let the model loop on
+  ``"\\n   "`` with xgrammar and lm-format-enforcer), keys in schema order;
+* it says when the object is complete (``is_stopped``), without computing another mask;
+* schema compile 1-2 ms, mask about 0.1 ms a token (the model's forward pass is about
+  35 ms), one 3 MB abi3 wheel with no dependencies (xgrammar pulls in a 286 MB triton
+  wheel; lm-format-enforcer does not import under transformers 5).
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import threading
+import warnings
+from typing import Any, Mapping
+
+import llguidance
+import llguidance.hf
+import numpy as np
+import torch
+
+__all__ = ["ArgumentConstraint", "ArgumentGrammar"]
+
+# Compact JSON: a 135M model given free whitespace can loop on newlines and spaces, and
+# "," / ":" with no spaces is also what the tokenizer splits into the fewest tokens.
+_COMPACT = {"whitespace_flexible": False, "item_separator": ",", "key_separator": ":"}
+
+# Keywords whose values are data, not subschemas: never rewritten.
+_DATA_KEYWORDS = frozenset({"enum", "const", "default", "examples", "example"})
+
+
+class ArgumentConstraint:
+    """Constrains generation to one JSON object matching a tool's argument schema.
+
+    Per-request state: use one per generated call and do not share it between threads.
+    The usual loop is ``logits = c.process_logits(logits)``, pick a token, ``c.advance(t)``,
+    and stop once ``c.done``.
+    """
+
+    def __init__(self, compiled: llguidance.LLMatcher, vocab_size: int):
+        """Take ownership of ``compiled``, a matcher in its start state.
+
+        :meth:`ArgumentGrammar.constraint` passes a private copy of a cached matcher, so
+        compiling a schema is paid once, not once per call. ``vocab_size`` is the width of
+        the model's logits, which may exceed the tokenizer's vocabulary (padding rows are
+        never allowed).
+        """
+        if compiled.is_error():
+            raise ValueError(f"argument matcher is in an error state: {compiled.get_error()}")
+        self._matcher = compiled
+        self._vocab_size = vocab_size
+        self._allowed: torch.Tensor | None = None  # mask for the current state, computed once
+
+    @property
+    def vocab_size(self) -> int:
+        """Width of the masks: the model's logits width."""
+        return self._vocab_size
+
+    def _current(self) -> torch.Tensor:
+        if self._allowed is None:
+            # compute_bitmask() is a little-endian bitset of ceil(vocab/32) 32-bit words;
+            # unpacking bytes with bitorder="little" turns it into one bool per token id.
+            bits = np.frombuffer(self._matcher.compute_bitmask(), dtype=np.uint8)
+            unpacked = np.unpackbits(bits, bitorder="little")
+            allowed = np.zeros(self._vocab_size, dtype=bool)
+            n = min(self._vocab_size, unpacked.shape[0])
+            allowed[:n] = unpacked[:n]
+            self._allowed = torch.from_numpy(allowed)
+        return self._allowed
+
+    def mask(self) -> torch.Tensor:
+        """Bool tensor ``(vocab_size,)`` of the tokens allowed next.
+
+        Computed once per state (so ``process_logits`` then ``advance`` costs one mask)
+        and returned as a copy the caller may modify. Once :attr:`done`, only the
+        tokenizer's EOS token is allowed.
+        """
+        return self._current().clone()
+
+    def process_logits(self, logits: torch.Tensor) -> torch.Tensor:
+        """Logits ``(vocab,)`` or ``(1, vocab)`` -> a copy with disallowed tokens at ``-inf``.
+
+        Greedy or sampled, any choice from the result is a token :meth:`advance` accepts.
+        The width must be :attr:`vocab_size`: a mismatch means the constraint was built
+        for another model, and masking the wrong ids would silently corrupt the output.
+        """
+        if logits.dim() not in (1, 2) or (logits.dim() == 2 and logits.shape[0] != 1):
+            raise ValueError(f"expected logits of shape (vocab,) or (1, vocab), got {tuple(logits.shape)}")
+        if logits.shape[-1] != self._vocab_size:
+            raise ValueError(f"logits have width {logits.shape[-1]}, the constraint was built for {self._vocab_size}")
+        allowed = self._current().to(logits.device)
+        return logits.masked_fill(~allowed, float("-inf"))
+
+    def advance(self, token_id: int) -> None:
+        """Accept the chosen token; raises ValueError if it was not allowed.
+
+        A rejected token leaves the state unchanged, so the caller can pick another.
+        """
+        token_id = int(token_id)
+        if not 0 <= token_id < self._vocab_size or not bool(self._current()[token_id]):
+            raise ValueError(f"token {token_id} is not allowed here by the argument schema")
+        if not self._matcher.consume_token(token_id):  # pragma: no cover - the mask said yes
+            raise ValueError(f"token {token_id} was rejected: {self._matcher.get_error()}")
+        self._allowed = None
+
+    @property
+    def done(self) -> bool:
+        """True once the JSON object is complete (the caller stops).
+
+        The object ends with its closing ``}``: nothing else can follow, so there is no
+        need to generate an EOS token.
+        """
+        return self._matcher.is_stopped() and not self._matcher.is_error()
+
+
+class ArgumentGrammar:
+    """Compiles schemas for one tokenizer, caching compiled schemas by their JSON text.
+
+    Thread-safe: one instance may be shared by all requests; each call to
+    :meth:`constraint` returns independent per-request state.
+    """
+
+    def __init__(self, tokenizer: Any, vocab_size: int | None = None):
+        """Wrap a Hugging Face fast tokenizer (byte-level BPE or other).
+
+        ``vocab_size`` is the model's logits width; it may exceed ``len(tokenizer)`` when
+        the embedding matrix is padded, and defaults to the tokenizer's size. Building
+        the token trie takes about 0.3 s, so build one per tokenizer and keep it.
+        """
+        try:
+            self._tokenizer = llguidance.hf.from_tokenizer(tokenizer, n_vocab=vocab_size)
+        except ValueError as exc:
+            raise ValueError(f"cannot constrain decoding with this tokenizer: {exc}") from None
+        self.vocab_size: int = vocab_size if vocab_size is not None else self._tokenizer.vocab_size
+        if self.vocab_size < len(tokenizer):
+            raise ValueError(f"vocab_size {self.vocab_size} is smaller than the tokenizer ({len(tokenizer)} tokens)")
+        self._cache: dict[str, llguidance.LLMatcher] = {}
+        self._lock = threading.Lock()
+
+    def constraint(self, schema: Mapping[str, Any]) -> ArgumentConstraint:
+        """A fresh :class:`ArgumentConstraint` for a tool's JSON argument schema.
+
+        The first call for a schema compiles it (1-2 ms); later calls copy the cached
+        start state (about 30 µs). Raises ValueError for a schema that cannot be compiled.
+        """
+        # Not sort_keys: property order is part of the schema (keys are generated in it).
+        key = json.dumps(schema, ensure_ascii=False, separators=(",", ":"), default=str)
+        with self._lock:
+            template = self._cache.get(key)
+        if template is None:
+            template = self._compile(schema)  # outside the lock: compiling drops the GIL
+            with self._lock:
+                template = self._cache.setdefault(key, template)
+        with self._lock:  # copying only reads the template; the lock keeps that obvious
+            matcher = template.deep_copy()
+        return ArgumentConstraint(matcher, self.vocab_size)
+
+    def _compile(self, schema: Mapping[str, Any]) -> llguidance.LLMatcher:
+        prepared = _closed_objects(schema)
+        try:
+            grammar = llguidance.LLMatcher.grammar_from_json_schema(prepared, overrides=_COMPACT)
+        except ValueError as exc:
+            raise ValueError(f"not a JSON schema: {exc}") from None
+        error = llguidance.LLMatcher.validate_grammar(grammar, self._tokenizer)
+        if error:
+            # Keywords llguidance does not implement (e.g. "not") are dropped rather than
+            # refusing the tool: the caller still validates the parsed arguments.
+            lenient = llguidance.LLMatcher.grammar_from_json_schema(prepared, overrides={**_COMPACT, "lenient": True})
+            if llguidance.LLMatcher.validate_grammar(lenient, self._tokenizer):
+                raise ValueError(f"cannot constrain arguments to this schema: {error}")
+            warnings.warn(f"argument schema only partly enforced while decoding: {error}", stacklevel=3)
+            grammar = lenient
+        matcher = llguidance.LLMatcher(self._tokenizer, grammar, log_level=0)
+        if matcher.is_error():  # pragma: no cover - validate_grammar checked it
+            raise ValueError(f"cannot constrain arguments to this schema: {matcher.get_error()}")
+        return matcher
+
+
+def _closed_objects(schema: Mapping[str, Any]) -> dict[str, Any]:
+    """The schema with ``additionalProperties: false`` on objects that list properties.
+
+    JSON schema allows extra keys by default and llguidance follows it, so a model could
+    invent arguments that then reach the tool as unexpected keywords. An explicit
+    ``additionalProperties`` is kept. The top level is always an object.
+    """
+    out = copy.deepcopy(dict(schema))
+    out.setdefault("type", "object")
+    if out["type"] != "object":
+        raise ValueError(f"tool arguments must be a JSON object schema, got type {out['type']!r}")
+
+    def close(node: Any) -> None:
+        if isinstance(node, dict):
+            if (node.get("type") == "object" or "properties" in node) and "additionalProperties" not in node:
+                if "patternProperties" not in node:
+                    node["additionalProperties"] = False
+            for key, value in node.items():
+                if key in _DATA_KEYWORDS or key == "allOf":  # allOf parts must stay open to combine
+                    continue
+                if key in ("properties", "$defs", "definitions", "patternProperties") and isinstance(value, dict):
+                    for sub in value.values():
+                        close(sub)
+                else:
+                    close(value)
+        elif isinstance(node, list):
+            for item in node:
+                close(item)
+
+    close(out)
+    return out

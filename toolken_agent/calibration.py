@@ -1,0 +1,55 @@
+"""Calibrating untrained toolkens so that they fire when, and only when, they should.
+
+A toolken built from its prior alone (a tool bound without training) has the right
+direction but no sense of *how high* its logit must be to win: the LM-head prior of
+``get weather`` scores about as high as the LM would score saying "get weather", which
+at the start of a reply is rarely the top word. So each zero-shot toolken gets a bias
+read off requests that need no tool (the built-in negatives of :mod:`toolken_agent.data`):
+the bias puts the toolken just below the best word on the negative request where it came
+closest to winning. A request about the tool's subject then lifts it over the line.
+"""
+
+from __future__ import annotations
+
+import threading
+
+import torch
+
+from .chat_format import ChatFormat
+from .conversation import Message
+from .data import NEGATIVE_EXAMPLES
+from .model import FrozenLM
+
+MARGIN = 0.5  # logits below the closest negative; small, so related requests still fire
+
+_DECISIONS: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
+_LOCK = threading.Lock()
+
+
+@torch.inference_mode()
+def negative_decisions(lm: FrozenLM) -> tuple[torch.Tensor, torch.Tensor]:
+    """Hidden states ``(m, d)`` and best word logits ``(m,)`` where negative replies start.
+
+    Computed once per loaded model.
+    """
+    with _LOCK:
+        if id(lm) not in _DECISIONS:
+            fmt = ChatFormat(lm.tokenizer, [], lm.vocab_size)
+            hidden, best = [], []
+            for prompt, _ in NEGATIVE_EXAMPLES:
+                ids = fmt.render([Message("user", prompt)], add_generation_prompt=True).input_ids
+                h, _ = lm.hidden_states(torch.tensor([ids], device=lm.device))
+                last = h[0, -1].float().cpu()
+                hidden.append(last)
+                best.append(lm.vocab_logits(h[0, -1]).float().max().cpu())
+            _DECISIONS[id(lm)] = (torch.stack(hidden), torch.stack(best))
+        return _DECISIONS[id(lm)]
+
+
+def zero_shot_bias(lm: FrozenLM, rows: torch.Tensor, *, margin: float = MARGIN) -> torch.Tensor:
+    """A bias ``(n,)`` per toolken row so that no negative request makes it fire."""
+    if rows.shape[0] == 0:
+        return torch.zeros(0)
+    hidden, best = negative_decisions(lm)
+    gap = rows.float() @ hidden.T - best[None, :]  # (n, m): toolken minus best word
+    return -(gap.max(dim=1).values + margin)

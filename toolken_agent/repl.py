@@ -1,0 +1,219 @@
+"""``toolken-agent chat``: an interactive conversation in the terminal.
+
+The loop is :func:`chat_loop`, a plain function over input lines and a rich console, so
+tests drive it with a list of strings and a console writing to a string buffer. The
+typer command :func:`chat_command` only builds the toolkens and chooses where the lines
+come from: a ``you>`` prompt on a terminal, or one message per line when standard input
+is piped (``echo "What is 37 times 91?" | toolken-agent chat --tools math``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+from pathlib import Path
+from typing import Annotated, Iterable, Iterator, Optional, Protocol, Sequence
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+
+from .chat_format import arguments_text
+from .conversation import Message, ToolCall
+from .decoding import ArgumentsChunk, CallFinished, DecodeConfig, Event, Finished, TextChunk, ToolResult
+from .toolset import Toolset
+
+COMMANDS = {
+    "/tools": "list the tools the model can call",
+    "/reset": "forget the conversation so far",
+    "/help": "show these commands",
+    "/quit": "leave (Ctrl-D does the same)",
+}
+RESULT_PREVIEW = 500  # characters of a tool result shown; the model reads all of it
+
+
+class Streams(Protocol):
+    """What the loop needs of a :class:`~toolken_agent.decoding.Decoder` (tests pass fakes)."""
+
+    def stream(self, messages: Sequence[Message], config: DecodeConfig = ..., *, run_tools: bool = ...) -> Iterator[Event]: ...
+
+
+class Transcript:
+    """Rebuilds, from a reply's events, the messages the decoder built for its hops.
+
+    ``Decoder.stream`` keeps its multi-hop ``messages`` to itself, so the next turn would
+    not see which tools ran. Per hop it appended ``assistant(text, tool_calls)`` and one
+    ``tool`` message per result; the final text turn is left to the caller. This class
+    mirrors exactly that, so the history the REPL keeps is what the model saw.
+    """
+
+    def __init__(self) -> None:
+        self.messages: list[Message] = []
+        self.text: list[str] = []
+        self.calls: list[ToolCall] = []
+
+    def add(self, event: Event) -> None:
+        if isinstance(event, TextChunk):
+            self.text.append(event.text)
+        elif isinstance(event, CallFinished):
+            self.calls.append(event.call)
+        elif isinstance(event, ToolResult):
+            if self.calls:  # the first result of a hop closes its assistant turn
+                self.messages.append(Message("assistant", "".join(self.text), tool_calls=tuple(self.calls)))
+                self.text, self.calls = [], []
+            self.messages.append(Message("tool", event.content, tool_call_id=event.call.id, name=event.call.name))
+        elif isinstance(event, Finished):
+            self.messages.append(Message("assistant", "".join(self.text), tool_calls=tuple(self.calls)))
+            self.text, self.calls = [], []
+
+    def interrupted(self) -> list[Message]:
+        """What survives Ctrl-C: finished hops and the partial text, never a call without its result."""
+        kept = list(self.messages)
+        answered = {m.tool_call_id for m in kept if m.role == "tool"}
+        for i, message in enumerate(kept):
+            if message.tool_calls and any(c.id not in answered for c in message.tool_calls):
+                calls = tuple(c for c in message.tool_calls if c.id in answered)
+                kept[i] = Message("assistant", message.content, tool_calls=calls)
+        if self.text:  # unexecuted calls of the current hop are dropped
+            kept.append(Message("assistant", "".join(self.text)))
+        return kept
+
+
+class Printer:
+    """Shows events as they come: text streamed inline, each tool call on its own lines."""
+
+    def __init__(self, console: Console):
+        self.console = console
+        self.mid_line = False  # streamed text not yet ended by a newline
+        self.arguments: dict[int, str] = {}  # raw argument text per call index
+
+    def newline(self) -> None:
+        if self.mid_line:
+            self.console.print()
+            self.mid_line = False
+
+    def show(self, event: Event) -> None:
+        if isinstance(event, TextChunk):
+            self.console.print(event.text, end="", markup=False, highlight=False, soft_wrap=True)
+            self.mid_line = not event.text.endswith("\n")
+        elif isinstance(event, ArgumentsChunk):
+            self.arguments[event.index] = self.arguments.get(event.index, "") + event.text
+        elif isinstance(event, CallFinished):
+            self.newline()
+            # On invalid arguments the call holds {}; show what the model actually wrote.
+            args = arguments_text(dict(event.call.args)) if event.error is None else self.arguments.get(event.index, "")
+            line = f"[cyan]→ {escape(event.call.name)}[/cyan]({escape(args)})"
+            if event.error:
+                line += f" [yellow]{escape(event.error)}[/yellow]"
+            self.console.print(line, highlight=False, soft_wrap=True)
+        elif isinstance(event, ToolResult):
+            content = event.content if len(event.content) <= RESULT_PREVIEW else event.content[:RESULT_PREVIEW] + "…"
+            style, mark = ("red", "✗") if event.is_error else ("green", "←")
+            self.console.print(f"[{style}]{mark} {escape(content)}[/{style}]", highlight=False, soft_wrap=True)
+        elif isinstance(event, Finished):
+            self.newline()
+
+
+def reply(decoder: Streams, history: list[Message], console: Console, config: DecodeConfig) -> list[Message]:
+    """Decode one reply to ``history``, showing it; return the messages it adds.
+
+    Ctrl-C stops this reply only. The stream is closed explicitly because
+    ``Decoder.stream`` holds the model's lock across its yields: a generator abandoned
+    mid-reply would keep every later request waiting until it is garbage-collected.
+    """
+    transcript, printer = Transcript(), Printer(console)
+    events = decoder.stream(history, config, run_tools=True)
+    try:
+        for event in events:
+            transcript.add(event)
+            printer.show(event)
+    except KeyboardInterrupt:
+        printer.newline()
+        console.print("(interrupted)", style="dim", highlight=False)
+        return transcript.interrupted()
+    finally:
+        close = getattr(events, "close", None)
+        if close is not None:
+            close()
+    return transcript.messages
+
+
+def chat_loop(decoder: Streams, lines: Iterable[str], console: Console, config: DecodeConfig, *,
+              toolset: Toolset, history: list[Message] | None = None) -> list[Message]:
+    """Run a conversation over ``lines`` (messages and /commands); return the final history."""
+    history = list(history or [])
+    for raw in lines:
+        line = raw.strip()
+        if not line:
+            continue
+        command = line.split()[0].lower() if line.startswith("/") else None
+        if command == "/quit":
+            break
+        if command == "/reset":
+            history.clear()
+            console.print("(history cleared)", style="dim", highlight=False)
+        elif command == "/tools":
+            for spec in toolset:
+                summary = " ".join(spec.description.split())
+                console.print(f"[bold]{escape(spec.name)}[/bold]  {escape(summary)}", highlight=False, soft_wrap=True)
+        elif command == "/help":
+            for name, text in COMMANDS.items():
+                console.print(f"[bold]{name}[/bold]  {text}", highlight=False)
+        elif command is not None:
+            console.print(f"unknown command {escape(command)}; /help lists the commands", style="yellow", highlight=False)
+        else:
+            history.append(Message("user", line))
+            history.extend(reply(decoder, history, console, config))
+    return history
+
+
+def prompt_lines(console: Console) -> Iterator[str]:
+    """Lines typed at a ``you>`` prompt; Ctrl-D or Ctrl-C at the prompt ends the session."""
+    with contextlib.suppress(ImportError):
+        import readline  # noqa: F401  (line editing and history for input())
+    while True:
+        try:
+            line = console.input("[bold green]you>[/bold green] ")
+        except (EOFError, KeyboardInterrupt):
+            console.print()
+            return
+        yield line
+
+
+def chat_command(
+    tools: Annotated[Optional[str], typer.Option("--tools", "-t", help="A .py file, a module path, or a registered toolset name (e.g. math).")] = None,
+    toolkens: Annotated[Optional[Path], typer.Option("--toolkens", "-k", help="A trained checkpoint directory (from `toolken-agent train`).")] = None,
+    model: Annotated[Optional[str], typer.Option("--model", "-m", help="HF model id, local directory or .gguf file (default: the checkpoint's model, else SmolLM2-135M-Instruct).")] = None,
+    temperature: Annotated[float, typer.Option(min=0.0, help="Sampling temperature; 0 is greedy.")] = 0.0,
+    max_tokens: Annotated[int, typer.Option("--max-tokens", min=1, help="Text tokens per assistant turn.")] = 256,
+    dtype: Annotated[str, typer.Option("--dtype", help="auto (bf16 where the CPU has it), float32 or bfloat16.")] = "auto",
+) -> None:
+    """Chat with the model; it calls tools through its toolkens. Reads one message per line when piped."""
+    from .cli import err, out, user_errors  # lazily: cli registers this command
+    from .decoding import Decoder
+    from .errors import ToolkenError
+    from .model import load_model
+    from .toolkens import Toolkens
+    from .toolset import load_toolset
+
+    with user_errors():
+        if toolkens is not None:
+            trained = Toolkens.load(toolkens, load_toolset(tools) if tools else None, model=model, dtype=dtype)
+        elif tools is not None:
+            trained = Toolkens.from_priors(load_model(model, dtype=dtype), load_toolset(tools))
+            err.print("using untrained toolkens (priors only); train them with `toolken-agent train` for reliable calls",
+                      style="dim", highlight=False)
+        else:
+            raise ToolkenError("pass --tools FILE_OR_MODULE (zero-shot) or --toolkens DIR (a trained checkpoint)")
+        decoder = Decoder(trained)
+    config = DecodeConfig(max_new_tokens=max_tokens, temperature=temperature)
+    interactive = sys.stdin.isatty()
+    if interactive:
+        names = ", ".join(trained.toolset.names)
+        out.print(f"[bold]{trained.lm.name}[/bold] with {len(trained.toolset)} tools ({escape(names)}); /help for commands",
+                  highlight=False, soft_wrap=True)
+        lines: Iterable[str] = prompt_lines(out)
+    else:
+        lines = sys.stdin
+    with user_errors():
+        chat_loop(decoder, lines, out, config, toolset=trained.toolset)
