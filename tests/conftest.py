@@ -129,3 +129,15 @@ def pytest_collection_modifyitems(config, items):
         for item in items:
             if "real_model" in item.keywords:
                 item.add_marker(skip)
+
+
+@pytest.fixture(scope="session")
+def math_toolkens_dir(tmp_path_factory, smol_lm) -> Path:
+    """Toolkens for the built-in math toolset, trained once on the default model."""
+    from toolken_agent.data import example_conversations
+    from toolken_agent.toolkens import Toolkens
+    from toolken_agent.toolset import load_toolset
+
+    toolset = load_toolset("math")
+    toolkens, _ = Toolkens.fit(smol_lm, toolset, example_conversations(toolset), holdout=0.0)
+    return toolkens.save(tmp_path_factory.mktemp("toolkens") / "math")

@@ -102,3 +102,26 @@ def test_bad_input_is_one_line_and_exit_code_2(files, tmp_path, args, message):
 def test_unknown_toolset_for_tools_command_is_exit_2():
     result = runner.invoke(app, ["tools", "no_such_toolset_anywhere"])
     assert result.exit_code == 2 and "no toolset" in result.output
+
+
+def test_eval_prints_a_table_then_one_json_line(files, tiny_model_dir, tmp_path):
+    tools, data = files
+    out = tmp_path / "ckpt"
+    trained = runner.invoke(app, ["train", "--tools", str(tools), "--data", str(data), "--model", str(tiny_model_dir),
+                                  "--out", str(out), "--epochs", "1", "--dtype", "float32"])
+    assert trained.exit_code == 0, trained.output
+    test = tmp_path / "test.jsonl"
+    test.write_text("\n".join(json.dumps(conversation(i)) for i in range(3)) + "\n")
+    result = runner.invoke(app, ["eval", "--toolkens", str(out), "--data", str(test), "--model", str(tiny_model_dir),
+                                 "--max-tokens", "2", "--dtype", "float32"])
+    assert result.exit_code == 0, result.output
+    figures = json.loads(result.output.strip().splitlines()[-1])
+    assert figures["examples"] == 3 and figures["call_turns"] == 2
+    assert 0 <= figures["tool_selection_accuracy"] <= 1
+    assert "tool selection accuracy" in result.output
+
+
+def test_eval_of_a_missing_checkpoint_is_exit_2(files, tmp_path):
+    _, data = files
+    result = runner.invoke(app, ["eval", "--toolkens", str(tmp_path / "none"), "--data", str(data)])
+    assert result.exit_code == 2 and "no toolken checkpoint" in result.output

@@ -179,6 +179,49 @@ def _print_fit(report, out_dir: Path, seconds: float) -> None:
     print(json.dumps({k: v for k, v in figures.items() if k in ("heldout", "prior_heldout", "cache_seconds", "train_seconds")}))
 
 
+@app.command("eval")
+def eval_command(
+    toolkens_dir: Annotated[Path, typer.Option("--toolkens", "-k", help="Checkpoint directory from `train`.")],
+    data: Annotated[Path, typer.Option("--data", "-d", help="OpenAI chat-format JSONL test conversations.")],
+    tools_ref: Annotated[Optional[str], typer.Option("--tools", "-t", help="Toolset (default: the one the checkpoint was trained for).")] = None,
+    model: ModelOption = None,
+    limit: Annotated[Optional[int], typer.Option(min=1, help="Evaluate the first N conversations only.")] = None,
+    tool_bias: Annotated[float, typer.Option(help="Added to every toolken logit.")] = 0.0,
+    max_tokens: Annotated[int, typer.Option(min=1, help="Text tokens per answer.")] = 96,
+    lenient: Annotated[bool, typer.Option(help="Skip bad data lines (counted) instead of stopping.")] = False,
+    dtype: DtypeOption = "auto",
+) -> None:
+    """Decode held-out conversations: tool selection, argument exact match, answer accuracy."""
+    from .data import load_jsonl
+    from .decoding import DecodeConfig
+    from .evaluation import evaluate
+    from .toolkens import Toolkens
+    from .toolset import load_toolset
+
+    with user_errors():
+        toolset = load_toolset(tools_ref) if tools_ref else None
+        toolkens = Toolkens.load(toolkens_dir, toolset, model=model, dtype=dtype)
+        loaded = load_jsonl(data, toolkens.toolset, lenient=lenient)
+        conversations = loaded.conversations[:limit] if limit else loaded.conversations
+        config = DecodeConfig(max_new_tokens=max_tokens, tool_bias=tool_bias)
+        with _progress() as progress:
+            task = progress.add_task("evaluating", total=len(conversations), info="")
+            report = evaluate(toolkens, conversations, config, on_example=lambda n: progress.advance(task))
+    figures = report.as_dict()
+    table = Table(title=f"{data} ({figures['examples']} conversations, {figures['call_turns']} with a gold call)")
+    for column in ("metric", "value", "scored on"):
+        table.add_column(column)
+    for label, key, base in (("tool selection accuracy", "tool_selection_accuracy", figures["examples"]),
+                             ("argument exact match", "argument_exact_match", report.args_scored),
+                             ("answer accuracy", "answer_accuracy", figures["answers_scored"])):
+        value = figures[key]
+        table.add_row(label, "n/a" if value is None else f"{value:.3f}", str(base))
+    out.print(table)
+    if loaded.skipped:
+        err.print(f"skipped {loaded.skipped} bad lines", highlight=False)
+    print(json.dumps(figures))
+
+
 from .repl import chat_command  # noqa: E402  (after app: repl imports cli lazily)
 
 app.command("chat")(chat_command)

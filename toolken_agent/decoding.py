@@ -34,6 +34,9 @@ from .tool import ArgumentsError
 from .toolkens import Toolkens
 
 _END_TOKENS = ("<|im_end|>", "<|endoftext|>", "<|eot_id|>", "<|end|>", "</s>")
+# Text that imitates the call format instead of firing a toolken ends the text there:
+# calls come from toolkens only, and a model echoing a result's markup is done.
+CALL_MARKUP_STOPS = ("<tool_call>", "<tool_response>", "</tool_response>")
 
 
 @dataclass(frozen=True)
@@ -179,7 +182,8 @@ class Decoder:
         self._feed(state, prompt)
         prompt_tokens, completion_tokens, text_budget = len(prompt), 0, config.max_new_tokens
         call_counter = itertools.count()
-        holdback = max((len(s) for s in config.stop if s), default=1) - 1
+        stops = tuple(config.stop) + CALL_MARKUP_STOPS
+        holdback = max(len(s) for s in stops) - 1
         while True:  # one assistant turn per iteration
             choice.new_turn()
             text_ids: list[int] = []
@@ -211,7 +215,7 @@ class Decoder:
                 text_budget -= 1
                 self._feed(state, [token])
                 text = self.lm.tokenizer.decode(text_ids, skip_special_tokens=True)
-                stop_at = _find_stop(text, config.stop)
+                stop_at = _find_stop(text, stops)
                 if stop_at is not None:
                     text, reason = text[:stop_at], "stop"
                 elif text_budget <= 0:
@@ -223,7 +227,7 @@ class Decoder:
                     emitted = ready
             if text_ids:  # flush what was held back for stop strings
                 final = self.lm.tokenizer.decode(text_ids, skip_special_tokens=True)
-                stop_at = _find_stop(final, config.stop)
+                stop_at = _find_stop(final, stops)
                 final = final if stop_at is None else final[:stop_at]
                 if len(final) > len(emitted):
                     yield TextChunk(final[len(emitted):])

@@ -22,6 +22,7 @@ prior embedding of the tool's toolken is built from (see :mod:`toolken_agent.pri
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import inspect
 import json
@@ -76,7 +77,7 @@ class ToolSpec:
         if self.parameters.get("type", "object") != "object":
             raise ToolsetError(f"tool {self.name!r}: argument schema must be a JSON object schema")
 
-    @property
+    @functools.cached_property
     def fingerprint(self) -> str:
         """A short hash of name, description and schema: what a trained toolken depends on."""
         blob = json.dumps(
@@ -102,7 +103,7 @@ class ToolSpec:
                 raise ArgumentsError(f"{self.name}: {loc}: {first['msg']}") from None
             return {name: getattr(model, name) for name in type(model).model_fields}
         try:
-            jsonschema.validate(dict(args), dict(self.parameters))
+            _validator(self).validate(dict(args))
         except jsonschema.ValidationError as exc:
             loc = ".".join(str(p) for p in exc.absolute_path) or "arguments"
             raise ArgumentsError(f"{self.name}: {loc}: {exc.message}") from None
@@ -114,6 +115,21 @@ class ToolSpec:
             "type": "function",
             "function": {"name": self.name, "description": self.description, "parameters": dict(self.parameters)},
         }
+
+
+_VALIDATORS: dict[str, Any] = {}
+
+
+def _validator(spec: ToolSpec) -> Any:
+    """One compiled validator per schema: checking the schema itself on every call cost
+    ~90% of loading a large data file."""
+    key = spec.fingerprint
+    if key not in _VALIDATORS:
+        schema = dict(spec.parameters)
+        cls = jsonschema.validators.validator_for(schema)
+        cls.check_schema(schema)
+        _VALIDATORS[key] = cls(schema)
+    return _VALIDATORS[key]
 
 
 class Tool:
