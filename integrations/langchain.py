@@ -68,6 +68,7 @@ from pydantic import Field
 from ..calibration import zero_shot_bias
 from ..checkpoint import ToolkenConfig, check_model, load_checkpoint
 from ..conversation import Message, ToolCall, content_text
+from ..data import with_demos
 from ..decoding import CallFinished, Decoder, DecodeConfig, Finished, TextChunk
 from ..head import ToolkenHead
 from ..model import FrozenLM, load_model
@@ -86,12 +87,14 @@ class _Runtime:
         self.lm: FrozenLM = load_model(model, dtype=dtype)
         self.trained: dict[str, tuple[torch.Tensor, float, str]] = {}
         self.prior = DEFAULT_PRIOR
+        self.demos: dict[str, list[dict]] = {}
         if toolkens is not None:
             head, config = load_checkpoint(toolkens)
+            self.demos = config.demos
             check_model(config, self.lm.fingerprint, self.lm.hidden_size, where=toolkens)
             self.prior = config.prior
             for i, tool in enumerate(config.tools):
-                bias = float(head.bias[i]) if head.bias is not None else 0.0
+                bias = float(head.bias[i].detach()) if head.bias is not None else 0.0
                 self.trained[tool["name"]] = (head.weight[i].detach().clone(), bias, tool["fingerprint"])
         self.zero_shot: dict[str, tuple[torch.Tensor, float]] = {}
         self.grammar = ArgumentGrammar(self.lm.tokenizer, self.lm.vocab_size)
@@ -116,7 +119,8 @@ class _Runtime:
         head = ToolkenHead(weight, bias=True)
         with torch.no_grad():
             head.bias.copy_(torch.tensor(biases, dtype=torch.float32))
-        return Toolkens(self.lm, Toolset(tuple(specs), "bound tools"), head, prior=self.prior)
+        toolset = with_demos(Toolset(tuple(specs), "bound tools"), self.demos)
+        return Toolkens(self.lm, toolset, head, prior=self.prior)
 
     def _zero_shot(self, spec: ToolSpec) -> tuple[torch.Tensor, float]:
         key = spec.fingerprint

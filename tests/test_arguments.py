@@ -16,6 +16,7 @@ from enum import Enum
 from typing import Literal, Optional
 
 import jsonschema
+import numpy as np
 import pydantic
 import pytest
 import torch
@@ -131,16 +132,16 @@ def grammar(smol_tokenizer) -> ArgumentGrammar:
     return ArgumentGrammar(smol_tokenizer)
 
 
-def _highest(allowed: list[int], rng: random.Random) -> int:
-    return allowed[-1]
+def _highest(allowed: np.ndarray, rng: random.Random) -> int:
+    return int(allowed[-1])
 
 
-def _lowest(allowed: list[int], rng: random.Random) -> int:
-    return allowed[0]
+def _lowest(allowed: np.ndarray, rng: random.Random) -> int:
+    return int(allowed[0])
 
 
-def _random(allowed: list[int], rng: random.Random) -> int:
-    return rng.choice(allowed)
+def _random(allowed: np.ndarray, rng: random.Random) -> int:
+    return int(allowed[rng.randrange(len(allowed))])
 
 
 def _walk(constraint: ArgumentConstraint, tokenizer, choose, seed: int = 0) -> str:
@@ -148,8 +149,8 @@ def _walk(constraint: ArgumentConstraint, tokenizer, choose, seed: int = 0) -> s
     rng = random.Random(seed)
     tokens: list[int] = []
     for _ in range(MAX_STEPS):
-        allowed = constraint.mask().nonzero().flatten().tolist()
-        assert allowed, f"no token allowed after {tokenizer.decode(tokens)!r}"
+        allowed = np.flatnonzero(constraint.mask().numpy())  # ascending token ids (numpy: see _current)
+        assert len(allowed), f"no token allowed after {tokenizer.decode(tokens)!r}"
         token = choose(allowed, rng)
         constraint.advance(token)
         tokens.append(token)
@@ -158,20 +159,25 @@ def _walk(constraint: ArgumentConstraint, tokenizer, choose, seed: int = 0) -> s
     raise AssertionError(f"not done after {MAX_STEPS} tokens: {tokenizer.decode(tokens)!r}")
 
 
-def _closing_random(tokenizer):
+def _closing_random(tokenizer, vocab_size: int):
     """Random tokens, but half the time one that closes a string, array or object."""
-    closers: dict[int, bool] = {}
+    texts = tokenizer.batch_decode([[i] for i in range(len(tokenizer))])
+    closer = np.zeros(vocab_size, dtype=bool)
+    closer[: len(texts)] = [any(c in t for c in '"]}') for t in texts]
 
-    def choose(allowed: list[int], rng: random.Random) -> int:
+    def choose(allowed: np.ndarray, rng: random.Random) -> int:
         if rng.random() < 0.5:
-            for token in allowed:
-                if token not in closers:
-                    closers[token] = any(c in tokenizer.decode([token]) for c in '"]}')
-                if closers[token]:
-                    return token
-        return rng.choice(allowed)
+            closing = allowed[closer[allowed]]
+            if len(closing):
+                return int(closing[0])
+        return int(allowed[rng.randrange(len(allowed))])
 
     return choose
+
+
+@pytest.fixture(scope="module")
+def closing_random(smol_tokenizer, grammar):
+    return _closing_random(smol_tokenizer, grammar.vocab_size)
 
 
 _STRING = re.compile(r'"(?:[^"\\]|\\.)*"')
@@ -209,15 +215,14 @@ def test_policy_walks_end_done_with_valid_compact_json(grammar, smol_tokenizer, 
 
 
 @pytest.mark.parametrize("name", sorted(BOUNDED) + sorted(UNBOUNDED))
-def test_random_walks_close_and_validate(grammar, smol_tokenizer, name):
+def test_random_walks_close_and_validate(grammar, smol_tokenizer, closing_random, name):
     schema = {**BOUNDED, **UNBOUNDED}[name]
-    choose = _closing_random(smol_tokenizer)
     for seed in range(5):
-        _check(_walk(grammar.constraint(schema), smol_tokenizer, choose, seed), schema)
+        _check(_walk(grammar.constraint(schema), smol_tokenizer, closing_random, seed), schema)
 
 
 def test_first_token_opens_the_object(grammar, smol_tokenizer):
-    allowed = grammar.constraint(NUMBERS).mask().nonzero().flatten().tolist()
+    allowed = grammar.constraint(NUMBERS).mask().nonzero().flatten().tolist()  # a handful
     assert allowed and all(smol_tokenizer.decode([t]).startswith("{") for t in allowed)
 
 
@@ -337,13 +342,13 @@ def test_bad_schemas_raise_value_error(grammar):
         grammar.constraint({"type": "object", "properties": {"a": {"not": {"type": "string"}}}})
 
 
-def test_shared_grammar_across_threads(smol_tokenizer):
+def test_shared_grammar_across_threads(smol_tokenizer, closing_random):
     grammar = ArgumentGrammar(smol_tokenizer)
     schemas = [BOUNDED["numbers"], BOUNDED["nested"], BOUNDED["pydantic"], UNBOUNDED["free_arrays"]]
 
     def job(i: int) -> tuple[str, dict]:
         schema = schemas[i % len(schemas)]
-        return _walk(grammar.constraint(schema), smol_tokenizer, _closing_random(smol_tokenizer), seed=i), schema
+        return _walk(grammar.constraint(schema), smol_tokenizer, closing_random, seed=i), schema
 
     with ThreadPoolExecutor(max_workers=4) as pool:
         for text, schema in pool.map(job, range(16)):

@@ -89,3 +89,16 @@ def test_holdout_split_is_deterministic_and_disjoint():
     assert (train, held) == split_holdout(50, 0.2, seed=3)
     assert len(held) == 10 and not set(train) & set(held)
     assert split_holdout(5, 0.2) == ([0, 1, 2, 3, 4], [])
+
+
+def test_training_calls_become_argument_demos_for_tools_without_examples(tmp_path, small_toolset):
+    from toolken_agent.data import call_demos, with_demos
+    from toolken_agent.toolset import make_toolset
+    from toolken_agent.tool import ToolSpec
+
+    report = load_jsonl(write_lines(tmp_path, [GOOD]), small_toolset)
+    demos = call_demos(report.conversations)
+    assert demos == {"add": [{"prompt": "3 plus 4?", "args": {"a": 3, "b": 4}}]}
+    bare = ToolSpec("add", "Add two numbers.", {"type": "object", "properties": {"a": {"type": "number"}}})
+    (spec,) = with_demos(make_toolset([bare]), demos).specs
+    assert spec.examples[0].prompt == "3 plus 4?" and spec.fingerprint == bare.fingerprint

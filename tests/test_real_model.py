@@ -82,3 +82,38 @@ def test_a_langchain_toolset_with_openai_jsonl_trains_from_the_cli(tmp_path, smo
     assert result.exit_code == 0, result.output
     figures = json.loads(result.output.strip().splitlines()[-1])
     assert figures["heldout"]["accuracy"] >= 0.6
+
+
+def test_a_trained_langchain_toolset_drives_a_langchain_agent(tmp_path, smol_lm):
+    """The user's path end to end: @tool file -> `toolken-agent train` -> ChatToolken in create_agent."""
+    import importlib.util
+
+    from langchain.agents import create_agent
+    from langchain_core.messages import AIMessage, ToolMessage
+
+    from toolken_agent import ChatToolken
+
+    tools_file = tmp_path / "agent_tools.py"
+    tools_file.write_text(LANGCHAIN_TOOLS)
+    lines = []
+    for i, city in enumerate(CITIES):
+        lines.append(openai_line(WEATHER[i % 4].format(city), ("get_weather", {"city": city})))
+        lines.append(openai_line(MONEY[i % 4].format(10 * i + 5), ("convert_currency", {"amount": 10 * i + 5, "currency": "EUR"})))
+        lines.append(openai_line(CHAT[i % 4], reply="Here is what I know about that."))
+    data = tmp_path / "train.jsonl"
+    data.write_text("\n".join(lines) + "\n")
+    ckpt = tmp_path / "ckpt"
+    trained = runner.invoke(app, ["train", "--tools", str(tools_file), "--data", str(data), "--out", str(ckpt),
+                                  "--epochs", "30", "--holdout", "0"])
+    assert trained.exit_code == 0, trained.output
+
+    spec = importlib.util.spec_from_file_location("agent_tools", tools_file)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    agent = create_agent(ChatToolken(toolkens=str(ckpt), max_tokens=48), [module.get_weather, module.convert_currency])
+    messages = agent.invoke({"messages": [("user", "What's the weather like in Madrid?")]})["messages"]
+    calls = [c for m in messages if isinstance(m, AIMessage) for c in m.tool_calls]
+    assert calls and calls[0]["name"] == "get_weather" and calls[0]["args"] == {"city": "Madrid"}
+    results = [m for m in messages if isinstance(m, ToolMessage)]
+    assert results and results[0].content == "Sunny in Madrid"
+    assert "sunny" in messages[-1].content.lower()

@@ -51,6 +51,7 @@ class ToolkenConfig:
     bias: bool
     training: dict[str, Any] = field(default_factory=dict)
     toolset: str = ""  # where the tools came from (--tools), so `chat` can find them again
+    demos: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  # argument-mode demonstrations from the data
     format_version: int = FORMAT_VERSION
     weights_sha256: str = ""
 

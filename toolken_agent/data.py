@@ -151,5 +151,39 @@ def split_holdout(n: int, fraction: float, *, seed: int = 0, minimum: int = 10) 
     return sorted(indices[k:]), sorted(indices[:k])
 
 
+def call_demos(conversations: Sequence[Conversation], *, per_tool: int = 4) -> dict[str, list[dict]]:
+    """A few (request, arguments) pairs per tool from training data.
+
+    Saved with the checkpoint, they become the demonstrations of argument mode for tools
+    that declare no examples of their own: the data shows how its requests map to args.
+    """
+    demos: dict[str, list[dict]] = {}
+    for conversation in conversations:
+        request = ""
+        for message in conversation.messages:
+            if message.role == "user":
+                request = message.content
+            for call in message.tool_calls[:1]:
+                bucket = demos.setdefault(call.name, [])
+                demo = {"prompt": request, "args": dict(call.args)}
+                if request and len(bucket) < per_tool and demo not in bucket:
+                    bucket.append(demo)
+    return demos
+
+
+def with_demos(toolset: Toolset, demos: dict[str, list[dict]]) -> Toolset:
+    """The toolset with ``demos`` as examples of the tools that have none."""
+    from dataclasses import replace
+
+    from .tool import ToolExample
+
+    specs = tuple(
+        replace(spec, examples=tuple(ToolExample(d["prompt"], d["args"]) for d in demos[spec.name]))
+        if not spec.examples and demos.get(spec.name) else spec
+        for spec in toolset.specs
+    )
+    return Toolset(specs, toolset.source)
+
+
 def count_calls(conversations: Sequence[Conversation]) -> int:
     return sum(len(c.tool_names) for c in conversations)

@@ -34,9 +34,34 @@ from .tool import ArgumentsError
 from .toolkens import Toolkens
 
 _END_TOKENS = ("<|im_end|>", "<|endoftext|>", "<|eot_id|>", "<|end|>", "</s>")
-# Text that imitates the call format instead of firing a toolken ends the text there:
-# calls come from toolkens only, and a model echoing a result's markup is done.
-CALL_MARKUP_STOPS = ("<tool_call>", "<tool_response>", "</tool_response>")
+# Text that imitates a call instead of firing a toolken ends there: calls come from
+# toolkens only. Result markup a small model echoes around the result it repeats
+# ("<tool_response>\nSunny\n</tool_response>") is dropped from the visible text.
+CALL_MARKUP_STOPS = ("<tool_call>",)
+ECHOED_MARKUP = ("<tool_response>\n", "\n</tool_response>", "<tool_response>", "</tool_response>")
+
+
+def safe_prefix(text: str) -> str:
+    """The part of ``text`` that cannot change any more: trailing whitespace and a
+    trailing ``<...`` that may still become markup are held back while streaming."""
+    cut = text.rfind("<")
+    if cut >= 0 and any(tag.startswith(text[cut:]) or text[cut:].startswith(tag)
+                        for tag in ECHOED_MARKUP + CALL_MARKUP_STOPS if tag.startswith("<")):
+        text = text[:cut]
+    return text.rstrip()
+
+
+def visible_text(text: str, *, final: bool) -> str:
+    """``text`` without echoed result markup (and, at the end, without half a tag)."""
+    for tag in ECHOED_MARKUP:
+        text = text.replace(tag, "")
+    if final:
+        for tag in (t for t in ECHOED_MARKUP + CALL_MARKUP_STOPS if t.startswith("<")):
+            for k in range(len(tag) - 1, 0, -1):
+                if text.endswith(tag[:k]):
+                    text = text[: -k]
+                    break
+    return text
 
 
 @dataclass(frozen=True)
@@ -47,7 +72,7 @@ class DecodeConfig:
     stop: tuple[str, ...] = ()
     tool_choice: str = "auto"
     max_calls: int = 4  # multi-hop limit per request
-    max_argument_tokens: int = 128
+    max_argument_tokens: int = 256
     tool_bias: float = 0.0  # added to every toolken logit (ToolkenGPT's inference-time bias)
     calls_anywhere: bool = False  # True: a toolken may fire mid-text (ToolkenGPT's inline calls)
     tool_timeout: float = DEFAULT_TIMEOUT
@@ -183,7 +208,7 @@ class Decoder:
         prompt_tokens, completion_tokens, text_budget = len(prompt), 0, config.max_new_tokens
         call_counter = itertools.count()
         stops = tuple(config.stop) + CALL_MARKUP_STOPS
-        holdback = max(len(s) for s in stops) - 1
+        holdback = max((len(s) for s in config.stop if s), default=1) - 1  # markup: see safe_prefix
         while True:  # one assistant turn per iteration
             choice.new_turn()
             text_ids: list[int] = []
@@ -214,24 +239,27 @@ class Decoder:
                 completion_tokens += 1
                 text_budget -= 1
                 self._feed(state, [token])
-                text = self.lm.tokenizer.decode(text_ids, skip_special_tokens=True)
+                text = visible_text(self.lm.tokenizer.decode(text_ids, skip_special_tokens=True), final=False)
                 stop_at = _find_stop(text, stops)
                 if stop_at is not None:
                     text, reason = text[:stop_at], "stop"
                 elif text_budget <= 0:
                     reason = "length"
-                # Hold back what could be the start of a stop string, and half characters.
-                ready = text if reason else text[: len(text) - holdback] if holdback else text
-                if not ready.endswith("\ufffd") and len(ready) > len(emitted):
+                # Hold back what could be the start of a stop string or of markup, and
+                # half characters; emit only what extends the text already sent.
+                if reason:
+                    break  # the flush below sends the rest
+                ready = visible_text(safe_prefix(text[: len(text) - holdback] if holdback else text), final=False)
+                if not ready.endswith("\ufffd") and len(ready) > len(emitted) and ready.startswith(emitted):
                     yield TextChunk(ready[len(emitted):])
                     emitted = ready
             if text_ids:  # flush what was held back for stop strings
-                final = self.lm.tokenizer.decode(text_ids, skip_special_tokens=True)
+                final = visible_text(self.lm.tokenizer.decode(text_ids, skip_special_tokens=True), final=False)
                 stop_at = _find_stop(final, stops)
-                final = final if stop_at is None else final[:stop_at]
-                if len(final) > len(emitted):
+                final = visible_text(final if stop_at is None else final[:stop_at], final=True)
+                if len(final) > len(emitted) and final.startswith(emitted):
                     yield TextChunk(final[len(emitted):])
-                emitted = final
+                    emitted = final
             if reason != "tool_calls" or not run_tools:
                 messages.append(Message("assistant", emitted, tool_calls=tuple(calls)))
                 yield Finished(reason, prompt_tokens, completion_tokens, tuple(messages))

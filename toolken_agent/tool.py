@@ -294,11 +294,24 @@ def to_spec(obj: Any) -> ToolSpec:
         return obj.spec()
     if _is_langchain_tool(obj):
         return langchain_spec(obj)
-    if isinstance(obj, Mapping) or (isinstance(obj, type) and issubclass(obj, pydantic.BaseModel)) or is_typeddict(obj):
+    if isinstance(obj, Mapping) or _is_model_class(obj) or is_typeddict(obj):
         return schema_spec(obj)
     if inspect.isfunction(obj) or inspect.ismethod(obj):
         return function_spec(obj)
     raise ToolsetError(f"{obj!r} is not a tool (expected a Tool subclass, a LangChain tool, or a function)")
+
+
+def _is_model_class(obj: Any) -> bool:
+    """A pydantic model class, v2 or the v1 compatibility API."""
+    if not isinstance(obj, type):
+        return False
+    if issubclass(obj, pydantic.BaseModel):
+        return True
+    try:
+        from pydantic import v1
+    except ImportError:  # pragma: no cover
+        return False
+    return issubclass(obj, v1.BaseModel)
 
 
 def _is_langchain_tool(obj: Any) -> bool:

@@ -19,7 +19,7 @@ import torch
 from .chat_format import ChatFormat
 from .checkpoint import ToolkenConfig, check_model, check_tools, load_checkpoint, save_checkpoint
 from .conversation import Conversation
-from .data import split_holdout
+from .data import call_demos, split_holdout, with_demos
 from .errors import CheckpointError
 from .features import Features, extract_features
 from .head import ToolkenHead, joint_logits
@@ -68,6 +68,7 @@ class Toolkens:
     prior: str = DEFAULT_PRIOR
     lambda_: float = 0.01
     training: dict[str, Any] = field(default_factory=dict)
+    demos: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
 
     @property
     def chat_format(self) -> ChatFormat:
@@ -142,6 +143,8 @@ class Toolkens:
         if held_feats is not None:
             report.heldout = selection_accuracy(toolkens.head, held_feats)
         toolkens.training = report.as_dict()
+        toolkens.demos = call_demos([conversations[i] for i in train_idx])
+        toolkens.toolset = with_demos(toolkens.toolset, toolkens.demos)
         return toolkens, report
 
     # -- persistence ------------------------------------------------------------------
@@ -157,6 +160,7 @@ class Toolkens:
             bias=self.head.bias is not None,
             training=dict(self.training),
             toolset=self.toolset.source,
+            demos=self.demos,
         )
 
     def save(self, path: str | Path) -> Path:
@@ -188,4 +192,5 @@ class Toolkens:
                                            f"not in the toolset: {', '.join(extra)}" if extra else "") if p)
             raise CheckpointError(f"{path} was trained for a different toolset ({detail})")
         head = head.select([config.tool_names.index(n) for n in toolset.names])
-        return cls(lm, toolset, head, prior=config.prior, lambda_=config.lambda_, training=config.training)
+        return cls(lm, with_demos(toolset, config.demos), head, prior=config.prior, lambda_=config.lambda_,
+                   training=config.training, demos=config.demos)
