@@ -13,7 +13,9 @@ from langchain_tests.unit_tests import ChatModelUnitTests
 from toolken_agent import ChatToolken
 
 
-class TestChatToolkenUnit(ChatModelUnitTests):
+class ChatToolkenSettings:
+    """What both suites need to know about ChatToolken."""
+
     @property
     def chat_model_class(self) -> type[ChatToolken]:
         return ChatToolken
@@ -29,22 +31,12 @@ class TestChatToolkenUnit(ChatModelUnitTests):
     @property
     def returns_usage_metadata(self) -> bool:
         return True
+
+
+class TestChatToolkenUnit(ChatToolkenSettings, ChatModelUnitTests):
+    pass
 
 
 @pytest.mark.real_model
-class TestChatToolkenIntegration(ChatModelIntegrationTests):
-    @property
-    def chat_model_class(self) -> type[ChatToolken]:
-        return ChatToolken
-
-    @property
-    def chat_model_params(self) -> dict:
-        return {"model": "default"}
-
-    @property
-    def has_tool_choice(self) -> bool:
-        return True
-
-    @property
-    def returns_usage_metadata(self) -> bool:
-        return True
+class TestChatToolkenIntegration(ChatToolkenSettings, ChatModelIntegrationTests):
+    pass

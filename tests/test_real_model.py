@@ -68,7 +68,8 @@ def openai_line(user, call=None, reply=None):
     return json.dumps({"messages": messages})
 
 
-def test_a_langchain_toolset_with_openai_jsonl_trains_from_the_cli(tmp_path, smol_lm):
+def write_langchain_toolset(tmp_path):
+    """A @tool file and 36 OpenAI-format conversations for it (24 calls, 12 replies)."""
     tools = tmp_path / "my_tools.py"
     tools.write_text(LANGCHAIN_TOOLS)
     lines = []
@@ -78,6 +79,11 @@ def test_a_langchain_toolset_with_openai_jsonl_trains_from_the_cli(tmp_path, smo
         lines.append(openai_line(CHAT[i % 4], reply="Here is what I know about that."))
     data = tmp_path / "train.jsonl"
     data.write_text("\n".join(lines) + "\n")
+    return tools, data
+
+
+def test_a_langchain_toolset_with_openai_jsonl_trains_from_the_cli(tmp_path, smol_lm):
+    tools, data = write_langchain_toolset(tmp_path)
     result = runner.invoke(app, ["train", "--tools", str(tools), "--data", str(data), "--out", str(tmp_path / "ckpt"), "--epochs", "30"])
     assert result.exit_code == 0, result.output
     figures = json.loads(result.output.strip().splitlines()[-1])
@@ -93,21 +99,13 @@ def test_a_trained_langchain_toolset_drives_a_langchain_agent(tmp_path, smol_lm)
 
     from toolken_agent import ChatToolken
 
-    tools_file = tmp_path / "agent_tools.py"
-    tools_file.write_text(LANGCHAIN_TOOLS)
-    lines = []
-    for i, city in enumerate(CITIES):
-        lines.append(openai_line(WEATHER[i % 4].format(city), ("get_weather", {"city": city})))
-        lines.append(openai_line(MONEY[i % 4].format(10 * i + 5), ("convert_currency", {"amount": 10 * i + 5, "currency": "EUR"})))
-        lines.append(openai_line(CHAT[i % 4], reply="Here is what I know about that."))
-    data = tmp_path / "train.jsonl"
-    data.write_text("\n".join(lines) + "\n")
+    tools_file, data = write_langchain_toolset(tmp_path)
     ckpt = tmp_path / "ckpt"
     trained = runner.invoke(app, ["train", "--tools", str(tools_file), "--data", str(data), "--out", str(ckpt),
                                   "--epochs", "30", "--holdout", "0"])
     assert trained.exit_code == 0, trained.output
 
-    spec = importlib.util.spec_from_file_location("agent_tools", tools_file)
+    spec = importlib.util.spec_from_file_location("my_tools_for_agent", tools_file)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     agent = create_agent(ChatToolken(toolkens=str(ckpt), max_tokens=48), [module.get_weather, module.convert_currency])
