@@ -57,3 +57,14 @@ def test_masked_toolkens_match_the_real_default_model(smol_lm):
     with torch.no_grad():
         base = lm.model(ids).logits.float()
     assert torch.equal(toolkens.logits(ids, toolkens=False)[..., : lm.vocab_size], base)
+
+
+def test_step_logits_on_bf16_are_exact_fp32_where_the_decision_is_made():
+    from conftest import make_tiny_lm
+
+    lm = make_tiny_lm(dtype=torch.bfloat16)
+    h = torch.randn(lm.hidden_size, dtype=torch.bfloat16)
+    exact = lm.vocab_logits(h)
+    fast = lm.step_logits(h)
+    assert fast.dtype == torch.float32 and fast.shape == exact.shape
+    assert torch.equal(fast.max(), exact.max()) and int(fast.argmax()) == int(exact.argmax())

@@ -191,7 +191,7 @@ class Decoder:
     @torch.inference_mode()
     def _joint_logits(self, state: _State) -> torch.Tensor:
         h = state.hidden
-        return torch.cat([self.lm.vocab_logits(h).float(), self.toolkens.head(h)])  # (V + n,)
+        return torch.cat([self.lm.step_logits(h), self.toolkens.head(h)])  # (V + n,)
 
     # -- the loop ----------------------------------------------------------------------
     def stream(self, messages: Sequence[Message], config: DecodeConfig = DecodeConfig(), *,
@@ -293,7 +293,7 @@ class Decoder:
         arg_ids: list[int] = []
         emitted = ""
         while not constraint.done and len(arg_ids) < config.max_argument_tokens:
-            logits = constraint.process_logits(self.lm.vocab_logits(arg_state.hidden).float())
+            logits = constraint.process_logits(self.lm.step_logits(arg_state.hidden))
             token = sample(logits, temperature=config.temperature, top_p=config.top_p, generator=generator)
             constraint.advance(token)
             arg_ids.append(token)

@@ -112,6 +112,23 @@ class FrozenLM:
         bias = self.lm_head.bias
         return F.linear(hidden.float(), self.lm_head_fp32(), None if bias is None else bias.float())
 
+    def step_logits(self, hidden: torch.Tensor, *, exact_top: int = 8) -> torch.Tensor:
+        """Vocabulary logits ``(V,)`` for one decoding step, as cheap as plain generation.
+
+        The full product runs in the model's dtype (bf16: 4.6 ms here, against 10 ms in
+        fp32); the ``exact_top`` best entries are then recomputed in fp32, so the best
+        word logit that a toolken must beat is exact, as in training.
+        """
+        if self.dtype == torch.float32:
+            return self.lm_head(hidden)
+        logits = self.lm_head(hidden).float()  # (V,)
+        top = logits.topk(exact_top).indices
+        exact = self.lm_head_fp32()[top] @ hidden.float()
+        if self.lm_head.bias is not None:
+            exact = exact + self.lm_head.bias[top].float()
+        logits[top] = exact
+        return logits
+
     @property
     def fingerprint(self) -> str:
         """Identifies the weights and tokenizer a checkpoint was trained against.
