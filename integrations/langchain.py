@@ -66,7 +66,7 @@ from langchain_core.runnables import Runnable
 from pydantic import Field
 
 from ..calibration import zero_shot_bias
-from ..checkpoint import ToolkenConfig, check_model, load_checkpoint
+from ..checkpoint import check_model, load_checkpoint
 from ..conversation import Message, ToolCall, content_text
 from ..data import with_demos
 from ..decoding import CallFinished, Decoder, DecodeConfig, Finished, TextChunk
