@@ -6,7 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from toolken_agent.priors import PRIOR_KINDS, build_priors, hidden_mean, mean_row_norm, output_row_mean
+from toolken_agent.priors import PRIOR_KINDS, build_priors, mean_row_norm, output_row_mean
 
 
 @pytest.mark.parametrize("kind", PRIOR_KINDS)
