@@ -303,21 +303,12 @@ def to_messages(messages: Sequence[BaseMessage]) -> list[Message]:
 
 
 def _text(message: BaseMessage) -> str:
+    """Text of a message; Anthropic-style call blocks are dropped (they repeat ``tool_calls``)."""
     content = message.content
     if isinstance(content, list):
-        parts = []
-        for block in content:
-            if isinstance(block, str):
-                parts.append(block)
-            elif isinstance(block, dict) and block.get("type") == "text":
-                parts.append(block.get("text", ""))
-            elif isinstance(block, dict) and block.get("type") in ("tool_use", "tool_call"):
-                continue  # Anthropic-style call blocks duplicate message.tool_calls
-            else:
-                kind = block.get("type") if isinstance(block, dict) else type(block).__name__
-                raise ValueError(f"ChatToolken reads text only; got a {kind!r} content block")
-        return "".join(parts)
+        content = [b for b in content if not (isinstance(b, dict) and b.get("type") in ("tool_use", "tool_call"))]
     return content_text(content)
+
 
 
 def as_langchain_tool(tool: Any) -> Any:

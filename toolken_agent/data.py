@@ -92,9 +92,7 @@ def parse_line(raw: bytes, toolset: Toolset, *, source: str, path: str, line: in
         messages = parse_messages(record["messages"])
     except ValueError as exc:
         raise DataError(str(exc), path=path, line=line) from None
-    checked = []
     for message in messages:
-        calls = []
         for call in message.tool_calls:
             if call.name not in toolset.names:
                 raise DataError(f"unknown tool {call.name!r} (the toolset has: {', '.join(toolset.names)})", path=path, line=line)
@@ -102,12 +100,10 @@ def parse_line(raw: bytes, toolset: Toolset, *, source: str, path: str, line: in
                 toolset.get(call.name).validate(call.args)
             except ArgumentsError as exc:
                 raise DataError(f"arguments do not fit the schema: {exc}", path=path, line=line) from None
-            calls.append(call)
-        checked.append(message)
-    if not any(m.role == "assistant" for m in checked):
+    if not any(m.role == "assistant" for m in messages):
         raise DataError("no assistant turn to learn from", path=path, line=line)
     meta = {"answer": record["answer"]} if "answer" in record else {}
-    return Conversation(tuple(checked), source=source, meta=meta)
+    return Conversation(messages, source=source, meta=meta)
 
 
 def example_conversations(toolset: Toolset, *, with_negatives: bool = True) -> list[Conversation]:

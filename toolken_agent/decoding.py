@@ -323,20 +323,3 @@ class Decoder:
 def _find_stop(text: str, stops: Sequence[str]) -> int | None:
     hits = [text.find(s) for s in stops if s and s in text]
     return min(hits) if hits else None
-
-
-def generate(toolkens: Toolkens, messages: Sequence[Message], config: DecodeConfig = DecodeConfig(), *,
-             run_tools: bool = True) -> dict[str, Any]:
-    """Decode to completion and aggregate the events (a convenience for scripts)."""
-    decoder = Decoder(toolkens)
-    text, calls, results, finished = [], [], [], None
-    for event in decoder.stream(messages, config, run_tools=run_tools):
-        if isinstance(event, TextChunk):
-            text.append(event.text)
-        elif isinstance(event, CallFinished):
-            calls.append(event)
-        elif isinstance(event, ToolResult):
-            results.append(event)
-        elif isinstance(event, Finished):
-            finished = event
-    return {"text": "".join(text), "calls": calls, "results": results, "finished": finished}
