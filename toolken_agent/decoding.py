@@ -18,7 +18,6 @@ always parse and validate. Then one of two things happens, chosen by the caller:
 from __future__ import annotations
 
 import itertools
-import json
 import uuid
 from dataclasses import dataclass, field
 from typing import Any, Generator, Iterator, Sequence
@@ -28,9 +27,9 @@ import torch
 from .argument_mode import argument_messages
 from .chat_format import CALL_CLOSE, CALL_SEPARATOR, call_prefix
 from .conversation import Message, ToolCall
-from .executor import DEFAULT_TIMEOUT, run_tool
+from .executor import DEFAULT_TIMEOUT, run_call
 from .processors import ToolChoice, sample
-from .tool import ArgumentsError
+from .tool import ArgumentsError, parse_arguments
 from .toolkens import Toolkens
 
 _END_TOKENS = ("<|im_end|>", "<|endoftext|>", "<|eot_id|>", "<|end|>", "</s>")
@@ -269,7 +268,7 @@ class Decoder:
                 if call.id in failed:
                     outcome_text, is_error = f"Error: {failed[call.id]}", True
                 else:
-                    outcome = run_tool(self.toolkens.toolset.get(call.name), call.args, timeout=config.tool_timeout)
+                    outcome = run_call(self.toolkens.toolset, call.name, call.args, timeout=config.tool_timeout)
                     outcome_text, is_error = outcome.content, outcome.is_error
                 yield ToolResult(call, outcome_text, is_error)
                 messages.append(Message("tool", outcome_text, tool_call_id=call.id, name=call.name))
@@ -308,10 +307,9 @@ class Decoder:
         self._feed(state, prefix + arg_ids + self.format.encode_text(CALL_CLOSE))
         text = self.lm.tokenizer.decode(arg_ids)
         try:
-            args = json.loads(text)
-            spec.validate(args)
-        except (json.JSONDecodeError, ArgumentsError) as exc:
-            message = f"arguments incomplete or invalid ({exc.msg if isinstance(exc, json.JSONDecodeError) else exc}): {text[:200]}"
+            args = parse_arguments(spec, text)
+        except ArgumentsError as exc:
+            message = f"arguments incomplete or invalid ({exc}): {text[:200]}"
             call = ToolCall(name, {}, call_id)
             yield CallFinished(index, call, error=message, raw_arguments=text)
             return call, message, len(arg_ids)

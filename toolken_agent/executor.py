@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any, Mapping
 
 from .tool import ArgumentsError, ToolSpec
+from .toolset import Toolset
 
 DEFAULT_TIMEOUT = 30.0
 MAX_RESULT_CHARS = 20_000
@@ -63,3 +64,16 @@ def run_tool(spec: ToolSpec, args: Mapping[str, Any], *, timeout: float | None =
         return ToolOutcome(result_text(value), False, value)
     except (TypeError, ValueError) as exc:
         return ToolOutcome(f"Error: {spec.name} {exc}", True)
+
+
+def run_call(toolset: Toolset, name: str, args: Mapping[str, Any], *,
+             timeout: float | None = DEFAULT_TIMEOUT) -> ToolOutcome:
+    """Run the tool called ``name`` in ``toolset``: the only tools a model can reach.
+
+    A name the toolset does not hold is refused with an error outcome. It is never
+    looked up anywhere else (a module, builtins, the shell), so a model or a crafted
+    message cannot reach a function that was not registered as a tool.
+    """
+    if name not in toolset.names:
+        return ToolOutcome(f"Error: no tool named {name!r} (the tools are: {', '.join(toolset.names)})", True)
+    return run_tool(toolset.get(name), args, timeout=timeout)

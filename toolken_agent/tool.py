@@ -117,6 +117,22 @@ class ToolSpec:
         }
 
 
+def parse_arguments(spec: ToolSpec, text: str) -> dict[str, Any]:
+    """The JSON object a model wrote as ``spec``'s arguments, checked against its schema.
+
+    The text is parsed as JSON data, never evaluated. Anything that is not a valid
+    argument object raises :class:`ArgumentsError`, including what ``json.loads``
+    reports outside ``JSONDecodeError`` (an integer too long to convert, nesting too
+    deep for the parser), so a caller catching ``ArgumentsError`` sees every failure.
+    """
+    try:
+        args = json.loads(text)
+    except (ValueError, RecursionError) as exc:
+        raise ArgumentsError(f"{spec.name}: not valid JSON ({getattr(exc, 'msg', None) or type(exc).__name__})") from None
+    spec.validate(args)
+    return args
+
+
 _VALIDATORS: dict[str, Any] = {}
 
 
