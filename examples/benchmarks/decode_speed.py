@@ -19,24 +19,20 @@ from __future__ import annotations
 import argparse
 import statistics
 import time
+from typing import Any
 
 import torch
 
 from toolken_agent import Toolkens, load_model, load_toolset
 from toolken_agent.conversation import Message
-from toolken_agent.decoding import Decoder, DecodeConfig, TextChunk
+from toolken_agent.decoding import DecodeConfig, Decoder
+from toolken_agent.model import FrozenLM
 
 PROMPT = "Write a short story about a lighthouse keeper who finds a message in a bottle."
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", default=None)
-    parser.add_argument("--tokens", type=int, default=64)
-    parser.add_argument("--rounds", type=int, default=5)
-    args = parser.parse_args()
-
-    lm = load_model(args.model)
+def measure(lm: FrozenLM, *, tokens: int = 64, rounds: int = 5) -> dict[str, Any]:
+    """Median seconds per token of each way, and its ratio against ``hf-generate``."""
     toolkens = Toolkens.from_priors(lm, load_toolset("math"))
     with torch.no_grad():
         toolkens.head.bias.fill_(-1e4)
@@ -47,36 +43,47 @@ def main() -> None:
 
     def hf_generate() -> int:
         with torch.inference_mode():
-            out = lm.model.generate(prompt_ids, max_new_tokens=args.tokens, min_new_tokens=args.tokens,
+            out = lm.model.generate(prompt_ids, max_new_tokens=tokens, min_new_tokens=tokens,
                                     do_sample=False, pad_token_id=lm.tokenizer.pad_token_id)
         return out.shape[1] - len(prompt)
 
     def ours(choice: str) -> int:
-        config = DecodeConfig(max_new_tokens=args.tokens, tool_choice=choice, stop=())
-        n = 0
+        config = DecodeConfig(max_new_tokens=tokens, tool_choice=choice, stop=())
         for event in decoder.stream(messages, config):
-            if isinstance(event, TextChunk):
-                n += 1
-            else:
-                finished = event
+            finished = event
         return finished.completion_tokens
 
     runs = {"hf-generate": hf_generate, "toolkens-none": lambda: ours("none"), "toolkens-auto": lambda: ours("auto")}
     times: dict[str, list[float]] = {k: [] for k in runs}
-    for name, fn in runs.items():  # warm-up
+    for fn in runs.values():  # warm-up
         fn()
-    for _ in range(args.rounds):
+    for _ in range(rounds):
         for name, fn in runs.items():
             start = time.perf_counter()
             n = fn()
             times[name].append((time.perf_counter() - start) / max(n, 1))
     base = statistics.median(times["hf-generate"])
+    return {
+        "tokens": tokens, "rounds": rounds, "prompt_tokens": len(prompt), "toolkens": toolkens.head.n_tools,
+        "seconds_per_token": {k: statistics.median(v) for k, v in times.items()},
+        "ratio": {k: statistics.median(v) / base for k, v in times.items()},
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", default=None)
+    parser.add_argument("--tokens", type=int, default=64)
+    parser.add_argument("--rounds", type=int, default=5)
+    args = parser.parse_args()
+
+    lm = load_model(args.model)
+    result = measure(lm, tokens=args.tokens, rounds=args.rounds)
     print(f"model {lm.name} ({str(lm.dtype).replace('torch.', '')}), {args.tokens} tokens, {args.rounds} rounds, "
-          f"prompt {len(prompt)} tokens, {torch.get_num_threads()} threads")
+          f"prompt {result['prompt_tokens']} tokens, {torch.get_num_threads()} threads")
     print(f"{'method':<16}{'s/token (median)':>18}{'ratio':>8}")
-    for name in runs:
-        median = statistics.median(times[name])
-        print(f"{name:<16}{median:>18.4f}{median / base:>8.3f}")
+    for name, seconds in result["seconds_per_token"].items():
+        print(f"{name:<16}{seconds:>18.4f}{result['ratio'][name]:>8.3f}")
 
 
 if __name__ == "__main__":

@@ -1,0 +1,232 @@
+"""Tables and figures from the benchmark's ``results-*.json`` files.
+
+    python -m examples.benchmarks.report [DIR]      (default docs/benchmarks)
+
+Writes ``DIR/RESULTS.md`` (every table, per model) and ``DIR/*.png`` (matplotlib, from
+the full runs only; quick runs get tables alone). Everything shown is read from the
+results files: nothing here measures.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+METHOD_ORDER = ("prompted-fc", "prompted-fc+icl", "zero-shot", "toolkengpt", "paper", "ours")
+NEEDS = {
+    "prompted-fc": "tool schemas in every prompt; no training",
+    "prompted-fc+icl": "schemas plus 3 demonstrations in every prompt; no training",
+    "zero-shot": "name + description per tool; no training data",
+    "toolkengpt": "training conversations; one frozen pass + head training",
+    "paper": "training conversations; one frozen pass + head training",
+    "ours": "training conversations; one frozen pass + head training",
+}
+
+
+def _fmt(value: Any, spread: dict | None = None) -> str:
+    if value is None:
+        return "n/a"
+    text = f"{value:.3f}"
+    if spread and spread.get("max", value) - spread.get("min", value) > 0:
+        text += f" ({spread['min']:.2f}-{spread['max']:.2f})"
+    return text
+
+
+def selection_table(results: dict) -> list[str]:
+    names = list(results["datasets"])
+    lines = ["| method | " + " | ".join(names) + " |", "|---|" + "---|" * len(names)]
+    for method in METHOD_ORDER:
+        cells = []
+        for name in names:
+            d = results["datasets"][name]
+            if method.startswith("prompted"):
+                p = d.get("prompted", {}).get(method)
+                cells.append("n/a" if p is None else (f"skipped: {p['skipped'].split(' exceeds')[0]} too long" if p["skipped"]
+                                                       else f"{p['select']:.3f} (n={p['examples']})"))
+            else:
+                m = d["methods"].get(method)
+                cells.append("n/a" if m is None else _fmt(m["select"]["mean"], m["select"]))
+        lines.append(f"| {method} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def detail_table(results: dict) -> list[str]:
+    lines = ["| data set | tools | train / test | method | lambda | select | choice | no-call | seeds |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for name, d in results["datasets"].items():
+        for method, m in d["methods"].items():
+            lines.append(f"| {name} | {d['tools']} | {d['train']} / {d['test']} | {method} | "
+                         f"{'' if m['lambda'] is None else m['lambda']} | {_fmt(m['select']['mean'], m['select'])} | "
+                         f"{_fmt(m['choice']['mean'], m['choice'])} | {_fmt(m.get('no_call', {}).get('mean'))} | "
+                         f"{','.join(m['seeds'])} |")
+    return lines
+
+
+def prior_table(results: dict) -> list[str]:
+    names = list(results["datasets"])
+    lines = ["| prior (untrained, calibrated bias) | " + " | ".join(names) + " |", "|---|" + "---|" * len(names)]
+    kinds = list(next(iter(results["datasets"].values()))["priors_zero_shot"])
+    for kind in kinds:
+        cells = [f"{results['datasets'][n]['priors_zero_shot'][kind]['choice']:.3f}" for n in names]
+        lines.append(f"| {kind} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def paper_ordering(results: dict) -> list[str]:
+    lines = ["| data set | random (toolkengpt) | name prior (paper) | paper - random | ours | ours - random |",
+             "|---|---|---|---|---|---|"]
+    for name, d in results["datasets"].items():
+        r, p, o = (d["methods"][k]["select"]["mean"] for k in ("toolkengpt", "paper", "ours"))
+        lines.append(f"| {name} | {r:.3f} | {p:.3f} | {p - r:+.3f} | {o:.3f} | {o - r:+.3f} |")
+    return lines
+
+
+def scarcity_table(results: dict) -> list[str]:
+    lines = []
+    for name, d in results["datasets"].items():
+        curve = d.get("scarcity")
+        if not curve:
+            continue
+        ks = list(next(iter(curve.values())))
+        zero = d["methods"]["zero-shot"]["select"]["mean"]
+        lines += [f"\n{name}: `select` against training conversations per tool (zero-shot, no data: {zero:.3f})\n",
+                  "| method | " + " | ".join(ks) + " |", "|---|" + "---|" * len(ks)]
+        for method, points in curve.items():
+            lines.append(f"| {method} | " + " | ".join(_fmt(points[k]["mean"], points[k]) for k in ks) + " |")
+    return lines
+
+
+def speed_tables(speed: dict) -> list[str]:
+    t, dec = speed["training"], speed["decoding"]
+    lines = [
+        f"- Training ({t['conversations']} FuncQA conversations, {t['tokens']:,} tokens, {t['epochs']} epochs): cached "
+        f"{t['cached_seconds']} s (frozen pass {t['cache_pass_seconds']} s) against {t['lm_seconds_for_all_epochs']} s "
+        f"running the LM every epoch ({t['lm_epoch_seconds']} s an epoch, {t['lm_epochs_measured']} measured): "
+        f"**{t['speedup']}x**. Peak memory above the loaded model: {t['peak_mib_cached']} MiB cached "
+        f"(cache {t['cache_mib']} MiB) vs {t['peak_mib_lm_loop']} MiB.",
+        f"- Decoding, per token, {dec['toolkens']} toolkens against transformers `generate` "
+        f"({dec['tokens']} tokens x {dec['rounds']} rounds): auto **{dec['ratio']['toolkens-auto']:.3f}x**, "
+        f"toolkens masked {dec['ratio']['toolkens-none']:.3f}x.",
+        "",
+        "| tools | toolkens: s to first call | prompted: prompt tokens | prompted: s to first token | ratio | "
+        "peak MiB toolkens / prompted |",
+        "|---|---|---|---|---|---|",
+    ]
+    for n, r in speed["first_call"].items():
+        lines.append(f"| {n} | {r['toolkens_seconds']} | {r['prompted_prompt_tokens']:,} | {r['prompted_first_token_seconds']} | "
+                     f"{r['ratio']}x | {r['peak_mib_toolkens']} / {r['peak_mib_prompted']} |")
+    return lines
+
+
+def model_section(results: dict) -> list[str]:
+    plan = results["plan"]
+    lines = [f"## {results['model']} ({results['dtype']}, {results['threads']} threads, {results['date']}"
+             f"{', QUICK: figures mean nothing' if results['quick'] else ''})", "",
+             f"Whole run: {results['seconds'] / 60:.1f} min. Seeds {plan['seeds']}, {plan['epochs']} epochs.", "",
+             "### Tool selection (`select`: the right toolken wins over every word and toolken at the first call)", ""]
+    lines += selection_table(results)
+    lines += ["", "### Per method: choice (right tool when forced), no-call (no false fire at text decisions)", ""]
+    lines += detail_table(results)
+    lines += ["", "### Does the prior beat random initialization? (paper's ordering, mean over seeds)", ""]
+    lines += paper_ordering(results)
+    lines += ["", "### Priors alone (no training; `choice` among toolkens)", ""]
+    lines += prior_table(results)
+    lines += ["", "### Data scarcity"] + scarcity_table(results)
+    if "speed" in results:
+        lines += ["", "### Speed and memory (ratios measured side by side in this run)", ""] + speed_tables(results["speed"])
+    return lines
+
+
+def figures(results: dict, out: Path, stem: str) -> list[Path]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    written = []
+    names = list(results["datasets"])
+    fig, ax = plt.subplots(figsize=(max(6, 1.3 * len(names)), 3.6))
+    methods = [m for m in METHOD_ORDER if m != "prompted-fc+icl"]
+    width = 0.8 / len(methods)
+    for i, method in enumerate(methods):
+        ys = []
+        for name in names:
+            d = results["datasets"][name]
+            if method.startswith("prompted"):
+                p = d["prompted"][method]
+                ys.append(0 if p["skipped"] else p["select"])
+            else:
+                ys.append(d["methods"][method]["select"]["mean"])
+        ax.bar([x + i * width for x in range(len(names))], ys, width, label=method)
+    ax.set_xticks([x + 0.4 - width / 2 for x in range(len(names))], names, rotation=20)
+    ax.set_ylabel("tool selection (select)")
+    ax.set_title(f"{results['model']}: methods side by side")
+    ax.legend(fontsize=7, ncol=3)
+    fig.tight_layout()
+    path = out / f"selection-{stem}.png"
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    written.append(path)
+
+    curves = {n: d["scarcity"] for n, d in results["datasets"].items() if d.get("scarcity")}
+    if curves:
+        fig, axes = plt.subplots(1, len(curves), figsize=(4.2 * len(curves), 3.4), squeeze=False)
+        for ax, (name, curve) in zip(axes[0], curves.items()):
+            for method, points in curve.items():
+                ks = [int(k) for k in points]
+                ax.plot(ks, [points[str(k)]["mean"] for k in ks], marker="o", label=method)
+            ax.axhline(results["datasets"][name]["methods"]["zero-shot"]["select"]["mean"], ls="--", c="gray", label="zero-shot")
+            ax.set_xscale("log")
+            ax.set_xlabel("training conversations per tool")
+            ax.set_ylabel("select")
+            ax.set_title(name)
+            ax.legend(fontsize=7)
+        fig.tight_layout()
+        path = out / f"scarcity-{stem}.png"
+        fig.savefig(path, dpi=110)
+        plt.close(fig)
+        written.append(path)
+
+    if "speed" in results:
+        rows = results["speed"]["first_call"]
+        ns = [int(n) for n in rows]
+        fig, ax = plt.subplots(figsize=(5, 3.4))
+        ax.plot(ns, [rows[str(n)]["toolkens_seconds"] for n in ns], marker="o", label="toolkens: first call")
+        ax.plot(ns, [rows[str(n)]["prompted_first_token_seconds"] for n in ns], marker="s", label="prompted: first token")
+        ax.set_xlabel("tools")
+        ax.set_ylabel("seconds")
+        ax.set_title(f"{results['model']}: time to the first call")
+        ax.legend(fontsize=8)
+        fig.tight_layout()
+        path = out / f"first-call-{stem}.png"
+        fig.savefig(path, dpi=110)
+        plt.close(fig)
+        written.append(path)
+    return written
+
+
+def write_report(out: Path) -> list[Path]:
+    files = sorted(out.glob("results-*.json"))
+    runs = [json.loads(f.read_text()) for f in files]
+    lines = ["# Benchmark results", "",
+             "Generated by `python -m examples.benchmarks.run` (see README, Results); do not edit by hand.", "",
+             "What each method needs to run:", ""]
+    lines += [f"- **{m}**: {NEEDS[m]}" for m in METHOD_ORDER]
+    written: list[Path] = []
+    for results, f in zip(runs, files):
+        lines += [""] + model_section(results)
+        if not results["quick"]:
+            stem = f.stem.removeprefix("results-")
+            pictures = figures(results, out, stem)
+            written += pictures
+            lines += [""] + [f"![{p.stem}]({p.name})" for p in pictures]
+    path = out / "RESULTS.md"
+    path.write_text("\n".join(lines) + "\n")
+    return [path, *written]
+
+
+if __name__ == "__main__":
+    for p in write_report(Path(sys.argv[1] if len(sys.argv) > 1 else "docs/benchmarks")):
+        print(p)

@@ -1,0 +1,240 @@
+"""Run the benchmark suite: every method side by side on one base model, in one run.
+
+    python -m examples.benchmarks.run [--model SPEC] [--quick] [--out docs/benchmarks]
+
+(from the repository root; needs the ``bench`` extra for the figures). Writes
+``results-<model>.json`` into ``--out``, then regenerates the tables and figures there
+from every results file present (:mod:`examples.benchmarks.report`).
+
+Per data set: the frozen LM runs once over the training and test conversations (cached
+on disk per model), then each toolken method trains on the cache with each seed and is
+scored at the test turns' decision points (:mod:`examples.benchmarks.suite`); prompted
+function calling runs on the same test conversations (:mod:`examples.benchmarks.prompted`).
+Then the data-scarcity curve, and speed and memory ratios (:mod:`examples.benchmarks.speed`).
+
+``--quick`` asserts the pipeline on a small slice (two data sets, few examples, one
+seed, few epochs); its figures mean nothing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import statistics
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from toolken_agent import load_model
+from toolken_agent.conversation import Conversation, parse_messages
+from toolken_agent.features import Features
+from toolken_agent.model import FrozenLM
+from toolken_agent.priors import PRIOR_KINDS
+
+from . import datasets as ds
+from .prompted import evaluate_prompted
+from .suite import (
+    METHODS,
+    Method,
+    cached_features,
+    cap_per_tool,
+    choose_lambda,
+    examples_per_tool,
+    initial_head,
+    score,
+    select_examples,
+    train,
+)
+
+LOADERS: dict[str, Callable[[], ds.BenchSet]] = {
+    "funcqa-oh": lambda: ds.load_funcqa(split="oh"),
+    "funcqa-mh": lambda: ds.load_funcqa(split="mh"),
+    "gsm8k-xl": ds.load_gsm8k_xl,
+    "kamel-30": lambda: ds.load_kamel(n_tools=30),
+    "kamel-60": lambda: ds.load_kamel(n_tools=60),
+    "kamel-100": lambda: ds.load_kamel(n_tools=100),
+    "kamel-234": lambda: ds.load_kamel(n_tools=234),
+    "vh": ds.load_vh,
+}
+SCARCITY = {"kamel-30": (1, 5, 10, 20), "funcqa-oh": (1, 5, 10, 40)}
+KAMEL_PER_TOOL = 20  # KAMEL-234 has up to 50 training texts per relation: 880k tokens to cache
+TRAIN_CAPS = {"gsm8k-xl": 1000}  # GSM8K-XL's 5,867 training conversations are 2.2M tokens
+
+
+@dataclass(frozen=True)
+class Plan:
+    datasets: tuple[str, ...]
+    seeds: tuple[int, ...]
+    epochs: int
+    max_train: int | None  # training conversations per data set (None: all)
+    max_test: int | None
+    prompted_tests: int  # test conversations for prompted function calling
+    scarcity: dict[str, tuple[int, ...]]
+    speed: bool
+
+
+FULL = Plan(tuple(LOADERS), (0, 1, 2), 20, None, None, 60, SCARCITY, True)
+QUICK = Plan(("funcqa-oh", "kamel-30"), (0,), 3, 60, 30, 5, {"kamel-30": (1, 5)}, True)
+
+
+def to_conversation(record: dict) -> Conversation:
+    meta = {"answer": record["answer"]} if "answer" in record else {}
+    return Conversation(parse_messages(record["messages"]), source=record.get("source", ""), meta=meta)
+
+
+def spread(values: Sequence[float]) -> dict[str, float]:
+    return {"mean": statistics.fmean(values), "min": min(values), "max": max(values)}
+
+
+def log(message: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+
+def subsample(records: list[dict], limit: int | None, seed: int = 0) -> list[dict]:
+    if limit is None or len(records) <= limit:
+        return records
+    import random
+
+    return random.Random(seed).sample(records, limit)
+
+
+def training_set(lm: FrozenLM, name: str, bench: ds.BenchSet, plan: Plan) -> tuple[list[Conversation], Features, float]:
+    """Training conversations and their features.
+
+    KAMEL-N's training texts are exactly the KAMEL-234 texts of its first N relations
+    (checked in ``tests/test_bench_datasets.py``) and its tools the first N, so every
+    KAMEL size reads its rows from one cached pass over (capped) KAMEL-234.
+    """
+    if name.startswith("kamel-"):
+        parent = LOADERS["kamel-234"]()
+        records = subsample(cap_per_tool(parent.train, KAMEL_PER_TOOL), plan.max_train)
+        feats, seconds = cached_features(lm, parent.toolset.specs, [to_conversation(r) for r in records])
+        allowed = set(bench.toolset.names)
+        keep = [i for i, r in enumerate(records)
+                if all(c["function"]["name"] in allowed for m in r["messages"] for c in (m.get("tool_calls") or []))]
+        return [to_conversation(records[i]) for i in keep], select_examples(feats, keep), seconds
+    records = subsample(bench.train, min(plan.max_train or 10**9, TRAIN_CAPS.get(name, 10**9)))
+    convs = [to_conversation(r) for r in records]
+    feats, seconds = cached_features(lm, bench.toolset.specs, convs)
+    return convs, feats, seconds
+
+
+def run_dataset(lm: FrozenLM, name: str, plan: Plan) -> dict[str, Any]:
+    bench = LOADERS[name]()
+    specs = bench.toolset.specs
+    train_convs, train_feats, train_seconds = training_set(lm, name, bench, plan)
+    test_convs = [to_conversation(r) for r in subsample(bench.test, plan.max_test)]
+    log(f"{name}: {len(specs)} tools, {len(train_convs)} train, {len(test_convs)} test")
+    test_feats, test_seconds = cached_features(lm, specs, test_convs)
+    out: dict[str, Any] = {
+        "tools": len(specs), "train": len(train_convs), "test": len(test_convs),
+        "train_positions": len(train_feats), "cache_seconds": round(train_seconds + test_seconds, 1),
+        "methods": {}, "priors_zero_shot": {},
+    }
+    for kind in PRIOR_KINDS:
+        zero = Method(f"prior-{kind}", kind, None, True, trained=False, calibrated=True)
+        out["priors_zero_shot"][kind] = score(initial_head(lm, specs, zero, 0), test_feats)
+    for method in METHODS:
+        start = time.perf_counter()
+        lam, sweep = choose_lambda(lm, specs, method, train_feats, len(train_convs), epochs=plan.epochs) if method.trained else (None, {})
+        seeds = plan.seeds if method.trained else (0,)
+        runs = {}
+        for seed in seeds:
+            head = train(lm, specs, method, train_feats, seed=seed, lambda_=lam or 0.0, epochs=plan.epochs)
+            runs[str(seed)] = score(head, test_feats)
+        summary = {k: spread([r[k] for r in runs.values()]) for k in ("select", "choice", "no_call") if all(k in r for r in runs.values())}
+        out["methods"][method.name] = {"describe": method.describe(), "lambda": lam, "lambda_sweep": sweep,
+                                       "seeds": runs, **summary, "seconds": round(time.perf_counter() - start, 1)}
+        log(f"{name}: {method.name:<11} select {summary['select']['mean']:.3f} choice {summary['choice']['mean']:.3f} "
+            f"no_call {summary.get('no_call', {}).get('mean', float('nan')):.3f}")
+    prompted_tests = test_convs[: plan.prompted_tests]
+    demos = [train_convs[i] for i in examples_per_tool(train_convs, 1, seed=0)][:3]
+    out["prompted"] = {}
+    for variant, shots in (("prompted-fc", ()), ("prompted-fc+icl", demos)):
+        res = evaluate_prompted(lm, specs, prompted_tests, shots).as_dict()
+        out["prompted"][variant] = res
+        log(f"{name}: {variant:<15} select {res['select']:.3f} over {res['examples']} {res['skipped']}")
+    if name in plan.scarcity:
+        out["scarcity"] = scarcity(lm, specs, train_convs, train_feats, test_feats, plan.scarcity[name], out, plan)
+    return out
+
+
+def scarcity(lm: FrozenLM, specs, train_convs, train_feats, test_feats, ks: Sequence[int], out: dict, plan: Plan) -> dict:
+    """``select`` against training conversations per tool, per trained method and seed."""
+    curve: dict[str, dict[str, Any]] = {}
+    for method in METHODS:
+        if not method.trained:
+            continue
+        lam = out["methods"][method.name]["lambda"] or 0.0
+        curve[method.name] = {}
+        for k in ks:
+            runs = []
+            for seed in plan.seeds:
+                chosen = examples_per_tool(train_convs, k, seed=seed)
+                head = train(lm, specs, method, train_feats.for_examples(chosen), seed=seed, lambda_=lam, epochs=plan.epochs)
+                runs.append(score(head, test_feats)["select"])
+            curve[method.name][str(k)] = spread(runs)
+        log(f"scarcity {method.name}: " + " ".join(f"{k}:{v['mean']:.3f}" for k, v in curve[method.name].items()))
+    return curve
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", default=None, help="model spec (default: the embedded SmolLM2-135M-Instruct)")
+    parser.add_argument("--out", default="docs/benchmarks", help="directory for results, tables and figures")
+    parser.add_argument("--quick", action="store_true", help="a small slice that asserts the pipeline (CI)")
+    parser.add_argument("--datasets", default=None, help=f"comma-separated subset of: {', '.join(LOADERS)}")
+    parser.add_argument("--no-speed", action="store_true", help="skip the speed and memory ratios")
+    parser.add_argument("--max-train", type=int, default=None, help="cap on training conversations per data set")
+    args = parser.parse_args(argv)
+
+    plan = QUICK if args.quick else FULL
+    if args.datasets:
+        unknown = [d for d in args.datasets.split(",") if d not in LOADERS]
+        if unknown:
+            parser.error(f"unknown data set(s): {', '.join(unknown)}")
+        plan = Plan(tuple(args.datasets.split(",")), *list(plan.__dict__.values())[1:])
+    if args.max_train is not None:
+        plan = Plan(**{**plan.__dict__, "max_train": args.max_train})
+    if args.no_speed:
+        plan = Plan(**{**plan.__dict__, "speed": False})
+    if not ds.DATA_DIR.is_dir():
+        parser.error(f"benchmark data not found at {ds.DATA_DIR} (set TOOLKEN_BENCH_DATA)")
+
+    start = time.perf_counter()
+    lm = load_model(args.model)
+    results: dict[str, Any] = {
+        "model": lm.name, "spec": lm.spec, "dtype": str(lm.dtype).replace("torch.", ""),
+        "threads": torch.get_num_threads(), "machine": platform.machine(), "quick": args.quick,
+        "date": time.strftime("%Y-%m-%d"), "plan": {k: v for k, v in plan.__dict__.items()},
+        "methods": {m.name: m.describe() for m in METHODS}, "datasets": {},
+    }
+    for name in plan.datasets:
+        results["datasets"][name] = run_dataset(lm, name, plan)
+    if plan.speed:
+        from .speed import measure_all
+
+        results["speed"] = measure_all(lm, quick=args.quick, log=log)
+    results["seconds"] = round(time.perf_counter() - start, 1)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    stem = "quick" if args.quick else lm.name
+    path = out / f"results-{stem}.json"
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(results, indent=1, default=str))
+    tmp.replace(path)
+    log(f"wrote {path} ({results['seconds']:.0f} s)")
+    from .report import write_report
+
+    for written in write_report(out):
+        log(f"wrote {written}")
+
+
+if __name__ == "__main__":
+    main()
