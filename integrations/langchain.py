@@ -70,6 +70,7 @@ from ..checkpoint import check_model, load_checkpoint
 from ..conversation import Message, ToolCall, content_text
 from ..data import with_demos
 from ..decoding import CallFinished, Decoder, DecodeConfig, Finished, TextChunk
+from ..executor import DEFAULT_TIMEOUT, run_tool
 from ..head import ToolkenHead
 from ..model import FrozenLM, load_model
 from ..priors import DEFAULT_PRIOR, build_priors
@@ -311,25 +312,33 @@ def _text(message: BaseMessage) -> str:
 
 
 
-def as_langchain_tool(tool: Any) -> Any:
+def as_langchain_tool(tool: Any, *, timeout: float | None = DEFAULT_TIMEOUT) -> Any:
     """Any tool definition (a ``Tool`` subclass, a function, a spec) as a LangChain tool.
 
     Lets the built-in toolsets and ``Tool`` classes run inside LangChain agents::
 
         from toolken_agent.tools.math import TOOLS
         agent = create_agent(ChatToolken(toolkens="toolkens-math"), [as_langchain_tool(t) for t in TOOLS])
+
+    The tool runs through :func:`~toolken_agent.executor.run_tool`, as in toolken-agent's
+    own loop: its result is the text the model reads, and a tool that raises, runs past
+    ``timeout`` seconds or returns something that is not text or JSON data gives a
+    ``ToolMessage`` with ``status="error"`` instead of an exception that ends the agent's
+    run. A LangChain tool (``BaseTool``) is returned unchanged, with its own error handling.
     """
-    from langchain_core.tools import BaseTool, StructuredTool
+    from langchain_core.tools import BaseTool, StructuredTool, ToolException
 
     if isinstance(tool, BaseTool):
         return tool
     spec = to_spec(tool)
     if spec.func is None:
         raise ValueError(f"tool {spec.name!r} has no implementation to run")
-    func = spec.func
 
-    def run(**kwargs: Any) -> Any:
-        return func(**spec.validate(kwargs))
+    def run(**kwargs: Any) -> str:
+        outcome = run_tool(spec, kwargs, timeout=timeout)
+        if outcome.is_error:
+            raise ToolException(outcome.content)
+        return outcome.content
 
     return StructuredTool.from_function(func=run, name=spec.name, description=spec.description,
-                                        args_schema=spec.args_model or dict(spec.parameters))
+                                        args_schema=spec.args_model or dict(spec.parameters), handle_tool_error=True)

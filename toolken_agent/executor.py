@@ -1,28 +1,26 @@
 """Running a tool on the user's machine, from arguments a model wrote.
 
 Arguments are data: they are validated against the tool's schema and passed as keyword
-values, never evaluated. A tool that raises, runs past its timeout, or returns
-something that cannot be shown as text gives an error *result*, which goes back to the
-model (and to LangChain as a ``ToolMessage`` with ``status="error"``); the process
-never dies of a tool.
+values, never evaluated. A tool that raises (``sys.exit()`` included), runs past its
+timeout, or returns something that cannot be shown as text gives an error *result*,
+which goes back to the model (and to LangChain as a ``ToolMessage`` with
+``status="error"``, see :func:`toolken_agent.integrations.langchain.as_langchain_tool`);
+the process never dies of a tool.
 """
 
 from __future__ import annotations
 
 import concurrent.futures
 import json
+import threading
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 from .tool import ArgumentsError, ToolSpec
 from .toolset import Toolset
 
 DEFAULT_TIMEOUT = 30.0
 MAX_RESULT_CHARS = 20_000
-
-# Tool calls that time out keep running in their thread (Python cannot kill a thread);
-# a shared pool with spare workers keeps them from blocking later calls.
-_POOL = concurrent.futures.ThreadPoolExecutor(max_workers=8, thread_name_prefix="toolken-tool")
 
 
 @dataclass(frozen=True)
@@ -37,7 +35,10 @@ def result_text(value: Any) -> str:
     if isinstance(value, str):
         text = value
     elif value is None or isinstance(value, (bool, int, float, list, dict, tuple)):
-        text = json.dumps(value, ensure_ascii=False)
+        try:
+            text = json.dumps(value, ensure_ascii=False)
+        except (TypeError, ValueError, RecursionError) as exc:  # unserializable, circular, too deep
+            raise TypeError(f"returned {type(value).__name__} data that is not JSON ({exc})") from None
     elif hasattr(value, "content") and isinstance(getattr(value, "content"), str):  # a LangChain ToolMessage
         text = value.content
     else:
@@ -53,17 +54,38 @@ def run_tool(spec: ToolSpec, args: Mapping[str, Any], *, timeout: float | None =
         kwargs = spec.validate(args)
     except ArgumentsError as exc:
         return ToolOutcome(f"Error: invalid arguments: {exc}", True)
-    future = _POOL.submit(spec.func, **kwargs)
     try:
-        value = future.result(timeout=timeout)
+        value = call_with_timeout(spec.func, kwargs, timeout)
     except concurrent.futures.TimeoutError:
         return ToolOutcome(f"Error: {spec.name} did not finish within {timeout:g} s", True)
-    except Exception as exc:  # the tool's own failure is the model's information
+    except (Exception, SystemExit) as exc:  # the tool's own failure is the model's information
         return ToolOutcome(f"Error: {type(exc).__name__}: {exc}", True)
     try:
         return ToolOutcome(result_text(value), False, value)
-    except (TypeError, ValueError) as exc:
+    except Exception as exc:  # not text or JSON data (or a result object that fails when read)
         return ToolOutcome(f"Error: {spec.name} {exc}", True)
+
+
+def call_with_timeout(func: Callable[..., Any], kwargs: Mapping[str, Any], timeout: float | None) -> Any:
+    """``func(**kwargs)`` in a daemon thread of its own; waits at most ``timeout`` seconds.
+
+    A call that times out keeps running (Python cannot kill a thread). With a bounded
+    pool, as many hung calls as it has workers left none for later calls, which then all
+    timed out; and pool threads are joined at exit, so one hung tool kept the process
+    from ending. A daemon thread per call (about 0.1 ms) has neither problem.
+    Raises ``concurrent.futures.TimeoutError``, or whatever the call raised.
+    """
+    future: concurrent.futures.Future[Any] = concurrent.futures.Future()
+
+    def target() -> None:
+        future.set_running_or_notify_cancel()
+        try:
+            future.set_result(func(**kwargs))
+        except BaseException as exc:  # handed to the caller, which decides
+            future.set_exception(exc)
+
+    threading.Thread(target=target, name="toolken-tool", daemon=True).start()
+    return future.result(timeout=timeout)
 
 
 def run_call(toolset: Toolset, name: str, args: Mapping[str, Any], *,
