@@ -16,6 +16,7 @@ from typing import Annotated, Iterator, Optional
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
@@ -42,7 +43,8 @@ def user_errors() -> Iterator[None]:
     try:
         yield
     except ToolkenError as exc:
-        err.print(f"[red]error:[/red] {exc}", highlight=False, markup=True, soft_wrap=True)
+        # Escaped: the message quotes user data, where "[/x]" would be read as markup and raise.
+        err.print(f"[red]error:[/red] {escape(str(exc))}", highlight=False, markup=True, soft_wrap=True)
         raise typer.Exit(2) from None
     except KeyboardInterrupt:
         err.print("interrupted", highlight=False)
@@ -111,7 +113,8 @@ def train(
             loaded = load_jsonl(data, toolset, lenient=lenient)
             conversations = loaded.conversations
             if loaded.skipped:
-                err.print(f"skipped {loaded.skipped} bad lines of {data}; first: {loaded.first_errors[0]}", highlight=False)
+                err.print(f"skipped {loaded.skipped} bad lines of {loaded.lines} in {data}; first: {loaded.first_errors[0]}",
+                          highlight=False, markup=False, soft_wrap=True)
             origin = str(data)
         else:
             conversations = example_conversations(toolset)

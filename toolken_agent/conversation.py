@@ -64,6 +64,22 @@ def content_text(content: Any) -> str:
     raise ValueError(f"content must be a string or a list of text parts, got {type(content).__name__}")
 
 
+def json_problem(exc: Exception) -> str:
+    """What ``json.loads`` objected to, in a few words on one line.
+
+    Besides ``JSONDecodeError`` it raises ``UnicodeDecodeError`` for bytes that are not
+    UTF-8, a plain ``ValueError`` for integers over Python's 4300-digit limit, and
+    ``RecursionError`` for nesting deeper than the interpreter's stack allows.
+    """
+    if isinstance(exc, RecursionError):
+        return "nested too deeply"
+    if isinstance(exc, json.JSONDecodeError):
+        return exc.msg
+    if isinstance(exc, UnicodeDecodeError):
+        return f"not UTF-8 text: {exc.reason} at byte {exc.start}"
+    return str(exc).split(";")[0]
+
+
 def parse_tool_call(raw: Any) -> ToolCall:
     if not isinstance(raw, Mapping):
         raise ValueError("a tool call must be an object")
@@ -74,8 +90,8 @@ def parse_tool_call(raw: Any) -> ToolCall:
     if isinstance(args, str):
         try:
             args = json.loads(args) if args.strip() else {}
-        except json.JSONDecodeError as exc:
-            raise ValueError(f"arguments of {function['name']!r} are not valid JSON ({exc.msg})") from None
+        except (ValueError, RecursionError) as exc:
+            raise ValueError(f"arguments of {function['name']!r} are not valid JSON ({json_problem(exc)})") from None
     if not isinstance(args, Mapping):
         raise ValueError(f"arguments of {function['name']!r} must be a JSON object")
     call_id = raw.get("id")

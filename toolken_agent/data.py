@@ -16,9 +16,9 @@ import json
 import random
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
+from typing import BinaryIO, Iterator, Sequence
 
-from .conversation import Conversation, Message, ToolCall, parse_messages
+from .conversation import Conversation, Message, ToolCall, json_problem, parse_messages
 from .errors import DataError
 from .tool import ArgumentsError
 from .toolset import Toolset
@@ -53,39 +53,80 @@ class LoadReport:
     conversations: list[Conversation] = field(default_factory=list)
     skipped: int = 0
     first_errors: list[str] = field(default_factory=list)
+    lines: int = 0  # non-blank lines read: always len(conversations) + skipped
 
 
 def load_jsonl(path: str | Path, toolset: Toolset, *, lenient: bool = False) -> LoadReport:
-    """Read OpenAI-format conversations from ``path``, checked against ``toolset``."""
+    """Read OpenAI-format conversations from ``path``, checked against ``toolset``.
+
+    The file is read one line at a time, so its size does not matter; a line longer
+    than ``MAX_LINE_BYTES`` is refused without being held in memory.
+    """
     path = Path(path)
+    if path.is_dir():
+        raise DataError("is a directory, not a JSONL file", path=str(path))
     if not path.is_file():
         raise DataError("no such file", path=str(path))
     report = LoadReport()
-    with open(path, "rb") as f:
-        for number, raw in enumerate(f, start=1):
-            if not raw.strip():
-                continue
-            try:
-                report.conversations.append(parse_line(raw, toolset, source=f"{path}:{number}", path=str(path), line=number))
-            except DataError as exc:
-                if not lenient:
-                    raise
-                report.skipped += 1
-                if len(report.first_errors) < 5:
-                    report.first_errors.append(str(exc))
+    try:
+        with open(path, "rb") as f:
+            for number, raw, size in _read_lines(f, MAX_LINE_BYTES):
+                if number == 1 and raw is not None:
+                    raw = raw.removeprefix(b"\xef\xbb\xbf")  # a UTF-8 byte order mark (Windows editors)
+                if raw is not None and not raw.strip():
+                    continue
+                report.lines += 1
+                try:
+                    if raw is None:
+                        raise too_long(size, path=str(path), line=number)
+                    report.conversations.append(parse_line(raw, toolset, source=f"{path}:{number}", path=str(path), line=number))
+                except DataError as exc:
+                    if not lenient:
+                        raise
+                    report.skipped += 1
+                    if len(report.first_errors) < 5:
+                        report.first_errors.append(str(exc))
+    except OSError as exc:
+        raise DataError(f"cannot read: {exc.strerror or exc}", path=str(path)) from None
     if not report.conversations:
-        raise DataError("no usable conversations" + (f" ({report.skipped} bad lines skipped)" if report.skipped else ""), path=str(path))
+        detail = (f" ({report.skipped} bad lines skipped; first: {report.first_errors[0]})" if report.skipped
+                  else " (the file is empty)")
+        raise DataError("no usable conversations" + detail, path=str(path))
     return report
+
+
+def _read_lines(f: BinaryIO, limit: int) -> Iterator[tuple[int, bytes | None, int]]:
+    """``(number, line, size)`` for each line of ``f``; ``line`` is None when longer than ``limit``.
+
+    Iterating a file reads each line whole, so one multi-gigabyte line (a file without
+    newlines, a binary file passed by mistake) would be held in memory before its
+    length could be checked. Here a line is read up to ``limit`` bytes and the rest of
+    an overlong one is skipped in 1 MiB chunks.
+    """
+    number = 0
+    while raw := f.readline(limit + 1):
+        number += 1
+        if len(raw) <= limit or raw.endswith(b"\n"):
+            yield number, raw, len(raw)
+            continue
+        size = len(raw)
+        while not raw.endswith(b"\n") and (raw := f.readline(1 << 20)):
+            size += len(raw)
+        yield number, None, size
+
+
+def too_long(size: int, *, path: str, line: int) -> DataError:
+    return DataError(f"line of {size:,} bytes is over the limit of {MAX_LINE_BYTES:,} bytes", path=path, line=line)
 
 
 def parse_line(raw: bytes, toolset: Toolset, *, source: str, path: str, line: int) -> Conversation:
     """One JSONL line as a checked :class:`Conversation`."""
     if len(raw) > MAX_LINE_BYTES:
-        raise DataError(f"line is {len(raw) >> 20} MiB; the limit is {MAX_LINE_BYTES >> 20} MiB", path=path, line=line)
+        raise too_long(len(raw), path=path, line=line)
     try:
         record = json.loads(raw)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise DataError(f"not valid JSON ({getattr(exc, 'msg', exc)})", path=path, line=line) from None
+    except (ValueError, RecursionError) as exc:  # JSONDecodeError, bad UTF-8, huge integers, deep nesting
+        raise DataError(f"not valid JSON ({json_problem(exc)})", path=path, line=line) from None
     if not isinstance(record, dict) or "messages" not in record:
         raise DataError("expected an object with 'messages'", path=path, line=line)
     try:

@@ -34,6 +34,7 @@ import jsonschema
 import pydantic
 from typing_extensions import is_typeddict
 
+from .conversation import json_problem
 from .errors import ToolsetError
 
 _NAME_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
@@ -128,7 +129,7 @@ def parse_arguments(spec: ToolSpec, text: str) -> dict[str, Any]:
     try:
         args = json.loads(text)
     except (ValueError, RecursionError) as exc:
-        raise ArgumentsError(f"{spec.name}: not valid JSON ({getattr(exc, 'msg', None) or type(exc).__name__})") from None
+        raise ArgumentsError(f"{spec.name}: not valid JSON ({json_problem(exc)})") from None
     spec.validate(args)
     return args
 
