@@ -104,7 +104,7 @@ def _could_be_call(text: str) -> bool:
 
 
 @torch.inference_mode()
-def generate_calls(lm: FrozenLM, prompts: Sequence[list[int]], *, max_new_tokens: int = 64) -> list[str]:
+def generate_calls(lm: FrozenLM, prompts: Sequence[list[int]], *, max_new_tokens: int = 48) -> list[str]:
     """Greedy replies to ``prompts`` sharing one prefix, with its KV cache reused."""
     prefix = min(_lcp(prompts[0], p) for p in prompts) if len(prompts) > 1 else len(prompts[0]) - 1
     prefix = min(prefix, min(len(p) for p in prompts) - 1)

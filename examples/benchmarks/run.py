@@ -45,6 +45,7 @@ from .suite import (
     cached_features,
     cap_per_tool,
     choose_lambda,
+    end_to_end,
     examples_per_tool,
     initial_head,
     score,
@@ -77,10 +78,12 @@ class Plan:
     prompted_tests: int  # test conversations for prompted function calling
     scarcity: dict[str, tuple[int, ...]]
     speed: bool
+    e2e: dict[str, int]  # data sets decoded for real (seed 0), with at most this many test turns
 
 
-FULL = Plan(tuple(LOADERS), (0, 1, 2), 20, None, None, 60, SCARCITY, True)
-QUICK = Plan(("funcqa-oh", "kamel-30"), (0,), 3, 60, 30, 5, {"kamel-30": (1, 5)}, True)
+E2E = {"funcqa-oh": 60, "funcqa-mh": 30}
+FULL = Plan(tuple(LOADERS), (0, 1, 2), 20, None, None, 30, SCARCITY, True, E2E)
+QUICK = Plan(("funcqa-oh", "kamel-30"), (0,), 3, 60, 30, 5, {"kamel-30": (1, 5)}, True, {"funcqa-oh": 3})
 
 
 def to_conversation(record: dict) -> Conversation:
@@ -137,6 +140,7 @@ def run_dataset(lm: FrozenLM, name: str, plan: Plan) -> dict[str, Any]:
         "train_positions": len(train_feats), "cache_seconds": round(train_seconds + test_seconds, 1),
         "methods": {}, "priors_zero_shot": {},
     }
+    heads: dict[str, Any] = {}
     for kind in PRIOR_KINDS:
         zero = Method(f"prior-{kind}", kind, None, True, trained=False, calibrated=True)
         out["priors_zero_shot"][kind] = score(initial_head(lm, specs, zero, 0), test_feats)
@@ -148,6 +152,8 @@ def run_dataset(lm: FrozenLM, name: str, plan: Plan) -> dict[str, Any]:
         for seed in seeds:
             head = train(lm, specs, method, train_feats, seed=seed, lambda_=lam or 0.0, epochs=plan.epochs)
             runs[str(seed)] = score(head, test_feats)
+            if seed == seeds[0]:
+                heads[method.name] = head
         summary = {k: spread([r[k] for r in runs.values()]) for k in ("select", "choice", "no_call") if all(k in r for r in runs.values())}
         out["methods"][method.name] = {"describe": method.describe(), "lambda": lam, "lambda_sweep": sweep,
                                        "seeds": runs, **summary, "seconds": round(time.perf_counter() - start, 1)}
@@ -160,9 +166,23 @@ def run_dataset(lm: FrozenLM, name: str, plan: Plan) -> dict[str, Any]:
         res = evaluate_prompted(lm, specs, prompted_tests, shots).as_dict()
         out["prompted"][variant] = res
         log(f"{name}: {variant:<15} select {res['select']:.3f} over {res['examples']} {res['skipped']}")
+    if name in plan.e2e:
+        out["end_to_end"] = decode_for_real(lm, name, bench, heads, test_convs[: plan.e2e[name]], train_convs)
     if name in plan.scarcity:
         out["scarcity"] = scarcity(lm, specs, train_convs, train_feats, test_feats, plan.scarcity[name], out, plan)
     return out
+
+
+def decode_for_real(lm: FrozenLM, name: str, bench: ds.BenchSet, heads: dict[str, Any], tests: list[Conversation],
+                    train_convs: list[Conversation]) -> dict[str, Any]:
+    """End-to-end decoding per toolken method (seed 0), plus the same LM with no tools."""
+    results = {}
+    for method, head in [("no-tools", heads["ours"]), *((m, h) for m, h in heads.items() if m != "zero-shot")]:
+        res = end_to_end(lm, bench.toolset, head, tests, train_convs, tool_choice="none" if method == "no-tools" else "auto")
+        results[method] = res
+        log(f"{name}: e2e {method:<11} tool {res['tool_selection_accuracy']} args {res['argument_exact_match']} "
+            f"answer {res['answer_accuracy']} ({res['seconds']:.0f} s)")
+    return results
 
 
 def scarcity(lm: FrozenLM, specs, train_convs, train_feats, test_feats, ks: Sequence[int], out: dict, plan: Plan) -> dict:

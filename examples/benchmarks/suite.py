@@ -217,3 +217,22 @@ def cap_per_tool(records: Sequence[dict], cap: int, *, seed: int = 0) -> list[di
     rng = random.Random(seed)
     keep = sorted(i for idx in by_tool.values() for i in (idx if len(idx) <= cap else rng.sample(idx, cap)))
     return [records[i] for i in keep]
+
+
+def end_to_end(lm: FrozenLM, toolset: Any, head: ToolkenHead, tests: Sequence[Conversation], train_convs: Sequence[Conversation],
+               *, tool_choice: str = "auto", max_new_tokens: int = 64) -> dict[str, Any]:
+    """Decode the test turns for real (ToolkenGPT's protocol: calls may fire mid-text), tools run.
+
+    Tool selection is then the first call anywhere in the reply; answer accuracy whether
+    the final text states the gold answer. The demos the decoder shows while the LM
+    writes arguments come from the training conversations, as ``Toolkens.fit`` stores them.
+    """
+    from toolken_agent.data import call_demos, with_demos
+    from toolken_agent.decoding import DecodeConfig
+    from toolken_agent.evaluation import evaluate
+    from toolken_agent.toolkens import Toolkens
+
+    demos = call_demos(list(train_convs))
+    toolkens = Toolkens(lm, with_demos(toolset, demos), head, demos=demos)
+    config = DecodeConfig(max_new_tokens=max_new_tokens, calls_anywhere=True, tool_choice=tool_choice, max_calls=4)
+    return evaluate(toolkens, tests, config).as_dict()

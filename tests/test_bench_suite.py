@@ -1,0 +1,146 @@
+"""The benchmark's machinery (examples/benchmarks): scoring, subsets, prompted calling, the pipeline.
+
+Scoring and subsets are pinned on hand-made features whose right answers are known;
+prompted function calling on the tiny model (its reuse of the shared prefix's KV cache
+must not change a reply); the whole pipeline with ``--quick`` on the real default model,
+when the benchmark data is present.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from examples.benchmarks import datasets as D  # noqa: E402
+from examples.benchmarks.prompted import generate_calls, parse_call  # noqa: E402
+from examples.benchmarks.suite import cap_per_tool, examples_per_tool, first_call_rows, score, select_examples  # noqa: E402
+from toolken_agent.conversation import Conversation, Message, ToolCall  # noqa: E402
+from toolken_agent.features import Features  # noqa: E402
+from toolken_agent.head import ToolkenHead  # noqa: E402
+
+V = 10  # vocabulary size of the hand-made features
+
+
+def features(rows: list[tuple[list[float], float, int, bool, int]]) -> Features:
+    """Rows of (hidden, best word logit, target (-1 text, k toolken k), decision, example)."""
+    hidden = torch.tensor([r[0] for r in rows])
+    target = torch.tensor([V + r[2] if r[2] >= 0 else 3 for r in rows])
+    return Features(hidden=hidden, vocab_lse=torch.zeros(len(rows)), vocab_max=torch.tensor([r[1] for r in rows]),
+                    target_logit=torch.zeros(len(rows)), target=target, decision=torch.tensor([r[3] for r in rows]),
+                    example=torch.tensor([r[4] for r in rows]), vocab_size=V)
+
+
+def identity_head() -> ToolkenHead:
+    """Two toolkens whose logits are the hidden state's two coordinates."""
+    return ToolkenHead(torch.eye(2), bias=False)
+
+
+def test_score_counts_a_call_right_only_when_the_gold_toolken_beats_words_and_toolkens():
+    feats = features([
+        ([5.0, 1.0], 2.0, 0, True, 0),  # toolken 0 wins over words and toolken 1: right
+        ([5.0, 1.0], 9.0, 0, True, 1),  # right toolken, but a word wins: wrong select, right choice
+        ([1.0, 5.0], 2.0, 0, True, 2),  # the other toolken wins: wrong
+        ([1.0, 1.0], 2.0, -1, True, 0),  # text decision, no toolken fires: right no-call
+        ([3.0, 1.0], 2.0, -1, True, 1),  # text decision, a toolken fires: wrong no-call
+        ([9.0, 9.0], 0.0, -1, False, 1),  # not a decision: ignored
+    ])
+    s = score(identity_head(), feats)
+    assert s["calls"] == 3 and s["text_decisions"] == 2
+    assert s["select"] == pytest.approx(1 / 3)
+    assert s["choice"] == pytest.approx(2 / 3)
+    assert s["no_call"] == pytest.approx(1 / 2)
+
+
+def test_first_call_rows_keep_each_examples_first_call_only():
+    feats = features([
+        ([0.0, 0.0], 0.0, 1, True, 0),
+        ([0.0, 0.0], 0.0, 0, True, 0),  # second call of example 0
+        ([0.0, 0.0], 0.0, -1, True, 1),
+        ([0.0, 0.0], 0.0, 0, True, 1),
+    ])
+    assert first_call_rows(feats).tolist() == [0, 3]
+    assert score(identity_head(), feats, all_calls=True)["calls"] == 3
+
+
+def test_select_examples_renumbers_the_chosen_examples_in_order():
+    feats = features([([float(i), 0.0], 0.0, 0, True, i) for i in range(5)])
+    sub = select_examples(feats, [3, 1])
+    assert sub.example.tolist() == [1, 0]  # row order kept, example ids renumbered by position in the list
+    assert sub.hidden[:, 0].tolist() == [1.0, 3.0]
+
+
+def _record(tool: str) -> dict:
+    call = {"id": "c", "type": "function", "function": {"name": tool, "arguments": "{}"}}
+    return {"messages": [{"role": "user", "content": "q"}, {"role": "assistant", "content": None, "tool_calls": [call]}]}
+
+
+def test_cap_per_tool_keeps_at_most_cap_per_tool_in_original_order():
+    records = [_record("a") for _ in range(5)] + [_record("b") for _ in range(2)]
+    for i, r in enumerate(records):
+        r["i"] = i
+    kept = cap_per_tool(records, 3, seed=1)
+    names = [r["messages"][1]["tool_calls"][0]["function"]["name"] for r in kept]
+    assert names.count("a") == 3 and names.count("b") == 2
+    assert [r["i"] for r in kept] == sorted(r["i"] for r in kept)
+
+
+def test_examples_per_tool_draws_k_conversations_per_tool_and_ignores_ones_without_calls():
+    def conv(tool: str | None) -> Conversation:
+        calls = (ToolCall(tool, {}, "c"),) if tool else ()
+        return Conversation((Message("user", "q"), Message("assistant", "" if tool else "hi", calls)))
+
+    convs = [conv("a")] * 4 + [conv("b")] * 1 + [conv(None)] * 3
+    chosen = examples_per_tool(convs, 2, seed=0)
+    assert len([i for i in chosen if i < 4]) == 2 and 4 in chosen and not any(i >= 5 for i in chosen)
+    assert examples_per_tool(convs, 2, seed=0) == chosen  # seeded
+
+
+@pytest.mark.parametrize("text, name, args", [
+    ('<tool_call>\n{"name": "add", "arguments": {"a": 1}}\n</tool_call>', "add", {"a": 1}),
+    ('{"name": "add", "arguments": {"a": 1', "add", None),  # cut off: the name counts, the arguments do not
+    ("The answer is 4.", None, None),
+    ('<tool_call>{"name": "add", "arguments": "a=1"}</tool_call>', "add", None),
+])
+def test_parse_call_reads_the_name_and_only_well_formed_arguments(text, name, args):
+    assert parse_call(text) == (name, args)
+
+
+def test_generate_calls_gives_the_same_replies_with_the_shared_prefix_cached(tiny_lm):
+    tok = tiny_lm.tokenizer
+    prefix = tok("tools: add, multiply, weather. question:", add_special_tokens=False)["input_ids"]
+    prompts = [prefix + tok(q, add_special_tokens=False)["input_ids"] for q in (" one plus two", " rain in Oslo", " hi")]
+    together = generate_calls(tiny_lm, prompts, max_new_tokens=6)
+    alone = [generate_calls(tiny_lm, [p], max_new_tokens=6)[0] for p in prompts]
+    assert together == alone
+
+
+@pytest.mark.real_model
+def test_quick_benchmark_pipeline_writes_every_section(tmp_path):
+    if not D.default_data_dir().is_dir():
+        pytest.skip("benchmark data not found")
+    from examples.benchmarks.run import main
+
+    main(["--quick", "--out", str(tmp_path)])
+    results = json.loads((tmp_path / "results-quick.json").read_text())
+    assert set(results["datasets"]) == {"funcqa-oh", "kamel-30"}
+    for d in results["datasets"].values():
+        assert set(d["methods"]) == {"zero-shot", "toolkengpt", "paper", "ours"}
+        for m in d["methods"].values():
+            assert 0.0 <= m["select"]["mean"] <= m["choice"]["mean"] + 1e-9 <= 1.0 + 1e-9
+        assert set(d["prompted"]) == {"prompted-fc", "prompted-fc+icl"}
+        assert set(d["priors_zero_shot"]) == {"random", "name", "name+description", "lm-head", "lm-head+description"}
+    assert set(results["datasets"]["funcqa-oh"]["end_to_end"]) == {"no-tools", "toolkengpt", "paper", "ours"}
+    assert results["datasets"]["kamel-30"]["scarcity"]["ours"].keys() == {"1", "5"}
+    speed = results["speed"]
+    assert speed["training"]["speedup"] > 0 and speed["decoding"]["ratio"]["hf-generate"] == 1.0
+    assert set(speed["first_call"]) == {"10", "30"}
+    report = (tmp_path / "RESULTS.md").read_text()
+    assert "QUICK" in report and "| ours |" in report
