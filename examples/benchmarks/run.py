@@ -48,6 +48,8 @@ from .suite import (
     end_to_end,
     examples_per_tool,
     initial_head,
+    no_call_rate,
+    reply_start_features,
     score,
     select_examples,
     train,
@@ -63,6 +65,8 @@ LOADERS: dict[str, Callable[[], ds.BenchSet]] = {
     "kamel-234": lambda: ds.load_kamel(n_tools=234),
     "vh": ds.load_vh,
 }
+FOREIGN = {"funcqa-oh": "kamel-234", "funcqa-mh": "kamel-234", "gsm8k-xl": "kamel-234"}  # else gsm8k-xl
+FOREIGN_QUESTIONS = 100
 SCARCITY = {"kamel-30": (1, 5, 10, 20), "funcqa-oh": (1, 5, 10, 40)}
 KAMEL_PER_TOOL = 20  # KAMEL-234 has up to 50 training texts per relation: 880k tokens to cache
 TRAIN_CAPS = {"gsm8k-xl": 1000}  # GSM8K-XL's 5,867 training conversations are 2.2M tokens
@@ -141,9 +145,14 @@ def run_dataset(lm: FrozenLM, name: str, plan: Plan) -> dict[str, Any]:
         "methods": {}, "priors_zero_shot": {},
     }
     heads: dict[str, Any] = {}
+    foreign = FOREIGN.get(name, "gsm8k-xl")
+    questions = [r["messages"][0]["content"] for r in subsample(LOADERS[foreign]().test, FOREIGN_QUESTIONS)]
+    negatives = reply_start_features(lm, questions[: plan.max_test or FOREIGN_QUESTIONS])
+    out["foreign_negatives"] = {"from": foreign, "questions": len(negatives)}
     for kind in PRIOR_KINDS:
         zero = Method(f"prior-{kind}", kind, None, True, trained=False, calibrated=True)
-        out["priors_zero_shot"][kind] = score(initial_head(lm, specs, zero, 0), test_feats)
+        head = initial_head(lm, specs, zero, 0)
+        out["priors_zero_shot"][kind] = {**score(head, test_feats), "no_call_foreign": no_call_rate(head, negatives)}
     for method in METHODS:
         start = time.perf_counter()
         lam, sweep = choose_lambda(lm, specs, method, train_feats, len(train_convs), epochs=plan.epochs) if method.trained else (None, {})
@@ -151,14 +160,14 @@ def run_dataset(lm: FrozenLM, name: str, plan: Plan) -> dict[str, Any]:
         runs = {}
         for seed in seeds:
             head = train(lm, specs, method, train_feats, seed=seed, lambda_=lam or 0.0, epochs=plan.epochs)
-            runs[str(seed)] = score(head, test_feats)
+            runs[str(seed)] = {**score(head, test_feats), "no_call_foreign": no_call_rate(head, negatives)}
             if seed == seeds[0]:
                 heads[method.name] = head
-        summary = {k: spread([r[k] for r in runs.values()]) for k in ("select", "choice", "no_call") if all(k in r for r in runs.values())}
+        summary = {k: spread([r[k] for r in runs.values()]) for k in ("select", "choice", "no_call", "no_call_foreign") if all(k in r for r in runs.values())}
         out["methods"][method.name] = {"describe": method.describe(), "lambda": lam, "lambda_sweep": sweep,
                                        "seeds": runs, **summary, "seconds": round(time.perf_counter() - start, 1)}
         log(f"{name}: {method.name:<11} select {summary['select']['mean']:.3f} choice {summary['choice']['mean']:.3f} "
-            f"no_call {summary.get('no_call', {}).get('mean', float('nan')):.3f}")
+            f"no_call {summary.get('no_call', {}).get('mean', float('nan')):.3f} foreign {summary['no_call_foreign']['mean']:.3f}")
     prompted_tests = test_convs[: plan.prompted_tests]
     demos = [train_convs[i] for i in examples_per_tool(train_convs, 1, seed=0)][:3]
     out["prompted"] = {}

@@ -236,3 +236,31 @@ def end_to_end(lm: FrozenLM, toolset: Any, head: ToolkenHead, tests: Sequence[Co
     toolkens = Toolkens(lm, with_demos(toolset, demos), head, demos=demos)
     config = DecodeConfig(max_new_tokens=max_new_tokens, calls_anywhere=True, tool_choice=tool_choice, max_calls=4)
     return evaluate(toolkens, tests, config).as_dict()
+
+
+@torch.inference_mode()
+def reply_start_features(lm: FrozenLM, questions: Sequence[str]) -> Features:
+    """Features at the start of a reply to each question, as text decisions (no call is right).
+
+    Used with requests from *another* benchmark (KAMEL questions for the math tools,
+    GSM8K questions for KAMEL's and VirtualHome's): a toolken that fires there misfires.
+    """
+    from toolken_agent.conversation import Message
+
+    fmt = ChatFormat(lm.tokenizer, [], lm.vocab_size)
+    hidden, best = [], []
+    for q in questions:
+        ids = fmt.render([Message("user", q)], add_generation_prompt=True).input_ids
+        h, _ = lm.hidden_states(torch.tensor([ids], device=lm.device))
+        hidden.append(h[0, -1].float().cpu())
+        best.append(lm.vocab_logits(h[0, -1]).float().max().cpu())
+    n = len(questions)
+    return Features(hidden=torch.stack(hidden), vocab_lse=torch.zeros(n), vocab_max=torch.stack(best),
+                    target_logit=torch.zeros(n), target=torch.zeros(n, dtype=torch.long),
+                    decision=torch.ones(n, dtype=torch.bool), example=torch.arange(n), vocab_size=lm.vocab_size)
+
+
+@torch.no_grad()
+def no_call_rate(head: ToolkenHead, negatives: Features) -> float:
+    """Share of ``negatives`` (text decisions) where no toolken beats the best word."""
+    return float((head(negatives.hidden).max(dim=-1).values <= negatives.vocab_max).float().mean())
