@@ -9,8 +9,8 @@
 Only what was trained is saved, never the LM. The directory is written next to its
 destination and renamed into place, so a crash or Ctrl-C leaves either the old
 checkpoint or the new one, never a mix. Loading uses safetensors (no pickle), checks the
-weights' sha256 recorded in the config, and refuses a checkpoint made for another
-model or a changed toolset, saying which.
+weights' sha256 recorded in the config and the config's sha256 recorded in the weights'
+metadata, and refuses a checkpoint made for another model or a changed toolset, saying which.
 """
 
 from __future__ import annotations
@@ -25,8 +25,8 @@ from pathlib import Path
 from typing import Any, Sequence
 
 import torch
-from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import save_file
 
 from .errors import CheckpointError
 from .head import ToolkenHead
@@ -75,7 +75,7 @@ def save_checkpoint(path: str | Path, head: ToolkenHead, config: ToolkenConfig) 
         tensors = {"weight": head.weight.detach().float().contiguous(), "prior": head.prior.float().contiguous()}
         if head.bias is not None:
             tensors["bias"] = head.bias.detach().float().contiguous()
-        save_file(tensors, str(tmp / WEIGHTS_FILE))
+        save_file(tensors, str(tmp / WEIGHTS_FILE), metadata={"config_sha256": config_digest(asdict(config))})
         config.weights_sha256 = _sha256(tmp / WEIGHTS_FILE)
         (tmp / CONFIG_FILE).write_text(json.dumps(asdict(config), indent=2, ensure_ascii=False) + "\n")
         for f in tmp.iterdir():
@@ -89,14 +89,23 @@ def save_checkpoint(path: str | Path, head: ToolkenHead, config: ToolkenConfig) 
 
 
 def _swap_into_place(new: Path, target: Path) -> None:
-    """Replace directory ``target`` by ``new``; the old one is removed only afterwards."""
+    """Replace directory ``target`` by ``new``; the old one is removed only afterwards.
+
+    A directory cannot be renamed over a non-empty one, so the old checkpoint is moved
+    aside first. If anything fails or Ctrl-C arrives between the two renames, the old
+    one is moved back: ``target`` is never left missing by an exception.
+    """
     if target.exists() and not target.is_dir():
         raise CheckpointError(f"{target} exists and is not a directory")
-    old = None
-    if target.exists():
-        old = target.with_name(f".{target.name}.old-{os.getpid()}")
-        os.replace(target, old)
-    os.replace(new, target)
+    old = target.with_name(f".{target.name}.old-{os.getpid()}") if target.exists() else None
+    try:
+        if old is not None:
+            os.replace(target, old)
+        os.replace(new, target)
+    except BaseException:
+        if old is not None and old.exists() and not target.exists():
+            os.replace(old, target)
+        raise
     if old is not None:
         shutil.rmtree(old, ignore_errors=True)
 
@@ -111,17 +120,26 @@ def load_checkpoint(path: str | Path) -> tuple[ToolkenHead, ToolkenConfig]:
         raise CheckpointError(f"{path} is not a toolken checkpoint (needs {CONFIG_FILE} and {WEIGHTS_FILE})")
     try:
         raw = json.loads(config_path.read_text())
-        config = ToolkenConfig(**raw)
-    except (json.JSONDecodeError, TypeError, UnicodeDecodeError) as exc:
+    except (ValueError, RecursionError) as exc:  # JSONDecodeError and UnicodeDecodeError included
         raise CheckpointError(f"{config_path} is damaged: {exc}") from None
-    if config.format_version != FORMAT_VERSION:
-        raise CheckpointError(f"{path} has format version {config.format_version}; this release reads {FORMAT_VERSION}")
+    # The version first: a newer release's config may have fields this one does not know.
+    version = raw.get("format_version") if isinstance(raw, dict) else None
+    if isinstance(version, int) and version != FORMAT_VERSION:
+        raise CheckpointError(f"{path} has format version {version}; this release reads {FORMAT_VERSION}")
+    try:
+        config = ToolkenConfig(**raw)
+    except TypeError as exc:
+        raise CheckpointError(f"{config_path} is damaged: {exc}") from None
     if config.weights_sha256 != _sha256(weights_path):
         raise CheckpointError(f"{weights_path} does not match the hash in {CONFIG_FILE} (truncated or modified)")
     try:
-        tensors = load_file(str(weights_path))
+        with safe_open(str(weights_path), framework="pt") as f:
+            tensors = {name: f.get_tensor(name) for name in f.keys()}
+            recorded = (f.metadata() or {}).get("config_sha256")
     except (SafetensorError, OSError) as exc:
         raise CheckpointError(f"{weights_path} is damaged: {exc}") from None
+    if recorded is not None and recorded != config_digest(raw):  # checkpoints saved before this check record none
+        raise CheckpointError(f"{config_path} does not match the hash recorded in {WEIGHTS_FILE} (truncated or modified)")
     weight = tensors.get("weight")
     expected = (len(config.tools), config.hidden_size)
     if weight is None or tuple(weight.shape) != expected or "prior" not in tensors:
@@ -153,6 +171,19 @@ def check_tools(config: ToolkenConfig, specs: Sequence[ToolSpec], *, where: str 
             raise CheckpointError(
                 f"tool {spec.name!r} changed since {where} was trained (description or arguments); retrain it"
             )
+
+
+def config_digest(record: dict[str, Any]) -> str:
+    """sha256 of a config's fields other than ``weights_sha256``, as canonical JSON.
+
+    The weights' hash alone left the config unchecked: a flipped byte in a tool's
+    fingerprint, the model fingerprint or the argument demonstrations could load
+    unnoticed. The digest is stored in the weights file's safetensors metadata (which
+    the config's ``weights_sha256`` then covers), so the config keeps its fields and
+    earlier releases still read it. Hashing parsed values lets the file be re-indented.
+    """
+    body = {k: v for k, v in record.items() if k != "weights_sha256"}
+    return hashlib.sha256(json.dumps(body, sort_keys=True, ensure_ascii=False).encode()).hexdigest()
 
 
 def _sha256(path: Path) -> str:

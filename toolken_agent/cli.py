@@ -12,7 +12,7 @@ import re
 import sys
 import time
 from pathlib import Path
-from typing import Annotated, Iterator, Optional
+from typing import TYPE_CHECKING, Annotated, Iterator, Optional
 
 import typer
 from rich.console import Console
@@ -21,6 +21,9 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from .errors import ToolkenError
+
+if TYPE_CHECKING:
+    from .training import TrainingInterrupted
 
 app = typer.Typer(
     name="toolken-agent",
@@ -152,12 +155,25 @@ def train(
                                                 holdout=holdout, on_cache_progress=on_cache, on_epoch=on_epoch)
             except TrainingInterrupted as exc:
                 progress.stop()
-                toolkens = exc.toolkens  # type: ignore[attr-defined]
-                toolkens.save(out_dir)
-                err.print(f"interrupted: saved the {len(exc.result.epoch_losses)} finished epochs to {out_dir}", highlight=False)
+                save_interrupted(exc, out_dir)
                 raise typer.Exit(130) from None
         toolkens.save(out_dir)
     _print_fit(report, out_dir, time.perf_counter() - start)
+
+
+def save_interrupted(exc: TrainingInterrupted, out_dir: Path) -> None:
+    """Save the toolkens of the last finished epoch after Ctrl-C, if any epoch finished.
+
+    Interrupted before the first epoch ends, the toolkens are only the priors: saving
+    them would replace a checkpoint trained earlier at ``out_dir`` with untrained rows,
+    so nothing is written and the old checkpoint stays.
+    """
+    epochs = len(exc.result.epoch_losses)
+    if epochs == 0:
+        err.print(f"interrupted before the first epoch finished: nothing saved, {out_dir} unchanged", highlight=False)
+        return
+    exc.toolkens.save(out_dir)  # type: ignore[attr-defined]
+    err.print(f"interrupted: saved the {epochs} finished epochs to {out_dir}", highlight=False)
 
 
 def _print_fit(report, out_dir: Path, seconds: float) -> None:
