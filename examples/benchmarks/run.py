@@ -114,12 +114,13 @@ def subsample(records: list[dict], limit: int | None, seed: int = 0) -> list[dic
 def training_set(lm: FrozenLM, name: str, bench: ds.BenchSet, plan: Plan) -> tuple[list[Conversation], Features, float]:
     """Training conversations and their features.
 
-    KAMEL-N's training texts are exactly the KAMEL-234 texts of its first N relations
-    (checked in ``tests/test_bench_datasets.py``) and its tools the first N, so every
-    KAMEL size reads its rows from one cached pass over (capped) KAMEL-234.
+    KAMEL-N's training texts are exactly the KAMEL-M texts (M > N) of its first N
+    relations, and its tools the first N, so every KAMEL size in the run reads its rows
+    from one cached pass over the largest one (capped per tool).
     """
     if name.startswith("kamel-"):
-        parent = LOADERS["kamel-234"]()
+        largest = max((d for d in plan.datasets if d.startswith("kamel-")), key=lambda d: int(d.split("-")[1]))
+        parent = LOADERS[largest]()
         records = subsample(cap_per_tool(parent.train, KAMEL_PER_TOOL), plan.max_train)
         feats, seconds = cached_features(lm, parent.toolset.specs, [to_conversation(r) for r in records])
         allowed = set(bench.toolset.names)
