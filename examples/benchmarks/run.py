@@ -222,6 +222,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--datasets", default=None, help=f"comma-separated subset of: {', '.join(LOADERS)}")
     parser.add_argument("--no-speed", action="store_true", help="skip the speed and memory ratios")
     parser.add_argument("--max-train", type=int, default=None, help="cap on training conversations per data set")
+    parser.add_argument("--max-test", type=int, default=None, help="cap on test conversations per data set")
+    parser.add_argument("--e2e-max", type=int, default=None, help="cap on test turns decoded end to end")
     args = parser.parse_args(argv)
 
     plan = QUICK if args.quick else FULL
@@ -232,6 +234,10 @@ def main(argv: Sequence[str] | None = None) -> None:
         plan = Plan(tuple(args.datasets.split(",")), *list(plan.__dict__.values())[1:])
     if args.max_train is not None:
         plan = Plan(**{**plan.__dict__, "max_train": args.max_train})
+    if args.max_test is not None:
+        plan = Plan(**{**plan.__dict__, "max_test": args.max_test})
+    if args.e2e_max is not None:
+        plan = Plan(**{**plan.__dict__, "e2e": {k: min(v, args.e2e_max) for k, v in plan.e2e.items()}})
     if args.no_speed:
         plan = Plan(**{**plan.__dict__, "speed": False})
     if not ds.DATA_DIR.is_dir():
