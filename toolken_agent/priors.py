@@ -33,6 +33,7 @@ from typing import Sequence
 import torch
 import torch.nn.functional as F
 
+from .chat_format import encode_ids
 from .model import FrozenLM
 from .tool import ToolSpec
 
@@ -89,7 +90,7 @@ def hidden_mean(lm: FrozenLM, texts: Sequence[str]) -> torch.Tensor:
     """Average final hidden state of each text, read by the frozen LM ``(n, d)``."""
     rows = []
     for text in texts:
-        ids = lm.tokenizer(text, add_special_tokens=False, return_tensors="pt")["input_ids"].to(lm.device)
+        ids = torch.tensor([encode_ids(lm.tokenizer, text)], device=lm.device)
         hidden, _ = lm.hidden_states(ids)  # (1, T, d)
         rows.append(hidden[0].float().mean(dim=0))
     return torch.stack(rows).cpu()
@@ -105,7 +106,7 @@ def output_row_mean(lm: FrozenLM, texts: Sequence[str]) -> torch.Tensor:
     weight = lm.lm_head_fp32()
     rows = []
     for text in texts:
-        ids = lm.tokenizer(" " + text, add_special_tokens=False)["input_ids"]
+        ids = encode_ids(lm.tokenizer, " " + text)
         ids = [i for i in ids if i < weight.shape[0]] or [0]
         rows.append(weight[ids].mean(dim=0))
     return torch.stack(rows).cpu()
