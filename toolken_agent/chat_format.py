@@ -48,6 +48,7 @@ _SENTINEL_RE = re.compile("\x00(\\d+)\x00")
 
 
 _ENCODE_LOCK = threading.Lock()
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 def encode_ids(tokenizer: Any, text: str, *, split_special_tokens: bool = False) -> list[int]:
@@ -61,7 +62,12 @@ def encode_ids(tokenizer: Any, text: str, *, split_special_tokens: bool = False)
     request a different prompt, and message text could become real special tokens.
     Every encode in the library goes through this lock, which keeps each call's setting
     its own; it costs nothing next to the serialized forward passes.
+
+    Lone surrogates (``"\\ud800"`` in JSON, or a LangChain message cut mid-emoji) cannot
+    be encoded as UTF-8 and made the tokenizer raise a bare ``TypeError``; they are read
+    as U+FFFD, the replacement character, as a UTF-8 decoder would.
     """
+    text = _LONE_SURROGATE.sub("\ufffd", text)
     with _ENCODE_LOCK:
         encoded = tokenizer(text, add_special_tokens=False, split_special_tokens=split_special_tokens)
     return list(encoded["input_ids"])
