@@ -15,7 +15,6 @@ import time
 from typing import Any
 
 import pytest
-import torch
 from langchain_core.messages import AIMessage
 from langchain_core.tools import tool
 

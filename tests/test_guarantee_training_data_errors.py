@@ -13,7 +13,6 @@ import json
 import re
 import subprocess
 import sys
-import textwrap
 import time
 import tracemalloc
 from pathlib import Path
@@ -22,6 +21,7 @@ import pytest
 from typer.testing import CliRunner
 
 import toolken_agent.data as data_module
+from test_cli import TOOLS
 from toolken_agent.cli import app
 from toolken_agent.data import load_jsonl
 from toolken_agent.errors import DataError
@@ -193,20 +193,6 @@ def test_a_huge_line_is_never_held_in_memory_whole(tmp_path, small_toolset, monk
 # -- the command line ------------------------------------------------------------------
 runner = CliRunner()
 
-TOOLS = textwrap.dedent('''
-    from langchain_core.tools import tool
-
-    @tool
-    def add(a: float, b: float) -> float:
-        """Add two numbers and return their sum."""
-        return a + b
-
-    @tool
-    def weather_now(city: str) -> str:
-        """Get the current weather for a city."""
-        return "sunny"
-''')
-
 
 @pytest.fixture()
 def tools_file(tmp_path) -> Path:
@@ -222,7 +208,7 @@ def test_train_with_a_bad_line_exits_2_with_one_line(tmp_path, tools_file, case)
     result = runner.invoke(app, ["train", "--tools", str(tools_file), "--data", str(path), "--out", str(tmp_path / "out")])
     assert result.exit_code == 2 and isinstance(result.exception, SystemExit), result.output
     errors = [line for line in result.output.splitlines() if line.startswith("error:")]
-    assert len(errors) == 1 and f"bad.jsonl:2: " in errors[0] and says in errors[0]
+    assert len(errors) == 1 and "bad.jsonl:2: " in errors[0] and says in errors[0]
     assert result.output.rstrip().endswith(errors[0])  # nothing after the error line
     assert "Traceback" not in result.output and not (tmp_path / "out").exists()
 
