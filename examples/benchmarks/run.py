@@ -176,7 +176,7 @@ def run_dataset(lm: FrozenLM, name: str, plan: Plan) -> dict[str, Any]:
         res = evaluate_prompted(lm, specs, prompted_tests, shots).as_dict()
         out["prompted"][variant] = res
         log(f"{name}: {variant:<15} select {res['select']:.3f} over {res['examples']} {res['skipped']}")
-    if name in plan.e2e:
+    if plan.e2e.get(name):
         out["end_to_end"] = decode_for_real(lm, name, bench, heads, test_convs[: plan.e2e[name]], train_convs)
     if name in plan.scarcity:
         out["scarcity"] = scarcity(lm, specs, train_convs, train_feats, test_feats, plan.scarcity[name], out, plan)
