@@ -219,12 +219,7 @@ class ChatToolken(BaseChatModel):
                     run_manager.on_llm_new_token(event.text, chunk=chunk)
                 yield chunk
             elif isinstance(event, CallFinished):
-                # Arguments that did not complete stay as written: LangChain reports
-                # them as an invalid tool call.
-                args = event.raw_arguments if event.error else json.dumps(dict(event.call.args), ensure_ascii=False)
-                yield ChatGenerationChunk(message=AIMessageChunk(content="", tool_call_chunks=[{
-                    "name": event.call.name, "args": args, "id": event.call.id, "index": event.index,
-                    "type": "tool_call_chunk"}]))
+                yield ChatGenerationChunk(message=AIMessageChunk(content="", tool_call_chunks=[call_chunk(event)]))
             elif isinstance(event, Finished):
                 usage = UsageMetadata(input_tokens=event.prompt_tokens, output_tokens=event.completion_tokens,
                                       total_tokens=event.prompt_tokens + event.completion_tokens)
@@ -255,6 +250,19 @@ class ChatToolken(BaseChatModel):
 
     def _model_name(self) -> str:
         return self.model or "SmolLM2-135M-Instruct"
+
+
+def call_chunk(event: CallFinished) -> dict[str, Any]:
+    """The ``tool_call_chunk`` for a finished call.
+
+    A call whose arguments did not complete (or did not validate) must reach LangChain
+    as an *invalid* tool call, never run. LangChain completes partial JSON when it merges
+    chunks (``{"a":99`` would become ``{"a": 99}``, a valid call), so the text the model
+    wrote is sent as a JSON *string*: it parses, but not to an object, and LangChain files
+    it under ``invalid_tool_calls`` with the written text readable in ``args``.
+    """
+    args = json.dumps(event.raw_arguments, ensure_ascii=False) if event.error else json.dumps(dict(event.call.args), ensure_ascii=False)
+    return {"name": event.call.name, "args": args, "id": event.call.id, "index": event.index, "type": "tool_call_chunk"}
 
 
 def _tool_choice(choice: Any, specs: Sequence[ToolSpec]) -> str:
