@@ -67,9 +67,9 @@ LOADERS: dict[str, Callable[[], ds.BenchSet]] = {
 }
 FOREIGN = {"funcqa-oh": "kamel-234", "funcqa-mh": "kamel-234", "gsm8k-xl": "kamel-234"}  # else gsm8k-xl
 FOREIGN_QUESTIONS = 100
-SCARCITY = {"kamel-30": (1, 5, 10, 20), "funcqa-oh": (1, 5, 10, 40)}
-KAMEL_PER_TOOL = 20  # KAMEL-234 has up to 50 training texts per relation: 880k tokens to cache
-TRAIN_CAPS = {"gsm8k-xl": 1000}  # GSM8K-XL's 5,867 training conversations are 2.2M tokens
+SCARCITY = {"kamel-30": (1, 2, 5, 10), "funcqa-oh": (1, 5, 10, 40)}
+KAMEL_PER_TOOL = 10  # KAMEL-234 has up to 50 training texts per relation: 880k tokens to cache
+TRAIN_CAPS = {"gsm8k-xl": 500}  # GSM8K-XL's 5,867 training conversations are 2.2M tokens
 
 
 @dataclass(frozen=True)
@@ -85,8 +85,8 @@ class Plan:
     e2e: dict[str, int]  # data sets decoded for real (seed 0), with at most this many test turns
 
 
-E2E = {"funcqa-oh": 30}  # about 4 s a turn on 2 cores, per method
-FULL = Plan(tuple(LOADERS), (0, 1, 2), 20, None, None, 30, SCARCITY, True, E2E)
+E2E = {"funcqa-oh": 20}  # about 4 s a turn on 2 cores, per method
+FULL = Plan(tuple(LOADERS), (0, 1, 2), 20, None, None, 20, SCARCITY, True, E2E)
 QUICK = Plan(("funcqa-oh", "kamel-30"), (0,), 3, 60, 30, 5, {"kamel-30": (1, 5)}, True, {"funcqa-oh": 3})
 
 
