@@ -136,11 +136,19 @@ def speed_tables(speed: dict) -> list[str]:
     return lines
 
 
+def total_minutes(results: dict) -> float:
+    parts = [d.get("seconds", 0) for d in results["datasets"].values()] + [results.get("speed", {}).get("seconds", 0)]
+    return sum(parts) / 60
+
+
 def model_section(results: dict) -> list[str]:
     plan = results["plan"]
     lines = [f"## {results['model']} ({results['dtype']}, {results['threads']} threads, {results['date']}"
              f"{', QUICK: figures mean nothing' if results['quick'] else ''})", "",
-             f"Whole run: {results['seconds'] / 60:.1f} min. Seeds {plan['seeds']}, {plan['epochs']} epochs.", "",
+             f"Whole suite: {total_minutes(results):.1f} min (per data set: "
+             + ", ".join(f"{n} {d.get('seconds', 0) / 60:.1f}" for n, d in results["datasets"].items())
+             + (f", speed {results['speed'].get('seconds', 0) / 60:.1f}" if "speed" in results else "")
+             + f"). Seeds {plan['seeds']}, {plan['epochs']} epochs.", "",
              "### Tool selection (`select`: the right toolken wins over every word and toolken at the first call)", ""]
     lines += selection_table(results)
     lines += ["", "FuncQA's and GSM8K-XL's training texts call tools mid-sentence (`... 5572 mod 3241=<call>`), so "

@@ -85,7 +85,7 @@ class Plan:
     e2e: dict[str, int]  # data sets decoded for real (seed 0), with at most this many test turns
 
 
-E2E = {"funcqa-oh": 20}  # about 4 s a turn on 2 cores, per method
+E2E = {"funcqa-oh": 20, "gsm8k-xl": 20}  # about 4 s a turn on 2 cores, per method
 FULL = Plan(tuple(LOADERS), (0, 1, 2), 20, None, None, 20, SCARCITY, True, E2E)
 QUICK = Plan(("funcqa-oh", "kamel-30"), (0,), 3, 60, 30, 5, {"kamel-30": (1, 5)}, True, {"funcqa-oh": 3})
 
@@ -167,12 +167,11 @@ def run_dataset(lm: FrozenLM, name: str, plan: Plan) -> dict[str, Any]:
         summary = {k: spread([r[k] for r in runs.values()]) for k in ("select", "choice", "no_call", "no_call_foreign") if all(k in r for r in runs.values())}
         out["methods"][method.name] = {"describe": method.describe(), "lambda": lam, "lambda_sweep": sweep,
                                        "seeds": runs, **summary, "seconds": round(time.perf_counter() - start, 1)}
-        log(f"{name}: {method.name:<11} select {summary['select']['mean']:.3f} choice {summary['choice']['mean']:.3f} "
-            f"no_call {summary.get('no_call', {}).get('mean', float('nan')):.3f} foreign {summary['no_call_foreign']['mean']:.3f}")
-    prompted_tests = test_convs[: plan.prompted_tests]
+        log(f"{name}: {method.name:<11} " + " ".join(f"{k} {v['mean']:.3f}" for k, v in summary.items()))
+    prompted_tests = [c for c in test_convs if c.tool_names][: plan.prompted_tests]  # GSM8K-XL's tests hold no gold calls
     demos = [train_convs[i] for i in examples_per_tool(train_convs, 1, seed=0)][:3]
     out["prompted"] = {}
-    for variant, shots in (("prompted-fc", ()), ("prompted-fc+icl", demos)):
+    for variant, shots in (("prompted-fc", ()), ("prompted-fc+icl", demos)) if prompted_tests else ():
         res = evaluate_prompted(lm, specs, prompted_tests, shots).as_dict()
         out["prompted"][variant] = res
         log(f"{name}: {variant:<15} select {res['select']:.3f} over {res['examples']} {res['skipped']}")
@@ -214,6 +213,24 @@ def scarcity(lm: FrozenLM, specs, train_convs, train_feats, test_feats, ks: Sequ
     return curve
 
 
+def merged_with_earlier(path: Path, results: dict[str, Any]) -> dict[str, Any]:
+    """``results`` over an earlier run's file for the same model: data sets not rerun are kept.
+
+    So ``--datasets kamel-234`` refreshes one data set's figures without rerunning the rest.
+    """
+    if not path.exists():
+        return results
+    earlier = json.loads(path.read_text())
+    if earlier.get("spec") != results["spec"] or earlier.get("quick") != results["quick"]:
+        return results
+    kept = {k: v for k, v in earlier.get("datasets", {}).items() if k not in results["datasets"]}
+    merged = {**earlier, **{k: v for k, v in results.items() if k != "datasets"}}
+    merged["datasets"] = {k: (results["datasets"] | kept)[k] for k in [*LOADERS] if k in results["datasets"] or k in kept}
+    if "speed" not in results and "speed" in earlier:
+        merged["speed"] = earlier["speed"]
+    return merged
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default=None, help="model spec (default: the embedded SmolLM2-135M-Instruct)")
@@ -251,20 +268,28 @@ def main(argv: Sequence[str] | None = None) -> None:
         "date": time.strftime("%Y-%m-%d"), "plan": {k: v for k, v in plan.__dict__.items()},
         "methods": {m.name: m.describe() for m in METHODS}, "datasets": {},
     }
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / f"results-{'quick' if args.quick else lm.name}.json"
+
+    def save() -> None:  # after every data set, atomically: an interrupted run keeps what it finished
+        results["seconds"] = round(time.perf_counter() - start, 1)
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(merged_with_earlier(path, results), indent=1, default=str))
+        tmp.replace(path)
+
     for name in plan.datasets:
+        began = time.perf_counter()
         results["datasets"][name] = run_dataset(lm, name, plan)
+        results["datasets"][name]["seconds"] = round(time.perf_counter() - began, 1)
+        save()
     if plan.speed:
         from .speed import measure_all
 
+        began = time.perf_counter()
         results["speed"] = measure_all(lm, quick=args.quick, log=log)
-    results["seconds"] = round(time.perf_counter() - start, 1)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    stem = "quick" if args.quick else lm.name
-    path = out / f"results-{stem}.json"
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(results, indent=1, default=str))
-    tmp.replace(path)
+        results["speed"]["seconds"] = round(time.perf_counter() - began, 1)
+        save()
     log(f"wrote {path} ({results['seconds']:.0f} s)")
     from .report import write_report
 
