@@ -34,6 +34,10 @@ def _fmt(value: Any, spread: dict | None = None) -> str:
     return text
 
 
+def _cell(m: dict, key: str) -> str:
+    return _fmt(m[key]["mean"], m[key]) if key in m else "n/a"
+
+
 def selection_table(results: dict) -> list[str]:
     names = list(results["datasets"])
     lines = ["| method | " + " | ".join(names) + " |", "|---|" + "---|" * len(names)]
@@ -47,7 +51,7 @@ def selection_table(results: dict) -> list[str]:
                                                        else f"{p['select']:.3f} (n={p['examples']})"))
             else:
                 m = d["methods"].get(method)
-                cells.append("n/a" if m is None else _fmt(m["select"]["mean"], m["select"]))
+                cells.append("n/a" if m is None or "select" not in m else _fmt(m["select"]["mean"], m["select"]))
         lines.append(f"| {method} | " + " | ".join(cells) + " |")
     return lines
 
@@ -58,8 +62,8 @@ def detail_table(results: dict) -> list[str]:
     for name, d in results["datasets"].items():
         for method, m in d["methods"].items():
             lines.append(f"| {name} | {d['tools']} | {d['train']} / {d['test']} | {method} | "
-                         f"{'' if m['lambda'] is None else m['lambda']} | {_fmt(m['select']['mean'], m['select'])} | "
-                         f"{_fmt(m['choice']['mean'], m['choice'])} | {_fmt(m.get('no_call', {}).get('mean'))} | "
+                         f"{'' if m['lambda'] is None else m['lambda']} | {_cell(m, 'select')} | "
+                         f"{_cell(m, 'choice')} | {_fmt(m.get('no_call', {}).get('mean'))} | "
                          f"{_fmt(m.get('no_call_foreign', {}).get('mean'))} | "
                          f"{','.join(m['seeds'])} |")
     return lines
@@ -70,7 +74,7 @@ def prior_table(results: dict) -> list[str]:
     lines = ["| prior (untrained, calibrated bias) | " + " | ".join(names) + " |", "|---|" + "---|" * len(names)]
     kinds = list(next(iter(results["datasets"].values()))["priors_zero_shot"])
     for kind in kinds:
-        cells = [f"{results['datasets'][n]['priors_zero_shot'][kind]['choice']:.3f}" for n in names]
+        cells = [_fmt(results['datasets'][n]['priors_zero_shot'][kind].get('choice')) for n in names]
         lines.append(f"| {kind} | " + " | ".join(cells) + " |")
     return lines
 
@@ -79,6 +83,8 @@ def paper_ordering(results: dict) -> list[str]:
     lines = ["| data set | random (toolkengpt) | name prior (paper) | paper - random | ours | ours - random |",
              "|---|---|---|---|---|---|"]
     for name, d in results["datasets"].items():
+        if "select" not in d["methods"]["ours"]:
+            continue  # no gold calls in the test set (GSM8K-XL): see end to end
         r, p, o = (d["methods"][k]["select"]["mean"] for k in ("toolkengpt", "paper", "ours"))
         lines.append(f"| {name} | {r:.3f} | {p:.3f} | {p - r:+.3f} | {o:.3f} | {o - r:+.3f} |")
     return lines
@@ -154,7 +160,7 @@ def model_section(results: dict) -> list[str]:
     lines += ["", "FuncQA's and GSM8K-XL's training texts call tools mid-sentence (`... 5572 mod 3241=<call>`), so "
               "trained toolkens rarely fire at the very start of a reply, where `select` looks; their fair figure "
               "is the end-to-end decoding below."]
-    lines += ["", "### End to end (FuncQA one-hop)"] + e2e_table(results)
+    lines += ["", "### End to end (FuncQA one-hop, GSM8K-XL)"] + e2e_table(results)
     lines += ["", "### Per method: choice (right tool when forced), no-call (no false fire at the test texts' "
               "text decisions), no-call foreign (no fire on 100 requests from another benchmark)", ""]
     lines += detail_table(results)
@@ -175,24 +181,26 @@ def figures(results: dict, out: Path, stem: str) -> list[Path]:
     import matplotlib.pyplot as plt
 
     written = []
-    names = list(results["datasets"])
-    fig, ax = plt.subplots(figsize=(max(6, 1.3 * len(names)), 3.6))
+    names = [n for n, d in results["datasets"].items() if "select" in d["methods"]["ours"]]
+    fig, axes = plt.subplots(2, 1, figsize=(max(6, 1.3 * len(names)), 6.4), sharex=True)
     methods = [m for m in METHOD_ORDER if m != "prompted-fc+icl"]
     width = 0.8 / len(methods)
-    for i, method in enumerate(methods):
-        ys = []
-        for name in names:
-            d = results["datasets"][name]
-            if method.startswith("prompted"):
-                p = d["prompted"][method]
-                ys.append(0 if p["skipped"] else p["select"])
-            else:
-                ys.append(d["methods"][method]["select"]["mean"])
-        ax.bar([x + i * width for x in range(len(names))], ys, width, label=method)
-    ax.set_xticks([x + 0.4 - width / 2 for x in range(len(names))], names, rotation=20)
-    ax.set_ylabel("tool selection (select)")
-    ax.set_title(f"{results['model']}: methods side by side")
-    ax.legend(fontsize=7, ncol=3)
+    for ax, key, label in ((axes[0], "select", "select (auto: fires, right tool)"),
+                           (axes[1], "choice", "choice (forced: right tool)")):
+        for i, method in enumerate(methods):
+            ys = []
+            for name in names:
+                d = results["datasets"][name]
+                if method.startswith("prompted"):  # prompted calling has one figure: the call it writes
+                    p = d["prompted"].get(method)
+                    ys.append(0 if p is None or p["skipped"] else p["select"])
+                else:
+                    ys.append(d["methods"][method].get(key, {}).get("mean", 0))
+            ax.bar([x + i * width for x in range(len(names))], ys, width, label=method)
+        ax.set_ylabel(label, fontsize=8)
+    axes[1].set_xticks([x + 0.4 - width / 2 for x in range(len(names))], names, rotation=20)
+    axes[0].set_title(f"{results['model']}: methods side by side (mean over seeds)")
+    axes[0].legend(fontsize=7, ncol=3)
     fig.tight_layout()
     path = out / f"selection-{stem}.png"
     fig.savefig(path, dpi=110)
