@@ -161,10 +161,13 @@ def run_dataset(lm: FrozenLM, name: str, plan: Plan) -> dict[str, Any]:
         runs = {}
         for seed in seeds:
             head = train(lm, specs, method, train_feats, seed=seed, lambda_=lam or 0.0, epochs=plan.epochs)
+            every_call = score(head, test_feats, all_calls=True)  # every hop / plan step, teacher-forced
             runs[str(seed)] = {**score(head, test_feats), "no_call_foreign": no_call_rate(head, negatives)}
+            if "select" in every_call:
+                runs[str(seed)]["select_all_calls"] = every_call["select"]
             if seed == seeds[0]:
                 heads[method.name] = head
-        summary = {k: spread([r[k] for r in runs.values()]) for k in ("select", "choice", "no_call", "no_call_foreign") if all(k in r for r in runs.values())}
+        summary = {k: spread([r[k] for r in runs.values()]) for k in ("select", "choice", "no_call", "no_call_foreign", "select_all_calls") if all(k in r for r in runs.values())}
         out["methods"][method.name] = {"describe": method.describe(), "lambda": lam, "lambda_sweep": sweep,
                                        "seeds": runs, **summary, "seconds": round(time.perf_counter() - start, 1)}
         log(f"{name}: {method.name:<11} " + " ".join(f"{k} {v['mean']:.3f}" for k, v in summary.items()))
