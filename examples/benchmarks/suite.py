@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import random
 from collections.abc import Sequence
 from dataclasses import dataclass, fields
@@ -109,7 +110,7 @@ def cached_features(lm: FrozenLM, specs: Sequence[ToolSpec], conversations: Sequ
     feats = extract_features(lm, rendered)
     seconds = time.perf_counter() - start
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
+    tmp = path.with_suffix(f".{os.getpid()}.tmp")  # two runs may cache the same data at once
     save_file({f.name: getattr(feats, f.name).contiguous() for f in fields(feats) if f.name != "vocab_size"}, tmp)
     tmp.replace(path)
     return feats, seconds
