@@ -12,6 +12,7 @@ closest to winning. A request about the tool's subject then lifts it over the li
 from __future__ import annotations
 
 import threading
+from typing import Sequence
 
 import torch
 
@@ -27,22 +28,23 @@ _LOCK = threading.Lock()
 
 
 @torch.inference_mode()
-def negative_decisions(lm: FrozenLM) -> tuple[torch.Tensor, torch.Tensor]:
-    """Hidden states ``(m, d)`` and best word logits ``(m,)`` where negative replies start.
+def reply_start_decisions(lm: FrozenLM, requests: Sequence[str]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Hidden states ``(m, d)`` and best word logits ``(m,)`` where replies to ``requests`` start."""
+    fmt = ChatFormat(lm.tokenizer, [], lm.vocab_size)
+    hidden, best = [], []
+    for request in requests:
+        ids = fmt.render([Message("user", request)], add_generation_prompt=True).input_ids
+        h, _ = lm.hidden_states(torch.tensor([ids], device=lm.device))
+        hidden.append(h[0, -1].float().cpu())
+        best.append(lm.vocab_logits(h[0, -1]).float().max().cpu())
+    return torch.stack(hidden), torch.stack(best)
 
-    Computed once per loaded model.
-    """
+
+def negative_decisions(lm: FrozenLM) -> tuple[torch.Tensor, torch.Tensor]:
+    """:func:`reply_start_decisions` for the built-in negatives, computed once per loaded model."""
     with _LOCK:
         if id(lm) not in _DECISIONS:
-            fmt = ChatFormat(lm.tokenizer, [], lm.vocab_size)
-            hidden, best = [], []
-            for prompt, _ in NEGATIVE_EXAMPLES:
-                ids = fmt.render([Message("user", prompt)], add_generation_prompt=True).input_ids
-                h, _ = lm.hidden_states(torch.tensor([ids], device=lm.device))
-                last = h[0, -1].float().cpu()
-                hidden.append(last)
-                best.append(lm.vocab_logits(h[0, -1]).float().max().cpu())
-            _DECISIONS[id(lm)] = (torch.stack(hidden), torch.stack(best))
+            _DECISIONS[id(lm)] = reply_start_decisions(lm, [prompt for prompt, _ in NEGATIVE_EXAMPLES])
         return _DECISIONS[id(lm)]
 
 

@@ -19,6 +19,7 @@ seed, few epochs); its figures mean nothing.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import platform
 import statistics
@@ -90,6 +91,12 @@ FULL = Plan(tuple(LOADERS), (0, 1, 2), 20, None, None, 20, SCARCITY, True, E2E)
 QUICK = Plan(("funcqa-oh", "kamel-30"), (0,), 3, 60, 30, 5, {"kamel-30": (1, 5)}, True, {"funcqa-oh": 3})
 
 
+@functools.cache
+def load_bench(name: str) -> ds.BenchSet:
+    """Each data set converted once per run (KAMEL sizes and foreign questions reuse them)."""
+    return LOADERS[name]()
+
+
 def to_conversation(record: dict) -> Conversation:
     meta = {"answer": record["answer"]} if "answer" in record else {}
     return Conversation(parse_messages(record["messages"]), source=record.get("source", ""), meta=meta)
@@ -120,7 +127,7 @@ def training_set(lm: FrozenLM, name: str, bench: ds.BenchSet, plan: Plan) -> tup
     """
     if name.startswith("kamel-"):
         largest = max((d for d in plan.datasets if d.startswith("kamel-")), key=lambda d: int(d.split("-")[1]))
-        parent = LOADERS[largest]()
+        parent = load_bench(largest)
         records = subsample(cap_per_tool(parent.train, KAMEL_PER_TOOL), plan.max_train)
         feats, seconds = cached_features(lm, parent.toolset.specs, [to_conversation(r) for r in records])
         allowed = set(bench.toolset.names)
@@ -134,7 +141,7 @@ def training_set(lm: FrozenLM, name: str, bench: ds.BenchSet, plan: Plan) -> tup
 
 
 def run_dataset(lm: FrozenLM, name: str, plan: Plan) -> dict[str, Any]:
-    bench = LOADERS[name]()
+    bench = load_bench(name)
     specs = bench.toolset.specs
     train_convs, train_feats, train_seconds = training_set(lm, name, bench, plan)
     test_convs = [to_conversation(r) for r in subsample(bench.test, plan.max_test)]
@@ -147,7 +154,7 @@ def run_dataset(lm: FrozenLM, name: str, plan: Plan) -> dict[str, Any]:
     }
     heads: dict[str, Any] = {}
     foreign = FOREIGN.get(name, "gsm8k-xl")
-    questions = [r["messages"][0]["content"] for r in subsample(LOADERS[foreign]().test, FOREIGN_QUESTIONS)]
+    questions = [r["messages"][0]["content"] for r in subsample(load_bench(foreign).test, FOREIGN_QUESTIONS)]
     negatives = reply_start_features(lm, questions[: plan.max_test or FOREIGN_QUESTIONS])
     out["foreign_negatives"] = {"from": foreign, "questions": len(negatives)}
     for kind in PRIOR_KINDS:

@@ -45,7 +45,7 @@ from typing import Any
 import torch
 from safetensors.torch import load_file, save_file
 
-from toolken_agent.calibration import zero_shot_bias
+from toolken_agent.calibration import reply_start_decisions, zero_shot_bias
 from toolken_agent.chat_format import ChatFormat
 from toolken_agent.conversation import Conversation
 from toolken_agent.data import split_holdout
@@ -54,7 +54,7 @@ from toolken_agent.head import ToolkenHead
 from toolken_agent.model import FrozenLM, cache_dir
 from toolken_agent.priors import build_priors
 from toolken_agent.tool import ToolSpec
-from toolken_agent.training import TrainConfig, train_head
+from toolken_agent.training import TrainConfig, predict_decisions, train_head
 
 LAMBDAS = (0.01, 0.1, 1.0)
 
@@ -181,7 +181,7 @@ def score(head: ToolkenHead, feats: Features, *, all_calls: bool = False) -> dic
         out["fired"] = float((best > calls.vocab_max).float().mean())
     if len(text_rows):
         text = feats.subset(text_rows)
-        out["no_call"] = float((head(text.hidden).max(dim=-1).values <= text.vocab_max).float().mean())
+        out["no_call"] = float((predict_decisions(head, text) < 0).float().mean())
     return out
 
 
@@ -239,24 +239,15 @@ def end_to_end(lm: FrozenLM, toolset: Any, head: ToolkenHead, tests: Sequence[Co
     return evaluate(toolkens, tests, config).as_dict()
 
 
-@torch.inference_mode()
 def reply_start_features(lm: FrozenLM, questions: Sequence[str]) -> Features:
     """Features at the start of a reply to each question, as text decisions (no call is right).
 
     Used with requests from *another* benchmark (KAMEL questions for the math tools,
     GSM8K questions for KAMEL's and VirtualHome's): a toolken that fires there misfires.
     """
-    from toolken_agent.conversation import Message
-
-    fmt = ChatFormat(lm.tokenizer, [], lm.vocab_size)
-    hidden, best = [], []
-    for q in questions:
-        ids = fmt.render([Message("user", q)], add_generation_prompt=True).input_ids
-        h, _ = lm.hidden_states(torch.tensor([ids], device=lm.device))
-        hidden.append(h[0, -1].float().cpu())
-        best.append(lm.vocab_logits(h[0, -1]).float().max().cpu())
+    hidden, best = reply_start_decisions(lm, questions)
     n = len(questions)
-    return Features(hidden=torch.stack(hidden), vocab_lse=torch.zeros(n), vocab_max=torch.stack(best),
+    return Features(hidden=hidden, vocab_lse=torch.zeros(n), vocab_max=best,
                     target_logit=torch.zeros(n), target=torch.zeros(n, dtype=torch.long),
                     decision=torch.ones(n, dtype=torch.bool), example=torch.arange(n), vocab_size=lm.vocab_size)
 
@@ -264,4 +255,4 @@ def reply_start_features(lm: FrozenLM, questions: Sequence[str]) -> Features:
 @torch.no_grad()
 def no_call_rate(head: ToolkenHead, negatives: Features) -> float:
     """Share of ``negatives`` (text decisions) where no toolken beats the best word."""
-    return float((head(negatives.hidden).max(dim=-1).values <= negatives.vocab_max).float().mean())
+    return float((predict_decisions(head, negatives) < 0).float().mean())
