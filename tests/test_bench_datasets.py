@@ -247,17 +247,20 @@ def test_funcqa_counts_and_gold_calls():
     assert len(oh.train) + skipped == len(raw_train)
 
 
-def test_funcqa_train_results_are_the_tools_results():
+def test_funcqa_train_calls_first_and_answers_with_the_tools_result():
     b = bench("funcqa-oh")
     for record in b.train:
         messages = record["messages"]
         assert [m["role"] for m in messages] == ["user", "assistant", "tool", "assistant"]
+        assert not messages[1]["content"], record["source"]  # the call opens the reply, as at test time
         ((tool, args),) = calls_of(record)
         value = D.run_tool(b.toolset.get(tool), args)
         written = D.parse_number(messages[2]["content"])
         assert D._agrees(value, written), (record["source"], value, written)
-        # the assistant goes on from the result it was given
-        assert messages[3]["content"].startswith(messages[2]["content"]), record["source"]
+        # the answer text holds the result it was given, and no call notation
+        answer = messages[3]["content"]
+        assert re.search(r"(?<![\d.])" + re.escape(messages[2]["content"]) + r"(?![\d])", answer), record["source"]
+        assert "<eoe>" not in answer and not re.search(r"<\w+>\(", answer), record["source"]
 
 
 # ---------------------------------------------------------------- GSM8K-XL

@@ -41,10 +41,15 @@ result* (``2331 apples.``): the model reads the result from the tool turn and co
 FuncQA (``funcqa-oh``, ``funcqa-mh``): 13 math tools
 ----------------------------------------------------
 *Train* (shared by both): ``funcqa/train.json``, 650 texts ``"Q: question\\nA: answer"``.
-The user message is the text after ``Q:``, the assistant text the part after ``A:``.
-The call comes from ``tar_eq`` (one per text); it is placed where its result
-(``tar_number``) appears in the answer: preferably right after an ``=``, else at the
-result's last occurrence. Three texts have no ``tar_eq``: one writes the call inline
+The user message is the text after ``Q:``. The call comes from ``tar_eq`` (one per
+text) and is made *first*, at the start of the reply, the way a chat agent calls a tool;
+then the assistant writes the answer text (the part after ``A:``, call notation removed),
+which holds the result where the data wrote it: preferably right after an ``=``, else
+at the result's last occurrence. ToolkenGPT instead fires the toolken mid-sentence,
+after a written equation (``... 5572 mod 3241=``), which needs a model that writes the
+equation first; a 135M model rarely does, and at the reply start (where a chat agent
+decides) such training texts teach every toolken *not* to fire, so no trained method
+called a tool there (measured: ``select`` 0.000 for all of them). Three texts have no ``tar_eq``: one writes the call inline
 (``50-25=<subtract>(50,25)=25``) and two write ``262*21=5502<eoe>5502``; both forms are
 recovered. Skipped: unparseable calls (``<permutate>(10,10-3)``), calls the tool refuses
 (``<gcd>(264)``: one number), and annotations whose result is not the tool's result to
@@ -424,18 +429,18 @@ def _funcqa_train(data_dir: Path, toolset: Toolset, stats: Counter) -> list[dict
                 if pos is None:
                     stats["train_skipped_result_not_in_text"] += 1
                     continue
-                prefix, rest = answer[:pos], answer[pos:]
+                said = answer
             elif m := _INLINE_CALL.search(answer):
                 op = m.group(1)
                 values = [parse_number(a, fractions=True) for a in m.group(2).split(",")]
                 result = parse_number(m.group(3))
-                prefix, rest = answer[: m.start()], answer[m.start(3):]
+                said = answer[: m.start()] + answer[m.start(3):]
                 stats["train_recovered_inline_call"] += 1
             elif m := _EOE_EXPR.search(answer):
                 op = _OPS[m.group(2)]
                 values = [parse_number(m.group(1)), parse_number(m.group(3))]
                 result = parse_number(m.group(4))
-                prefix, rest = answer[: m.start(4)], answer[m.end():]
+                said = re.sub(rf"({_NUM})<eoe>\1(?!\d)", r"\1", answer).replace("<eoe>", "")  # "5502<eoe>5502"
                 stats["train_recovered_eoe_expression"] += 1
             else:
                 stats["train_skipped_no_call"] += 1
@@ -449,8 +454,8 @@ def _funcqa_train(data_dir: Path, toolset: Toolset, stats: Counter) -> list[dict
             stats["train_skipped_wrong_result"] += 1
             continue
         chat = _Chat(question)
-        chat.call([(op, args)], text=prefix.rstrip(), results=[fmt_number(result)])
-        chat.say(rest.strip())
+        chat.call([(op, args)], results=[fmt_number(result)])
+        chat.say(said.strip())
         records.append(chat.record(source=f"funcqa/train.json#{i}"))
     return records
 

@@ -11,7 +11,10 @@
   first generated token (prefill), a lower bound on its first call, since the call's
   name still has to be written.
 * Peak memory of each phase: the process's high-water mark (``VmHWM``, reset through
-  ``/proc/self/clear_refs`` before each phase), above what the loaded model already uses.
+  ``/proc/self/clear_refs`` before each phase, after handing freed heap back to the OS
+  with ``malloc_trim``), both above what was resident when the phase began and as the
+  whole process (model included), so the two methods' peaks can be divided even when
+  one of them needs nothing beyond the loaded model.
 """
 
 from __future__ import annotations
@@ -50,20 +53,33 @@ def _rss_mib(field: str) -> float | None:
     return None
 
 
+def _trim_heap() -> None:
+    """Return freed heap pages to the OS (glibc), so a phase's base excludes earlier phases' garbage."""
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
+
+
 class Peak:
-    """Peak resident memory of a block above the memory in use when it started (MiB)."""
+    """Peak resident memory of a block: above what was resident when it started, and in all (MiB)."""
 
     def __enter__(self) -> "Peak":
+        _trim_heap()
         try:
             Path("/proc/self/clear_refs").write_text("5")
         except OSError:
             pass
         self.base = _rss_mib("VmRSS")
         self.mib: float | None = None
+        self.process_mib: float | None = None
         return self
 
     def __exit__(self, *exc: Any) -> None:
         high = _rss_mib("VmHWM")
+        self.process_mib = None if high is None else round(high, 1)
         self.mib = None if high is None or self.base is None else round(high - self.base, 1)
 
 
@@ -100,6 +116,7 @@ def training_ratio(lm: FrozenLM, *, conversations: int, epochs: int, lm_epochs: 
         "lm_seconds_for_all_epochs": round(lm_total, 1), "speedup": round(lm_total / cached, 1),
         "cache_mib": round(feats.hidden.numel() * 4 / 2**20, 1),
         "peak_mib_cached": cached_mem.mib, "peak_mib_lm_loop": lm_mem.mib,
+        "process_peak_mib_cached": cached_mem.process_mib, "process_peak_mib_lm_loop": lm_mem.process_mib,
     }
 
 
@@ -133,6 +150,8 @@ def first_call_times(lm: FrozenLM, *, sizes: tuple[int, ...], questions: int) ->
             "toolkens_seconds": round(statistics.median(tk), 3), "prompted_first_token_seconds": round(statistics.median(fc), 3),
             "prompted_prompt_tokens": fc_tokens, "ratio": round(statistics.median(fc) / statistics.median(tk), 1),
             "peak_mib_toolkens": tk_mem.mib, "peak_mib_prompted": fc_mem.mib,
+            "process_peak_mib_toolkens": tk_mem.process_mib, "process_peak_mib_prompted": fc_mem.process_mib,
+            "process_peak_ratio": round(fc_mem.process_mib / tk_mem.process_mib, 2) if tk_mem.process_mib and fc_mem.process_mib else None,
         }
     return rows
 

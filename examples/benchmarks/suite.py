@@ -56,7 +56,7 @@ from toolken_agent.priors import build_priors
 from toolken_agent.tool import ToolSpec
 from toolken_agent.training import TrainConfig, predict_decisions, train_head
 
-LAMBDAS = (0.01, 0.1, 1.0)
+LAMBDAS = (0.0, 0.001, 0.01, 0.1, 1.0, 10.0)
 
 
 @dataclass(frozen=True)
@@ -144,7 +144,7 @@ def choose_lambda(lm: FrozenLM, specs: Sequence[ToolSpec], method: Method, feats
     for lam in LAMBDAS:
         head = train(lm, specs, method, train_feats, seed=seed, lambda_=lam, epochs=epochs)
         scores[str(lam)] = score(head, held_feats, all_calls=True).get("select", 0.0)
-    best = max(LAMBDAS, key=lambda lam: scores[str(lam)])
+    best = max(reversed(LAMBDAS), key=lambda lam: scores[str(lam)])  # a tie goes to the stronger pull to the prior
     return best, scores
 
 
