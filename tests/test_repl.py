@@ -162,11 +162,20 @@ def test_an_interrupted_reply_keeps_no_call_without_its_result():
     assert kept[0].tool_calls == (a,) and kept[1].tool_call_id == "c1" and len(kept) == 2
 
 
-def test_transcript_ends_with_the_final_text():
-    transcript = Transcript()
-    for event in (TextChunk("The answer "), TextChunk("is 7."), Finished("stop", 10, 4)):
-        transcript.add(event)
-    assert transcript.messages == [Message("assistant", "The answer is 7.")]
+def test_a_finished_reply_adds_the_messages_the_decoder_built_after_the_history(small_toolset):
+    call = ToolCall("add", {"a": 1, "b": 2}, "c1")
+    built = (Message("user", "1+2?"), Message("assistant", "", tool_calls=(call,)),
+             Message("tool", "3", tool_call_id="c1", name="add"), Message("assistant", "It is 3."))
+
+    class OneReply:
+        def stream(self, messages, config=None, *, run_tools=True):
+            yield CallFinished(0, call)
+            yield ToolResult(call, "3", False)
+            yield TextChunk("It is 3.")
+            yield Finished("stop", 10, 4, built)
+
+    history = chat_loop(OneReply(), ["1+2?"], console(), CONFIG, toolset=small_toolset)
+    assert history == list(built)
 
 
 @pytest.mark.parametrize("exc", [EOFError, KeyboardInterrupt])

@@ -39,12 +39,13 @@ class Streams(Protocol):
 
 
 class Transcript:
-    """Rebuilds, from a reply's events, the messages the decoder built for its hops.
+    """What a reply has produced so far, kept for the case that Ctrl-C stops it.
 
-    ``Decoder.stream`` keeps its multi-hop ``messages`` to itself, so the next turn would
-    not see which tools ran. Per hop it appended ``assistant(text, tool_calls)`` and one
-    ``tool`` message per result; the final text turn is left to the caller. This class
-    mirrors exactly that, so the history the REPL keeps is what the model saw.
+    A finished reply needs none of this: its ``Finished`` event carries the whole
+    conversation the decoder built (calls and results included). An interrupted one
+    never gets there, so the messages of its finished hops are rebuilt from the events:
+    per hop the decoder appends ``assistant(text, tool_calls)`` and one ``tool`` message
+    per result.
     """
 
     def __init__(self) -> None:
@@ -62,9 +63,6 @@ class Transcript:
                 self.messages.append(Message("assistant", "".join(self.text), tool_calls=tuple(self.calls)))
                 self.text, self.calls = [], []
             self.messages.append(Message("tool", event.content, tool_call_id=event.call.id, name=event.call.name))
-        elif isinstance(event, Finished):
-            self.messages.append(Message("assistant", "".join(self.text), tool_calls=tuple(self.calls)))
-            self.text, self.calls = [], []
 
     def interrupted(self) -> list[Message]:
         """What survives Ctrl-C: finished hops and the partial text, never a call without its result."""
@@ -127,6 +125,8 @@ def reply(decoder: Streams, history: list[Message], console: Console, config: De
         for event in events:
             transcript.add(event)
             printer.show(event)
+            if isinstance(event, Finished):
+                return list(event.messages[len(history):])
     except KeyboardInterrupt:
         printer.newline()
         console.print("(interrupted)", style="dim", highlight=False)
@@ -135,7 +135,7 @@ def reply(decoder: Streams, history: list[Message], console: Console, config: De
         close = getattr(events, "close", None)
         if close is not None:
             close()
-    return transcript.messages
+    return transcript.interrupted()  # a stream that ended without Finished: keep what is whole
 
 
 def chat_loop(decoder: Streams, lines: Iterable[str], console: Console, config: DecodeConfig, *,
