@@ -8,9 +8,18 @@ import pytest
 import torch
 
 from toolken_agent.data import example_conversations
-from toolken_agent.features import extract_features
+from toolken_agent.features import Features, extract_features
+from toolken_agent.head import ToolkenHead
 from toolken_agent.toolkens import Toolkens
-from toolken_agent.training import TrainConfig, TrainingInterrupted, joint_loss, selection_accuracy, train_head
+from toolken_agent.training import (
+    LAMBDAS,
+    TrainConfig,
+    TrainingInterrupted,
+    choose_lambda,
+    joint_loss,
+    selection_accuracy,
+    train_head,
+)
 
 
 @pytest.fixture()
@@ -102,3 +111,37 @@ def test_features_cover_every_target_once(tiny_lm, small_toolset):
     features = extract_features(tiny_lm, rendered, max_batch_tokens=64)
     assert len(features) == sum(len(r.positions) for r in rendered)
     assert int((features.tool_target >= 0).sum()) == 3  # three example calls
+
+
+def _one_call_per_example(tools: list[int], d: int = 8, vocab_size: int = 4) -> Features:
+    """One call decision per example; example i calls ``tools[i]`` from a hidden state that points at it."""
+    n = len(tools)
+    hidden = torch.zeros(n, d)
+    hidden[torch.arange(n), torch.tensor(tools)] = 5.0
+    zeros = torch.zeros(n)
+    return Features(hidden=hidden, vocab_lse=zeros, vocab_max=zeros, target_logit=zeros,
+                    target=torch.tensor(tools) + vocab_size, decision=torch.ones(n, dtype=torch.bool),
+                    example=torch.arange(n), vocab_size=vocab_size)
+
+
+def test_lambda_sweep_lets_rows_leave_a_wrong_prior_when_the_data_says_so():
+    features = _one_call_per_example([0, 1] * 20)
+    wrong = torch.zeros(2, 8)
+    wrong[0, 1] = wrong[1, 0] = 1.0  # each prior row points at the other tool
+
+    chosen, scores = choose_lambda(lambda: ToolkenHead(wrong.clone(), bias=False), features,
+                                   TrainConfig(epochs=50, lr=0.1, batch_size=8))
+    assert set(scores) == {str(lam) for lam in LAMBDAS}
+    assert scores["10.0"] < scores["0.0"] == 1.0
+    assert chosen < 10.0 and scores[str(chosen)] == 1.0
+
+
+def test_lambda_sweep_tie_goes_to_the_strongest_pull_to_the_prior():
+    features = _one_call_per_example([0, 1] * 20)
+    chosen, scores = choose_lambda(lambda: ToolkenHead(torch.eye(2, 8), bias=False), features, TrainConfig(epochs=0))
+    assert len(set(scores.values())) == 1 and chosen == max(LAMBDAS)
+
+
+def test_lambda_sweep_needs_enough_examples_to_split_else_keeps_the_configured_lambda():
+    features = _one_call_per_example([0, 1, 0, 1, 0])
+    assert choose_lambda(lambda: ToolkenHead(torch.eye(2, 8)), features, TrainConfig(lambda_=0.3)) == (0.3, {})

@@ -91,9 +91,10 @@ def train(
     out_dir: Annotated[Optional[Path], typer.Option("--out", "-o", help="Checkpoint directory (default: toolkens-<toolset>).")] = None,
     epochs: Annotated[int, typer.Option(min=0, help="Passes over the cached features.")] = 20,
     prior: Annotated[str, typer.Option(help="random | name | name+description | lm-head | lm-head+description")] = "lm-head+description",
-    lambda_: Annotated[float, typer.Option("--lambda", min=0.0, help="Weight of ||W - W_prior||.")] = 0.01,
+    lambda_: Annotated[str, typer.Option("--lambda", help="Weight of ||W - W_prior||, or auto: chosen among 0, 0.001, 0.01, 0.1, 1, 10 on a split of the training data.")] = "auto",
     lr: Annotated[float, typer.Option(min=0.0, help="Adam learning rate.")] = 1e-3,
     bias: Annotated[bool, typer.Option("--bias/--no-bias", help="Learn a firing bias per toolken.")] = True,
+    calibrate: Annotated[bool, typer.Option("--calibrate/--no-calibrate", help="Start each bias where zero-shot toolkens have it: quiet on requests that need no tool.")] = True,
     holdout: Annotated[float, typer.Option(min=0.0, max=0.9, help="Share of conversations held out for accuracy.")] = 0.2,
     lenient: Annotated[bool, typer.Option(help="Skip bad data lines (counted) instead of stopping.")] = False,
     seed: int = 0,
@@ -105,11 +106,12 @@ def train(
     from .priors import PRIOR_KINDS
     from .toolkens import Toolkens
     from .toolset import load_toolset
-    from .training import TrainConfig, TrainingInterrupted
+    from .training import LAMBDAS, TrainConfig, TrainingInterrupted
 
     with user_errors():
         if prior not in PRIOR_KINDS:
             raise ToolkenError(f"unknown prior {prior!r} (choose from {', '.join(PRIOR_KINDS)})")
+        lambdas, lambda_value = _parse_lambda(lambda_, LAMBDAS)
         toolset = load_toolset(tools_ref)
         err.print(f"toolset [bold]{tools_ref}[/bold]: {len(toolset)} tools ({', '.join(toolset.names)})", highlight=False)
         if data is not None:
@@ -123,12 +125,12 @@ def train(
             conversations = example_conversations(toolset)
             origin = "the tools' examples"
         out_dir = out_dir or Path(f"toolkens-{_slug(tools_ref)}")
-        config = TrainConfig(epochs=epochs, lr=lr, lambda_=lambda_, seed=seed)
+        config = TrainConfig(epochs=epochs, lr=lr, lambda_=lambda_value, seed=seed)
         start = time.perf_counter()
         lm = load_model(model, dtype=dtype)
         err.print(f"model [bold]{lm.name}[/bold] ({str(lm.dtype).replace('torch.', '')}, loaded in {time.perf_counter() - start:.1f} s)", highlight=False)
         if not conversations:
-            toolkens = Toolkens.from_priors(lm, toolset, prior=prior, bias=bias, seed=seed, lambda_=lambda_)
+            toolkens = Toolkens.from_priors(lm, toolset, prior=prior, bias=bias, seed=seed, lambda_=lambda_value, calibrate=calibrate)
             toolkens.save(out_dir)
             out.print(f"No training data (no --data and no examples on the tools): saved the {prior} priors alone, "
                       f"untrained, to {out_dir}", highlight=False)
@@ -151,14 +153,28 @@ def train(
                 progress.update(training, advance=1, info=f"loss {loss:.4f}")
 
             try:
-                toolkens, report = Toolkens.fit(lm, toolset, conversations, prior=prior, bias=bias, config=config,
-                                                holdout=holdout, on_cache_progress=on_cache, on_epoch=on_epoch)
+                toolkens, report = Toolkens.fit(lm, toolset, conversations, prior=prior, bias=bias, calibrate=calibrate,
+                                                lambdas=lambdas, config=config, holdout=holdout,
+                                                on_cache_progress=on_cache, on_epoch=on_epoch)
             except TrainingInterrupted as exc:
                 progress.stop()
                 save_interrupted(exc, out_dir)
                 raise typer.Exit(130) from None
         toolkens.save(out_dir)
     _print_fit(report, out_dir, time.perf_counter() - start)
+
+
+def _parse_lambda(text: str, candidates: tuple[float, ...]) -> tuple[tuple[float, ...] | None, float]:
+    """``--lambda``: ``auto`` (candidates to choose among; 0.01 when the data is too small to split) or a number."""
+    if text.strip().lower() == "auto":
+        return candidates, 0.01
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not value >= 0 or value == float("inf"):
+        raise ToolkenError(f"--lambda must be auto or a number >= 0, not {text!r}")
+    return None, value
 
 
 def save_interrupted(exc: TrainingInterrupted, out_dir: Path) -> None:
@@ -184,6 +200,9 @@ def _print_fit(report, out_dir: Path, seconds: float) -> None:
         f"caching {report.cache_seconds:.1f} s, training {report.train.seconds:.2f} s, total {seconds:.1f} s",
         highlight=False,
     )
+    if report.lambda_sweep:
+        out.print(f"lambda {report.lambda_:g}, chosen on a split of the training data (held-out call accuracy: "
+                  + ", ".join(f"{k}: {v:.2f}" for k, v in report.lambda_sweep.items()) + ")", highlight=False)
     if report.heldout:
         table = Table(title=f"held-out tool selection ({report.heldout_examples} conversations)")
         for column in ("", "accuracy", "calls right", "no-call right", "decisions"):
@@ -195,7 +214,7 @@ def _print_fit(report, out_dir: Path, seconds: float) -> None:
         out.print("no held-out accuracy: fewer than 10 conversations (or --holdout 0)", highlight=False)
     out.print(f"saved toolkens to {out_dir}", highlight=False)
     # The figures as one JSON line last, unwrapped, for scripts.
-    print(json.dumps({k: v for k, v in figures.items() if k in ("heldout", "prior_heldout", "cache_seconds", "train_seconds")}))
+    print(json.dumps({k: v for k, v in figures.items() if k in ("heldout", "prior_heldout", "cache_seconds", "train_seconds", "lambda")}))
 
 
 @app.command("eval")

@@ -163,7 +163,7 @@ def run_dataset(lm: FrozenLM, name: str, plan: Plan) -> dict[str, Any]:
         out["priors_zero_shot"][kind] = {**score(head, test_feats), "no_call_foreign": no_call_rate(head, negatives)}
     for method in METHODS:
         start = time.perf_counter()
-        lam, sweep = choose_lambda(lm, specs, method, train_feats, len(train_convs), epochs=plan.epochs) if method.trained else (None, {})
+        lam, sweep = choose_lambda(lm, specs, method, train_feats, epochs=plan.epochs) if method.trained else (None, {})
         seeds = plan.seeds if method.trained else (0,)
         runs = {}
         for seed in seeds:
@@ -208,8 +208,7 @@ def scarcity(lm: FrozenLM, specs, train_convs, train_feats, test_feats, ks: Sequ
     """``select`` against training conversations per tool, per trained method and seed.
 
     A method that chooses lambda on a split of its training data does so here too, on
-    the few conversations it gets: with one text per tool the split picks a strong pull
-    to the prior (training from so little otherwise falls below the untrained prior).
+    the few conversations it gets, as a user with that little data would.
     """
     curve: dict[str, dict[str, Any]] = {}
     for method in METHODS:
@@ -221,7 +220,7 @@ def scarcity(lm: FrozenLM, specs, train_convs, train_feats, test_feats, ks: Sequ
             for seed in plan.seeds:
                 chosen = examples_per_tool(train_convs, k, seed=seed)
                 feats = select_examples(train_feats, chosen)
-                lam, _ = choose_lambda(lm, specs, method, feats, len(chosen), seed=seed, epochs=plan.epochs)
+                lam, _ = choose_lambda(lm, specs, method, feats, seed=seed, epochs=plan.epochs)
                 head = train(lm, specs, method, feats, seed=seed, lambda_=lam, epochs=plan.epochs)
                 runs.append(score(head, test_feats)["select"])
                 lambdas.append(lam)

@@ -19,8 +19,9 @@ ours            lm-head+description   chosen on a  calib.  yes, from zero-shot's
 
 All trained methods see the same positions with the same joint loss (calls and ordinary
 text, so toolkens learn when *not* to fire); only initialization, regularizer and bias
-differ. ``ours`` picks lambda from ``LAMBDAS`` on a 20% split of the training data, never
-on test data.
+differ. ``ours`` picks lambda from ``LAMBDAS`` by decision accuracy (calls and no-calls)
+on a 20% split of the training data, never on test data, as ``toolken-agent train``
+does by default (:func:`toolken_agent.training.choose_lambda`).
 
 Scoring happens where the toolken decides (teacher-forced test turns):
 
@@ -48,16 +49,13 @@ from safetensors.torch import load_file, save_file
 from toolken_agent.calibration import reply_start_decisions, zero_shot_bias
 from toolken_agent.chat_format import ChatFormat
 from toolken_agent.conversation import Conversation
-from toolken_agent.data import split_holdout
 from toolken_agent.features import Features, extract_features
 from toolken_agent.head import ToolkenHead
 from toolken_agent.model import FrozenLM, cache_dir
 from toolken_agent.priors import build_priors
 from toolken_agent.tool import ToolSpec
-from toolken_agent.training import TrainConfig, predict_decisions, train_head
-
-LAMBDAS = (0.0, 0.001, 0.01, 0.1, 1.0, 10.0)
-
+from toolken_agent.training import LAMBDAS, TrainConfig, predict_decisions, train_head
+from toolken_agent.training import choose_lambda as training_choose_lambda
 
 @dataclass(frozen=True)
 class Method:
@@ -133,19 +131,13 @@ def train(lm: FrozenLM, specs: Sequence[ToolSpec], method: Method, feats: Featur
     return head
 
 
-def choose_lambda(lm: FrozenLM, specs: Sequence[ToolSpec], method: Method, feats: Features, n_examples: int,
+def choose_lambda(lm: FrozenLM, specs: Sequence[ToolSpec], method: Method, feats: Features,
                   *, seed: int = 0, epochs: int = 20) -> tuple[float, dict[str, float]]:
-    """The lambda in ``LAMBDAS`` with the best ``select`` on a 20% split of the training data."""
+    """The method's lambda, or the one :func:`toolken_agent.training.choose_lambda` picks on a 20% split."""
     if method.lambda_ is not None:
         return method.lambda_, {}
-    train_idx, held_idx = split_holdout(n_examples, 0.2, seed=seed)
-    train_feats, held_feats = feats.for_examples(train_idx), feats.for_examples(held_idx)
-    scores = {}
-    for lam in LAMBDAS:
-        head = train(lm, specs, method, train_feats, seed=seed, lambda_=lam, epochs=epochs)
-        scores[str(lam)] = score(head, held_feats, all_calls=True).get("select", 0.0)
-    best = max(reversed(LAMBDAS), key=lambda lam: scores[str(lam)])  # a tie goes to the stronger pull to the prior
-    return best, scores
+    return training_choose_lambda(lambda: initial_head(lm, specs, method, seed), feats,
+                                  TrainConfig(epochs=epochs, seed=seed), lambdas=LAMBDAS)
 
 
 # -- scoring -------------------------------------------------------------------------------
