@@ -10,6 +10,7 @@ from typer.testing import CliRunner
 
 from toolken_agent.checkpoint import CONFIG_FILE, WEIGHTS_FILE
 from toolken_agent.cli import app
+from toolken_agent.training import LAMBDAS
 
 runner = CliRunner()
 
@@ -64,6 +65,18 @@ def test_train_saves_a_checkpoint_and_reports_heldout_accuracy(files, tiny_model
     assert "held-out tool selection" in result.output
     figures = json.loads(result.output.strip().splitlines()[-1])
     assert 0.0 <= figures["heldout"]["accuracy"] <= 1.0
+    # --lambda auto (the default) chose among the candidates on a split of the training share
+    assert figures["lambda"] in LAMBDAS and config["lambda_"] == figures["lambda"]
+    assert "chosen on a split of the training data" in " ".join(result.output.split())
+
+
+def test_a_given_lambda_is_trained_with_and_nothing_is_swept(files, tiny_model_dir, tmp_path):
+    tools, data = files
+    result = runner.invoke(app, ["train", "--tools", str(tools), "--data", str(data), "--model", str(tiny_model_dir),
+                                 "--out", str(tmp_path / "c"), "--epochs", "1", "--lambda", "0.5", "--dtype", "float32"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.output.strip().splitlines()[-1])["lambda"] == 0.5
+    assert "chosen on a split" not in result.output
 
 
 def test_train_without_any_data_saves_the_priors_and_says_so(tmp_path, tiny_model_dir):
@@ -83,6 +96,9 @@ def test_train_without_any_data_saves_the_priors_and_says_so(tmp_path, tiny_mode
         (["--tools", "{tools}", "--data", "{bad}"], "bad.jsonl:2: unknown tool 'fly'"),
         (["--tools", "{tools}", "--data", "{data}", "--model", "/no/such/model"], "no model at /no/such/model"),
         (["--tools", "{tools}", "--data", "{data}", "--prior", "magic"], "unknown prior 'magic'"),
+        (["--tools", "{tools}", "--data", "{data}", "--lambda", "banana"], "--lambda must be auto or a number >= 0, not 'banana'"),
+        (["--tools", "{tools}", "--data", "{data}", "--lambda=-1"], "--lambda must be auto or a number >= 0, not '-1'"),
+        (["--tools", "{tools}", "--data", "{data}", "--lambda", "nan"], "--lambda must be auto or a number >= 0, not 'nan'"),
     ],
 )
 def test_bad_input_is_one_line_and_exit_code_2(files, tmp_path, args, message):

@@ -145,3 +145,15 @@ def test_lambda_sweep_tie_goes_to_the_strongest_pull_to_the_prior():
 def test_lambda_sweep_needs_enough_examples_to_split_else_keeps_the_configured_lambda():
     features = _one_call_per_example([0, 1, 0, 1, 0])
     assert choose_lambda(lambda: ToolkenHead(torch.eye(2, 8)), features, TrainConfig(lambda_=0.3)) == (0.3, {})
+
+
+@pytest.mark.parametrize("calibrate", [True, False])
+def test_fit_starts_biases_where_zero_shot_toolkens_have_them_unless_told_not_to(tiny_lm, small_toolset, calibrate):
+    from toolken_agent.calibration import zero_shot_bias
+
+    toolkens, report = Toolkens.fit(tiny_lm, small_toolset, example_conversations(small_toolset), calibrate=calibrate,
+                                    config=TrainConfig(epochs=0), holdout=0.0)
+    expected = zero_shot_bias(tiny_lm, toolkens.head.weight) if calibrate else torch.zeros(len(small_toolset))
+    assert torch.equal(toolkens.head.bias.detach(), expected)
+    assert expected.abs().sum() > 0 or not calibrate  # calibration actually moved the biases
+    assert report.lambda_sweep == {} and report.lambda_ == 0.01

@@ -53,5 +53,5 @@ def zero_shot_bias(lm: FrozenLM, rows: torch.Tensor, *, margin: float = MARGIN) 
     if rows.shape[0] == 0:
         return torch.zeros(0)
     hidden, best = negative_decisions(lm)
-    gap = rows.float() @ hidden.T - best[None, :]  # (n, m): toolken minus best word
+    gap = rows.detach().float() @ hidden.T - best[None, :]  # (n, m): toolken minus best word
     return -(gap.max(dim=1).values + margin)
