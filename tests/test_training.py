@@ -157,3 +157,14 @@ def test_fit_starts_biases_where_zero_shot_toolkens_have_them_unless_told_not_to
     assert torch.equal(toolkens.head.bias.detach(), expected)
     assert expected.abs().sum() > 0 or not calibrate  # calibration actually moved the biases
     assert report.lambda_sweep == {} and report.lambda_ == 0.01
+
+
+def test_lambda_sweep_scores_requests_that_need_no_tool_as_half_the_score():
+    features = _one_call_per_example([0, 1] * 20)
+    make = lambda: ToolkenHead(torch.eye(2, 8), bias=False)  # noqa: E731
+    quiet = _one_call_per_example([0] * 4)
+    quiet.vocab_max = torch.full((4,), -100.0)  # every toolken beats the best word: all four misfire
+    config = TrainConfig(epochs=2, lr=0.1, batch_size=8)
+    _, alone = choose_lambda(make, features, config)
+    _, with_negatives = choose_lambda(make, features, config, negatives=quiet)
+    assert with_negatives == {k: v / 2 for k, v in alone.items()}

@@ -19,6 +19,7 @@ import torch
 from .chat_format import ChatFormat
 from .conversation import Message
 from .data import NEGATIVE_EXAMPLES
+from .features import Features
 from .model import FrozenLM
 
 MARGIN = 0.5  # logits below the closest negative; small, so related requests still fire
@@ -46,6 +47,19 @@ def negative_decisions(lm: FrozenLM) -> tuple[torch.Tensor, torch.Tensor]:
         if id(lm) not in _DECISIONS:
             _DECISIONS[id(lm)] = reply_start_decisions(lm, [prompt for prompt, _ in NEGATIVE_EXAMPLES])
         return _DECISIONS[id(lm)]
+
+
+def as_no_call_features(lm: FrozenLM, hidden: torch.Tensor, best: torch.Tensor) -> Features:
+    """Reply-start rows as decision points where no toolken should fire (scoring only: no loss terms)."""
+    n = int(best.shape[0])
+    return Features(hidden=hidden, vocab_lse=torch.zeros(n), vocab_max=best, target_logit=torch.zeros(n),
+                    target=torch.zeros(n, dtype=torch.long), decision=torch.ones(n, dtype=torch.bool),
+                    example=torch.arange(n), vocab_size=lm.vocab_size)
+
+
+def negative_features(lm: FrozenLM) -> Features:
+    """The built-in no-tool requests as no-call decision rows (for choosing lambda)."""
+    return as_no_call_features(lm, *negative_decisions(lm))
 
 
 def zero_shot_bias(lm: FrozenLM, rows: torch.Tensor, *, margin: float = MARGIN) -> torch.Tensor:

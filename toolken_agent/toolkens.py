@@ -17,7 +17,7 @@ from typing import Any, Callable, Sequence
 
 import torch
 
-from .calibration import zero_shot_bias
+from .calibration import negative_features, zero_shot_bias
 from .chat_format import ChatFormat
 from .checkpoint import ToolkenConfig, check_model, check_tools, load_checkpoint, save_checkpoint
 from .conversation import Conversation
@@ -158,7 +158,8 @@ class Toolkens:
             report.prior_heldout = selection_accuracy(toolkens.head, held_feats)
         if lambdas:
             initial = copy.deepcopy(toolkens.head)
-            chosen, report.lambda_sweep = choose_lambda(lambda: copy.deepcopy(initial), train_feats, config, lambdas=lambdas)
+            chosen, report.lambda_sweep = choose_lambda(lambda: copy.deepcopy(initial), train_feats, config, lambdas=lambdas,
+                                                        negatives=negative_features(lm))
             config = replace(config, lambda_=chosen)
             toolkens.lambda_ = chosen
         report.lambda_ = config.lambda_

@@ -157,14 +157,20 @@ def choose_lambda(
     *,
     lambdas: Sequence[float] = LAMBDAS,
     holdout: float = 0.2,
+    negatives: Features | None = None,
 ) -> tuple[float, dict[str, float]]:
-    """The regularizer weight with the best held-out decision accuracy on a split of ``features``' examples.
+    """The regularizer weight that decides best on a split of ``features``' examples.
 
-    Why a sweep: how far the rows may leave their priors depends on the data. Why
-    decision accuracy (calls right *and* no-calls right) and not call accuracy alone: a
-    strong pull keeps prior rows that fire everywhere, so call accuracy alone chose
-    lambda 10 on the math toolset's examples and held-out accuracy fell from 0.78 to
-    0.28. Each candidate trains a fresh head from ``make_head()`` on the rest of the
+    Why a sweep: how far the rows may leave their priors depends on the data. The score
+    is held-out decision accuracy (calls right *and* no-calls right): call accuracy
+    alone chose lambda 10 on the math toolset's examples, whose prior rows fire
+    everywhere, and held-out accuracy fell from 0.78 to 0.28. With ``negatives``
+    (requests that need no tool, as no-call rows) the score is the mean of that accuracy
+    and the share of negatives left alone: training data rarely holds requests that
+    need no tool, and scored on it alone the sweep chose lambda 0 on KAMEL-234, whose
+    toolkens then fired on all of 100 GSM8K questions (0.01: 30%).
+
+    Each candidate trains a fresh head from ``make_head()`` on the rest of the
     examples; a tie goes to the larger lambda, the stronger pull to the prior. With too
     few examples to split, ``config.lambda_``.
     """
@@ -179,6 +185,9 @@ def choose_lambda(
         head = make_head()
         train_head(head, train_part, TrainConfig(epochs=config.epochs, lr=config.lr, lambda_=lam,
                                                  batch_size=config.batch_size, seed=config.seed))
-        scores[str(lam)] = selection_accuracy(head, held)["accuracy"]
+        score = selection_accuracy(head, held)["accuracy"]
+        if negatives is not None and len(negatives):
+            score = (score + float((predict_decisions(head, negatives) < 0).float().mean())) / 2
+        scores[str(lam)] = score
     best = max(reversed(list(lambdas)), key=lambda lam: scores[str(lam)])
     return best, scores

@@ -257,6 +257,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--max-train", type=int, default=None, help="cap on training conversations per data set")
     parser.add_argument("--max-test", type=int, default=None, help="cap on test conversations per data set")
     parser.add_argument("--e2e-max", type=int, default=None, help="cap on test turns decoded end to end")
+    parser.add_argument("--prompted-tests", type=int, default=None,
+                        help="test turns for prompted function calling (0 skips it: its prompt is long on big toolsets)")
     args = parser.parse_args(argv)
 
     plan = QUICK if args.quick else FULL
@@ -271,6 +273,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         plan = Plan(**{**plan.__dict__, "max_test": args.max_test})
     if args.e2e_max is not None:
         plan = Plan(**{**plan.__dict__, "e2e": {k: min(v, args.e2e_max) for k, v in plan.e2e.items()}})
+    if args.prompted_tests is not None:
+        plan = Plan(**{**plan.__dict__, "prompted_tests": args.prompted_tests})
     if args.no_speed:
         plan = Plan(**{**plan.__dict__, "speed": False})
     if not ds.DATA_DIR.is_dir():

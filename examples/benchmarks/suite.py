@@ -20,8 +20,9 @@ ours            lm-head+description   chosen on a  calib.  yes, from zero-shot's
 All trained methods see the same positions with the same joint loss (calls and ordinary
 text, so toolkens learn when *not* to fire); only initialization, regularizer and bias
 differ. ``ours`` picks lambda from ``LAMBDAS`` by decision accuracy (calls and no-calls)
-on a 20% split of the training data, never on test data, as ``toolken-agent train``
-does by default (:func:`toolken_agent.training.choose_lambda`).
+on a 20% split of the training data, averaged with the share of the 16 built-in no-tool
+requests it leaves alone; never on test data. ``toolken-agent train`` does the same by
+default (:func:`toolken_agent.training.choose_lambda`).
 
 Scoring happens where the toolken decides (teacher-forced test turns):
 
@@ -46,7 +47,7 @@ from typing import Any
 import torch
 from safetensors.torch import load_file, save_file
 
-from toolken_agent.calibration import reply_start_decisions, zero_shot_bias
+from toolken_agent.calibration import as_no_call_features, negative_features, reply_start_decisions, zero_shot_bias
 from toolken_agent.chat_format import ChatFormat
 from toolken_agent.conversation import Conversation
 from toolken_agent.features import Features, extract_features
@@ -137,7 +138,7 @@ def choose_lambda(lm: FrozenLM, specs: Sequence[ToolSpec], method: Method, feats
     if method.lambda_ is not None:
         return method.lambda_, {}
     return training_choose_lambda(lambda: initial_head(lm, specs, method, seed), feats,
-                                  TrainConfig(epochs=epochs, seed=seed), lambdas=LAMBDAS)
+                                  TrainConfig(epochs=epochs, seed=seed), lambdas=LAMBDAS, negatives=negative_features(lm))
 
 
 # -- scoring -------------------------------------------------------------------------------
@@ -237,11 +238,7 @@ def reply_start_features(lm: FrozenLM, questions: Sequence[str]) -> Features:
     Used with requests from *another* benchmark (KAMEL questions for the math tools,
     GSM8K questions for KAMEL's and VirtualHome's): a toolken that fires there misfires.
     """
-    hidden, best = reply_start_decisions(lm, questions)
-    n = len(questions)
-    return Features(hidden=hidden, vocab_lse=torch.zeros(n), vocab_max=best,
-                    target_logit=torch.zeros(n), target=torch.zeros(n, dtype=torch.long),
-                    decision=torch.ones(n, dtype=torch.bool), example=torch.arange(n), vocab_size=lm.vocab_size)
+    return as_no_call_features(lm, *reply_start_decisions(lm, questions))
 
 
 @torch.no_grad()
