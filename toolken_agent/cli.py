@@ -201,7 +201,7 @@ def _print_fit(report, out_dir: Path, seconds: float) -> None:
         highlight=False,
     )
     if report.lambda_sweep:
-        out.print(f"lambda {report.lambda_:g}, chosen on a split of the training data (held-out call accuracy: "
+        out.print(f"lambda {report.lambda_:g}, chosen on a split of the training data (score: held-out decisions and no-tool requests, "
                   + ", ".join(f"{k}: {v:.2f}" for k, v in report.lambda_sweep.items()) + ")", highlight=False)
     if report.heldout:
         table = Table(title=f"held-out tool selection ({report.heldout_examples} conversations)")
