@@ -57,7 +57,7 @@ def test_train_saves_a_checkpoint_and_reports_heldout_accuracy(files, tiny_model
     tools, data = files
     out = tmp_path / "ckpt"
     result = runner.invoke(app, ["train", "--tools", str(tools), "--data", str(data), "--model", str(tiny_model_dir),
-                                 "--out", str(out), "--epochs", "3", "--dtype", "float32"])
+                                 "--out", str(out), "--epochs", "3", "--dtype", "float32", "--lambda", "auto"])
     assert result.exit_code == 0, result.output
     assert (out / WEIGHTS_FILE).is_file()
     config = json.loads((out / CONFIG_FILE).read_text())
@@ -65,7 +65,7 @@ def test_train_saves_a_checkpoint_and_reports_heldout_accuracy(files, tiny_model
     assert "held-out tool selection" in result.output
     figures = json.loads(result.output.strip().splitlines()[-1])
     assert 0.0 <= figures["heldout"]["accuracy"] <= 1.0
-    # --lambda auto (the default) chose among the candidates on a split of the training share
+    # --lambda auto chose among the candidates on a split of the training share
     assert figures["lambda"] in LAMBDAS and config["lambda_"] == figures["lambda"]
     assert "chosen on a split of the training data" in " ".join(result.output.split())
 
