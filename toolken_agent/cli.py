@@ -165,9 +165,11 @@ def train(
 
 
 def _parse_lambda(text: str, candidates: tuple[float, ...]) -> tuple[tuple[float, ...] | None, float]:
-    """``--lambda``: ``auto`` (candidates to choose among; 0.01 when the data is too small to split) or a number."""
+    """``--lambda``: ``auto`` (candidates to choose among; TrainConfig's default when the data is too small to split) or a number."""
+    from .training import TrainConfig
+
     if text.strip().lower() == "auto":
-        return candidates, 0.01
+        return candidates, TrainConfig().lambda_
     try:
         value = float(text)
     except ValueError:

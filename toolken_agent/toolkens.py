@@ -157,9 +157,8 @@ class Toolkens:
         if held_feats is not None:
             report.prior_heldout = selection_accuracy(toolkens.head, held_feats)
         if lambdas:
-            initial = copy.deepcopy(toolkens.head)
-            chosen, report.lambda_sweep = choose_lambda(lambda: copy.deepcopy(initial), train_feats, config, lambdas=lambdas,
-                                                        negatives=negative_features(lm))
+            chosen, report.lambda_sweep = choose_lambda(lambda: copy.deepcopy(toolkens.head), train_feats, config,
+                                                        lambdas=lambdas, negatives=negative_features(lm))
             config = replace(config, lambda_=chosen)
             toolkens.lambda_ = chosen
         report.lambda_ = config.lambda_

@@ -122,6 +122,12 @@ def predict_decisions(head: ToolkenHead, features: Features, *, tool_bias: float
 
 
 @torch.no_grad()
+def no_call_rate(head: ToolkenHead, features: Features) -> float:
+    """Share of ``features``' rows (decisions whose gold is text) where no toolken beats the best word."""
+    return float((predict_decisions(head, features) < 0).float().mean())
+
+
+@torch.no_grad()
 def selection_accuracy(head: ToolkenHead, features: Features, *, tool_bias: float = 0.0) -> dict[str, float]:
     """Tool-selection accuracy at decision points.
 
@@ -187,7 +193,7 @@ def choose_lambda(
                                                  batch_size=config.batch_size, seed=config.seed))
         score = selection_accuracy(head, held)["accuracy"]
         if negatives is not None and len(negatives):
-            score = (score + float((predict_decisions(head, negatives) < 0).float().mean())) / 2
+            score = (score + no_call_rate(head, negatives)) / 2
         scores[str(lam)] = score
     best = max(reversed(list(lambdas)), key=lambda lam: scores[str(lam)])
     return best, scores

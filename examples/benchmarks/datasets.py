@@ -49,8 +49,8 @@ at the result's last occurrence. ToolkenGPT instead fires the toolken mid-senten
 after a written equation (``... 5572 mod 3241=``), which needs a model that writes the
 equation first; a 135M model rarely does, and at the reply start (where a chat agent
 decides) such training texts teach every toolken *not* to fire, so no trained method
-called a tool there (measured: ``select`` 0.000 for all of them). Three texts have no ``tar_eq``: one writes the call inline
-(``50-25=<subtract>(50,25)=25``) and two write ``262*21=5502<eoe>5502``; both forms are
+called a tool there (measured: ``select`` 0.000 for all of them). Three texts have no
+``tar_eq``: one writes the call inline (``50-25=<subtract>(50,25)=25``) and two write ``262*21=5502<eoe>5502``; both forms are
 recovered. Skipped: unparseable calls (``<permutate>(10,10-3)``), calls the tool refuses
 (``<gcd>(264)``: one number), and annotations whose result is not the tool's result to
 the data's precision (``<add>(2, 1) = 55``, and six divisions written the wrong way

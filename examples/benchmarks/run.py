@@ -37,6 +37,7 @@ from toolken_agent.conversation import Conversation, parse_messages
 from toolken_agent.features import Features
 from toolken_agent.model import FrozenLM
 from toolken_agent.priors import PRIOR_KINDS
+from toolken_agent.training import no_call_rate
 
 from . import datasets as ds
 from .prompted import evaluate_prompted
@@ -49,7 +50,6 @@ from .suite import (
     end_to_end,
     examples_per_tool,
     initial_head,
-    no_call_rate,
     reply_start_features,
     score,
     select_examples,

@@ -21,8 +21,8 @@ All trained methods see the same positions with the same joint loss (calls and o
 text, so toolkens learn when *not* to fire); only initialization, regularizer and bias
 differ. ``ours`` picks lambda from ``LAMBDAS`` by decision accuracy (calls and no-calls)
 on a 20% split of the training data, averaged with the share of the 16 built-in no-tool
-requests it leaves alone; never on test data. ``toolken-agent train`` does the same by
-default (:func:`toolken_agent.training.choose_lambda`).
+requests it leaves alone; never on test data. ``toolken-agent train --lambda auto`` does
+the same (:func:`toolken_agent.training.choose_lambda`; the CLI's default is 0.01).
 
 Scoring happens where the toolken decides (teacher-forced test turns):
 
@@ -55,8 +55,9 @@ from toolken_agent.head import ToolkenHead
 from toolken_agent.model import FrozenLM, cache_dir
 from toolken_agent.priors import build_priors
 from toolken_agent.tool import ToolSpec
-from toolken_agent.training import LAMBDAS, TrainConfig, predict_decisions, train_head
+from toolken_agent.training import LAMBDAS, TrainConfig, no_call_rate, train_head
 from toolken_agent.training import choose_lambda as training_choose_lambda
+
 
 @dataclass(frozen=True)
 class Method:
@@ -174,7 +175,7 @@ def score(head: ToolkenHead, feats: Features, *, all_calls: bool = False) -> dic
         out["fired"] = float((best > calls.vocab_max).float().mean())
     if len(text_rows):
         text = feats.subset(text_rows)
-        out["no_call"] = float((predict_decisions(head, text) < 0).float().mean())
+        out["no_call"] = no_call_rate(head, text)
     return out
 
 
@@ -239,9 +240,3 @@ def reply_start_features(lm: FrozenLM, questions: Sequence[str]) -> Features:
     GSM8K questions for KAMEL's and VirtualHome's): a toolken that fires there misfires.
     """
     return as_no_call_features(lm, *reply_start_decisions(lm, questions))
-
-
-@torch.no_grad()
-def no_call_rate(head: ToolkenHead, negatives: Features) -> float:
-    """Share of ``negatives`` (text decisions) where no toolken beats the best word."""
-    return float((predict_decisions(head, negatives) < 0).float().mean())
