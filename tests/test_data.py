@@ -6,7 +6,8 @@ import json
 
 import pytest
 
-from toolken_agent.data import example_conversations, load_jsonl, split_holdout
+from toolken_agent.conversation import Conversation, Message
+from toolken_agent.data import NEGATIVE_EXAMPLES, answers_without_tools, example_conversations, load_jsonl, split_holdout, with_built_in_negatives
 from toolken_agent.errors import DataError
 
 
@@ -82,6 +83,23 @@ def test_tool_examples_become_calls_with_results_plus_negatives(small_toolset):
     assert [m.role for m in first] == ["user", "assistant", "tool", "assistant"]
     assert first[2].content == "7.0"
     assert any(not c.tool_names for c in conversations)
+
+
+def test_data_where_every_request_calls_a_tool_gets_the_built_in_no_tool_requests(small_toolset):
+    only_calls = [c for c in example_conversations(small_toolset, with_negatives=False)]
+    assert only_calls and all(not answers_without_tools(c) for c in only_calls)
+    extended = with_built_in_negatives(only_calls)
+    assert extended[: len(only_calls)] == only_calls
+    added = extended[len(only_calls):]
+    assert len(added) == len(NEGATIVE_EXAMPLES) and all(answers_without_tools(c) for c in added)
+    assert [c.messages[0].content for c in added] == [prompt for prompt, _ in NEGATIVE_EXAMPLES]
+
+
+def test_data_that_already_answers_some_request_in_words_is_left_as_it_is(small_toolset):
+    mixed = example_conversations(small_toolset, with_negatives=False) + [
+        Conversation((Message("user", "hi"), Message("assistant", "Hello!")))]
+    assert with_built_in_negatives(mixed) == mixed
+    assert with_built_in_negatives([]) == []
 
 
 def test_holdout_split_is_deterministic_and_disjoint():

@@ -7,7 +7,7 @@ import copy
 import pytest
 import torch
 
-from toolken_agent.data import example_conversations
+from toolken_agent.data import NEGATIVE_EXAMPLES, example_conversations
 from toolken_agent.features import Features, extract_features
 from toolken_agent.head import ToolkenHead
 from toolken_agent.toolkens import Toolkens
@@ -16,6 +16,7 @@ from toolken_agent.training import (
     TrainConfig,
     TrainingInterrupted,
     choose_lambda,
+    pick_lambda,
     joint_loss,
     selection_accuracy,
     train_head,
@@ -159,12 +160,21 @@ def test_fit_starts_biases_where_zero_shot_toolkens_have_them_unless_told_not_to
     assert report.lambda_sweep == {} and report.lambda_ == 0.01
 
 
-def test_lambda_sweep_scores_requests_that_need_no_tool_as_half_the_score():
-    features = _one_call_per_example([0, 1] * 20)
-    make = lambda: ToolkenHead(torch.eye(2, 8), bias=False)  # noqa: E731
-    quiet = _one_call_per_example([0] * 4)
-    quiet.vocab_max = torch.full((4,), -100.0)  # every toolken beats the best word: all four misfire
-    config = TrainConfig(epochs=2, lr=0.1, batch_size=8)
-    _, alone = choose_lambda(make, features, config)
-    _, with_negatives = choose_lambda(make, features, config, negatives=quiet)
-    assert with_negatives == {k: v / 2 for k, v in alone.items()}
+def test_lambda_pick_takes_the_largest_lambda_within_one_standard_error_of_the_best():
+    # 400 decisions at 0.9: one standard error is 0.015
+    assert pick_lambda({0.0: 0.90, 0.001: 0.89, 0.01: 0.80}, 400) == 0.001
+    assert pick_lambda({0.0: 0.90, 0.001: 0.87, 0.01: 0.80}, 400) == 0.0
+    assert pick_lambda({0.0: 0.5, 10.0: 0.9}, 400) == 10.0
+
+
+def test_lambda_pick_among_perfect_scores_needs_an_exact_tie():
+    assert pick_lambda({0.0: 1.0, 0.01: 0.999, 10.0: 0.2}, 1000) == 0.0
+    assert pick_lambda({0.0: 1.0, 0.01: 1.0, 10.0: 0.2}, 1000) == 0.01
+
+
+@pytest.mark.parametrize("negatives", [True, False])
+def test_fit_adds_the_built_in_no_tool_requests_to_data_that_holds_none(tiny_lm, small_toolset, negatives):
+    only_calls = example_conversations(small_toolset, with_negatives=False)
+    _, report = Toolkens.fit(tiny_lm, small_toolset, only_calls, negatives=negatives, config=TrainConfig(epochs=0), holdout=0.0)
+    added = len(NEGATIVE_EXAMPLES) if negatives else 0
+    assert report.negatives_added == added and report.examples == len(only_calls) + added

@@ -57,11 +57,6 @@ def as_no_call_features(lm: FrozenLM, hidden: torch.Tensor, best: torch.Tensor) 
                     example=torch.arange(n), vocab_size=lm.vocab_size)
 
 
-def negative_features(lm: FrozenLM) -> Features:
-    """The built-in no-tool requests as no-call decision rows (for choosing lambda)."""
-    return as_no_call_features(lm, *negative_decisions(lm))
-
-
 def zero_shot_bias(lm: FrozenLM, rows: torch.Tensor, *, margin: float = MARGIN) -> torch.Tensor:
     """A bias ``(n,)`` per toolken row so that no negative request makes it fire."""
     if rows.shape[0] == 0:

@@ -53,6 +53,16 @@ class Features:
                 kwargs[name] = value[rows]
         return Features(**kwargs)
 
+    def extended(self, other: "Features") -> "Features":
+        """These rows then ``other``'s, whose examples are renumbered after these."""
+        offset = int(self.example.max()) + 1 if len(self) else 0
+        kwargs = {f.name: getattr(self, f.name) for f in fields(self)}
+        for name, value in kwargs.items():
+            if isinstance(value, torch.Tensor):
+                theirs = getattr(other, name) + (offset if name == "example" else 0)
+                kwargs[name] = torch.cat([value, theirs])
+        return Features(**kwargs)
+
     def for_examples(self, examples: Sequence[int]) -> "Features":
         wanted = torch.zeros(int(self.example.max()) + 1 if len(self) else 0, dtype=torch.bool)
         wanted[torch.as_tensor(list(examples), dtype=torch.long)] = True

@@ -17,11 +17,11 @@ from typing import Any, Callable, Sequence
 
 import torch
 
-from .calibration import negative_features, zero_shot_bias
+from .calibration import zero_shot_bias
 from .chat_format import ChatFormat
 from .checkpoint import ToolkenConfig, check_model, check_tools, load_checkpoint, save_checkpoint
 from .conversation import Conversation
-from .data import call_demos, split_holdout, with_demos
+from .data import call_demos, split_holdout, with_built_in_negatives, with_demos
 from .errors import CheckpointError
 from .features import Features, extract_features
 from .head import ToolkenHead, joint_logits
@@ -43,7 +43,8 @@ class FitReport:
     prior_heldout: dict[str, float] = field(default_factory=dict)
     heldout: dict[str, float] = field(default_factory=dict)
     lambda_: float = 0.0  # the regularizer weight trained with
-    lambda_sweep: dict[str, float] = field(default_factory=dict)  # held-out call accuracy per candidate, if swept
+    lambda_sweep: dict[str, float] = field(default_factory=dict)  # held-out decision accuracy per candidate, if swept
+    negatives_added: int = 0  # built-in no-tool requests added to the data
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -61,6 +62,7 @@ class FitReport:
             "heldout": self.heldout,
             "lambda": self.lambda_,
             "lambda_sweep": self.lambda_sweep,
+            "negatives_added": self.negatives_added,
         }
 
 
@@ -122,6 +124,7 @@ class Toolkens:
         lambdas: Sequence[float] | None = None,
         config: TrainConfig = TrainConfig(),
         holdout: float = 0.2,
+        negatives: bool = True,
         on_cache_progress: Callable[[int], None] | None = None,
         on_epoch: Callable[[int, float], None] | None = None,
     ) -> tuple["Toolkens", FitReport]:
@@ -132,6 +135,8 @@ class Toolkens:
         (``calibrate``), and, when ``lambdas`` is given, the regularizer weight chosen
         among them on a split of the training share
         (:func:`~toolken_agent.training.choose_lambda`); else ``config.lambda_``.
+        With ``negatives``, data in which every request needed a tool gets the built-in
+        no-tool requests (:func:`~toolken_agent.data.with_built_in_negatives`).
 
         Raises :class:`~toolken_agent.training.TrainingInterrupted` on Ctrl-C with the
         toolkens of the last finished epoch attached as ``exc.toolkens``.
@@ -139,6 +144,9 @@ class Toolkens:
         toolkens = cls.from_priors(lm, toolset, prior=prior, bias=bias, seed=config.seed, lambda_=config.lambda_,
                                    calibrate=calibrate)
         report = FitReport()
+        given = len(conversations)
+        conversations = with_built_in_negatives(conversations) if negatives else list(conversations)
+        report.negatives_added = len(conversations) - given
         start = time.perf_counter()
 
         def count_tokens(n: int) -> None:
@@ -158,7 +166,7 @@ class Toolkens:
             report.prior_heldout = selection_accuracy(toolkens.head, held_feats)
         if lambdas:
             chosen, report.lambda_sweep = choose_lambda(lambda: copy.deepcopy(toolkens.head), train_feats, config,
-                                                        lambdas=lambdas, negatives=negative_features(lm))
+                                                        lambdas=lambdas)
             config = replace(config, lambda_=chosen)
             toolkens.lambda_ = chosen
         report.lambda_ = config.lambda_

@@ -14,15 +14,17 @@ zero-shot       lm-head+description   n/a          calib.  no: prior rows, bias 
 toolkengpt      random                0            no      yes (ToolkenGPT, Hao et al. 2023)
 paper           name (hidden mean)    0.01         no      yes (Li et al. 2025)
 ours            lm-head+description   chosen on a  calib.  yes, from zero-shot's rows
-                                      train split          and bias
+                                      train split          and bias, plus the 16 built-in
+                                                           no-tool requests
 ==============  ====================  ===========  ======  ================================
 
 All trained methods see the same positions with the same joint loss (calls and ordinary
-text, so toolkens learn when *not* to fire); only initialization, regularizer and bias
-differ. ``ours`` picks lambda from ``LAMBDAS`` by decision accuracy (calls and no-calls)
-on a 20% split of the training data, averaged with the share of the 16 built-in no-tool
-requests it leaves alone; never on test data. ``toolken-agent train --lambda auto`` does
-the same (:func:`toolken_agent.training.choose_lambda`; the CLI's default is 0.01).
+text, so toolkens learn when *not* to fire); only initialization, regularizer, bias and
+``ours``' 16 extra requests differ. ``ours`` picks lambda from ``LAMBDAS`` by decision
+accuracy (calls and no-calls) on a 20% split of its training data, the larger lambda
+among those within one standard error of the best; never on test data. This is what
+``toolken-agent train`` does by default (:func:`toolken_agent.training.choose_lambda`,
+:func:`toolken_agent.data.with_built_in_negatives`).
 
 Scoring happens where the toolken decides (teacher-forced test turns):
 
@@ -47,9 +49,10 @@ from typing import Any
 import torch
 from safetensors.torch import load_file, save_file
 
-from toolken_agent.calibration import as_no_call_features, negative_features, reply_start_decisions, zero_shot_bias
+from toolken_agent.calibration import as_no_call_features, reply_start_decisions, zero_shot_bias
 from toolken_agent.chat_format import ChatFormat
 from toolken_agent.conversation import Conversation
+from toolken_agent.data import negative_conversations
 from toolken_agent.features import Features, extract_features
 from toolken_agent.head import ToolkenHead
 from toolken_agent.model import FrozenLM, cache_dir
@@ -67,20 +70,21 @@ class Method:
     bias: bool
     trained: bool = True
     calibrated: bool = False  # bias starts at the zero-shot calibration (else 0)
+    negatives: bool = False  # trained with the built-in no-tool requests added
 
     def describe(self) -> str:
         bias = "calibrated bias" if self.calibrated else ("bias" if self.bias else "no bias")
         if not self.trained:
             return f"{self.prior} prior, {bias}, no training"
         lam = "lambda chosen on train split" if self.lambda_ is None else f"lambda {self.lambda_:g}"
-        return f"{self.prior} prior, {lam}, {bias}"
+        return f"{self.prior} prior, {lam}, {bias}" + (", built-in no-tool requests" if self.negatives else "")
 
 
 METHODS = (
     Method("zero-shot", "lm-head+description", None, True, trained=False, calibrated=True),
     Method("toolkengpt", "random", 0.0, False),
     Method("paper", "name", 0.01, False),
-    Method("ours", "lm-head+description", None, True, calibrated=True),
+    Method("ours", "lm-head+description", None, True, calibrated=True, negatives=True),
 )
 
 
@@ -125,11 +129,19 @@ def initial_head(lm: FrozenLM, specs: Sequence[ToolSpec], method: Method, seed: 
     return head
 
 
+def training_features(lm: FrozenLM, specs: Sequence[ToolSpec], method: Method, feats: Features) -> Features:
+    """``feats``, plus the built-in no-tool requests for a method trained with them."""
+    if not method.negatives:
+        return feats
+    negatives, _ = cached_features(lm, specs, negative_conversations())
+    return feats.extended(negatives)
+
+
 def train(lm: FrozenLM, specs: Sequence[ToolSpec], method: Method, feats: Features, *, seed: int,
           lambda_: float, epochs: int = 20) -> ToolkenHead:
     head = initial_head(lm, specs, method, seed)
     if method.trained:
-        train_head(head, feats, TrainConfig(epochs=epochs, lambda_=lambda_, seed=seed))
+        train_head(head, training_features(lm, specs, method, feats), TrainConfig(epochs=epochs, lambda_=lambda_, seed=seed))
     return head
 
 
@@ -138,8 +150,8 @@ def choose_lambda(lm: FrozenLM, specs: Sequence[ToolSpec], method: Method, feats
     """The method's lambda, or the one :func:`toolken_agent.training.choose_lambda` picks on a 20% split."""
     if method.lambda_ is not None:
         return method.lambda_, {}
-    return training_choose_lambda(lambda: initial_head(lm, specs, method, seed), feats,
-                                  TrainConfig(epochs=epochs, seed=seed), lambdas=LAMBDAS, negatives=negative_features(lm))
+    return training_choose_lambda(lambda: initial_head(lm, specs, method, seed), training_features(lm, specs, method, feats),
+                                  TrainConfig(epochs=epochs, seed=seed), lambdas=LAMBDAS)
 
 
 # -- scoring -------------------------------------------------------------------------------
