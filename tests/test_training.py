@@ -178,3 +178,13 @@ def test_fit_adds_the_built_in_no_tool_requests_to_data_that_holds_none(tiny_lm,
     _, report = Toolkens.fit(tiny_lm, small_toolset, only_calls, negatives=negatives, config=TrainConfig(epochs=0), holdout=0.0)
     added = len(NEGATIVE_EXAMPLES) if negatives else 0
     assert report.negatives_added == added and report.examples == len(only_calls) + added
+
+
+def test_extended_features_keep_their_kinds_and_number_the_added_examples_after():
+    calls = _one_call_per_example([0, 1, 0])
+    more = _one_call_per_example([1, 1])
+    both = calls.extended(more)
+    assert len(both) == 5 and both.decision.dtype == torch.bool and both.target.dtype == torch.long
+    assert both.example.tolist() == [0, 1, 2, 3, 4]
+    assert torch.equal(both.for_examples([3, 4]).hidden, more.hidden)
+    assert len(both.subset(both.decision)) == 5  # a mask still selects rows, not indices 0 and 1

@@ -59,7 +59,7 @@ class Features:
         kwargs = {f.name: getattr(self, f.name) for f in fields(self)}
         for name, value in kwargs.items():
             if isinstance(value, torch.Tensor):
-                theirs = getattr(other, name) + (offset if name == "example" else 0)
+                theirs = getattr(other, name) + offset if name == "example" else getattr(other, name)
                 kwargs[name] = torch.cat([value, theirs])
         return Features(**kwargs)
 
