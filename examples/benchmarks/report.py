@@ -21,7 +21,8 @@ NEEDS = {
     "zero-shot": "name + description per tool; no training data",
     "toolkengpt": "training conversations; one frozen pass + head training",
     "paper": "training conversations; one frozen pass + head training",
-    "ours": "training conversations; one frozen pass + head training",
+    "ours": "training conversations (plus 16 built-in requests that need no tool); one frozen pass + "
+            "6 head trainings on a split to choose lambda + head training",
 }
 
 
