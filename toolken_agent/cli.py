@@ -209,8 +209,7 @@ def _print_fit(report, out_dir: Path, seconds: float) -> None:
         highlight=False,
     )
     if report.lambda_sweep:
-        out.print(f"lambda {report.lambda_:g}, chosen on a split of the training data (held-out decision accuracy; "
-                  "within one standard error of the best, the larger lambda: "
+        out.print(f"lambda {report.lambda_:g}, chosen on a split of the training data (held-out decision accuracy: "
                   + ", ".join(f"{k}: {v:.2f}" for k, v in report.lambda_sweep.items()) + ")", highlight=False)
     if report.heldout:
         table = Table(title=f"held-out tool selection ({report.heldout_examples} conversations)")

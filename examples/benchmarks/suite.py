@@ -21,8 +21,8 @@ ours            lm-head+description   chosen on a  calib.  yes, from zero-shot's
 All trained methods see the same positions with the same joint loss (calls and ordinary
 text, so toolkens learn when *not* to fire); only initialization, regularizer, bias and
 ``ours``' 16 extra requests differ. ``ours`` picks lambda from ``LAMBDAS`` by decision
-accuracy (calls and no-calls) on a 20% split of its training data, the larger lambda
-among those within one standard error of the best; never on test data. This is what
+accuracy (calls and no-calls) on a 20% split of its training data (an exact tie goes
+to the larger lambda); never on test data. This is what
 ``toolken-agent train`` does by default (:func:`toolken_agent.training.choose_lambda`,
 :func:`toolken_agent.data.with_built_in_negatives`).
 
