@@ -176,10 +176,10 @@ def with_built_in_negatives(conversations: Sequence[Conversation]) -> list[Conve
     """``conversations`` plus :data:`NEGATIVE_EXAMPLES` when no request in them needed no tool.
 
     Why: where every training reply starts with a call, the toolkens learn that every
-    reply starts with a call. Measured on Qwen2.5-0.5B with the FuncQA math tools: they
-    then fired on all of 100 KAMEL questions; with these 16 requests added, on 42 of
-    them, at the same test accuracy. Data that already holds such requests is left
-    as it is.
+    reply starts with a call. Measured on Qwen2.5-0.5B with the FuncQA math tools
+    (lambda 0, 3 seeds): they then fired on all of 100 KAMEL questions; with these 16
+    requests added, on 41 of them, and test accuracy went from 0.83 to 0.86. Data that
+    already holds such requests is left as it is.
     """
     conversations = list(conversations)
     if not conversations or any(answers_without_tools(c) for c in conversations):
