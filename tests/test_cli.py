@@ -141,3 +141,19 @@ def test_eval_of_a_missing_checkpoint_is_exit_2(files, tmp_path):
     _, data = files
     result = runner.invoke(app, ["eval", "--toolkens", str(tmp_path / "none"), "--data", str(data)])
     assert result.exit_code == 2 and "no toolken checkpoint" in result.output
+
+
+@pytest.mark.parametrize("flag, added", [([], 16), (["--no-built-in-negatives"], 0)])
+def test_train_adds_the_built_in_no_tool_requests_to_data_of_calls_alone_and_says_so(files, tiny_model_dir, tmp_path, flag, added):
+    tools, _ = files
+    calls = tmp_path / "calls.jsonl"
+    calls.write_text("".join(json.dumps(conversation(i)) + "\n" for i in range(30) if i % 3))  # 20 calls, no replies in words
+    out = tmp_path / "ckpt"
+    result = runner.invoke(app, ["train", "--tools", str(tools), "--data", str(calls), "--model", str(tiny_model_dir),
+                                 "--out", str(out), "--epochs", "1", "--lambda", "0.01", "--dtype", "float32", *flag])
+    assert result.exit_code == 0, result.output
+    text = " ".join(result.output.split())
+    assert "data: 20 conversations" in text
+    assert ("+16 built-in requests that need no tool" in text) == bool(added)
+    training = json.loads((out / CONFIG_FILE).read_text())["training"]
+    assert training["negatives_added"] == added and training["examples"] + training["heldout_examples"] == 20 + added

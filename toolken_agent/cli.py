@@ -125,11 +125,7 @@ def train(
         else:
             conversations = example_conversations(toolset, with_negatives=False)
             origin = "the tools' examples"
-        given = len(conversations)
-        if built_in_negatives:
-            conversations = with_built_in_negatives(conversations)
-        if len(conversations) > given:
-            origin += f" (+{len(conversations) - given} built-in requests that need no tool)"
+        added = len(with_built_in_negatives(conversations)) - len(conversations) if built_in_negatives else 0  # fit adds them
         out_dir = out_dir or Path(f"toolkens-{_slug(tools_ref)}")
         config = TrainConfig(epochs=epochs, lr=lr, lambda_=lambda_value, seed=seed)
         start = time.perf_counter()
@@ -141,7 +137,8 @@ def train(
             out.print(f"No training data (no --data and no examples on the tools): saved the {prior} priors alone, "
                       f"untrained, to {out_dir}", highlight=False)
             return
-        err.print(f"data: {len(conversations)} conversations from {origin}, {count_calls(conversations)} tool calls", highlight=False)
+        err.print(f"data: {len(conversations)} conversations from {origin}, {count_calls(conversations)} tool calls"
+                  + (f"; +{added} built-in requests that need no tool" if added else ""), highlight=False)
         with _progress() as progress:
             est_tokens = 0
             caching = progress.add_task("caching frozen features", total=None, info="tokens")
