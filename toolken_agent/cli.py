@@ -102,7 +102,7 @@ def train(
     dtype: DtypeOption = "auto",
 ) -> None:
     """Train toolkens for a toolset and save them as a checkpoint directory."""
-    from .data import count_calls, example_conversations, load_jsonl, with_built_in_negatives
+    from .data import NEGATIVE_EXAMPLES, count_calls, example_conversations, load_jsonl, needs_built_in_negatives
     from .model import load_model
     from .priors import PRIOR_KINDS
     from .toolkens import Toolkens
@@ -125,7 +125,7 @@ def train(
         else:
             conversations = example_conversations(toolset, with_negatives=False)
             origin = "the tools' examples"
-        added = len(with_built_in_negatives(conversations)) - len(conversations) if built_in_negatives else 0  # fit adds them
+        added = len(NEGATIVE_EXAMPLES) if built_in_negatives and needs_built_in_negatives(conversations) else 0  # fit adds them
         out_dir = out_dir or Path(f"toolkens-{_slug(tools_ref)}")
         config = TrainConfig(epochs=epochs, lr=lr, lambda_=lambda_value, seed=seed)
         start = time.perf_counter()

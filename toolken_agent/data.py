@@ -182,9 +182,12 @@ def with_built_in_negatives(conversations: Sequence[Conversation]) -> list[Conve
     already holds such requests is left as it is.
     """
     conversations = list(conversations)
-    if not conversations or any(answers_without_tools(c) for c in conversations):
-        return conversations
-    return conversations + negative_conversations()
+    return conversations + negative_conversations() if needs_built_in_negatives(conversations) else conversations
+
+
+def needs_built_in_negatives(conversations: Sequence[Conversation]) -> bool:
+    """Whether :func:`with_built_in_negatives` would add to ``conversations``: some, and every one calls a tool."""
+    return bool(conversations) and not any(answers_without_tools(c) for c in conversations)
 
 
 def negative_conversations() -> list[Conversation]:

@@ -180,13 +180,14 @@ def choose_lambda(
 
     Why a sweep: how far the rows may leave their priors depends on the data and the
     model (on SmolLM2 the split picks 0.001-0.01 on most data sets; on Qwen2.5-0.5B's
-    math tools lambda 0.01 loses 0.15 of test accuracy to lambda 0). The score is held-out decision accuracy
-    (calls right *and* no-calls right): call accuracy alone chose lambda 10 on the math
-    toolset's examples, whose prior rows fire everywhere, and held-out accuracy fell
-    from 0.78 to 0.28. Requests that need no tool are not scored apart: weighted as half
-    the score, 16 of them outvoted hundreds of held-out calls and chose lambda 10 on
-    Qwen's math tools (test accuracy 0.11 instead of 0.87). Keeping the toolkens quiet
-    on such requests is the training data's job (:func:`toolken_agent.data.with_built_in_negatives`).
+    math tools lambda 0.01 loses 0.15 of test accuracy to lambda 0). The score is
+    held-out decision accuracy (calls right *and* no-calls right): call accuracy alone
+    chose lambda 10 on the math toolset's examples, whose prior rows fire everywhere,
+    and held-out accuracy fell from 0.78 to 0.28. Requests that need no tool are not
+    scored apart: weighted as half the score, 16 of them outvoted hundreds of held-out
+    calls and chose lambda 10 on Qwen's math tools (test accuracy 0.11 instead of
+    0.87). Keeping the toolkens quiet on such requests is the training data's job
+    (:func:`toolken_agent.data.with_built_in_negatives`).
 
     Each candidate trains a fresh head from ``make_head()`` on the rest of the
     examples; :func:`pick_lambda` picks among the scores. With too few examples to

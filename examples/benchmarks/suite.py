@@ -129,12 +129,21 @@ def initial_head(lm: FrozenLM, specs: Sequence[ToolSpec], method: Method, seed: 
     return head
 
 
+_NEGATIVES: dict[tuple[int, tuple[str, ...]], Features] = {}
+
+
 def training_features(lm: FrozenLM, specs: Sequence[ToolSpec], method: Method, feats: Features) -> Features:
-    """``feats``, plus the built-in no-tool requests for a method trained with them."""
+    """``feats``, plus the built-in no-tool requests for a method trained with them.
+
+    Their features are read once per model and toolset: the sweep and every scarcity
+    size and seed would otherwise render, hash and load them again.
+    """
     if not method.negatives:
         return feats
-    negatives, _ = cached_features(lm, specs, negative_conversations())
-    return feats.extended(negatives)
+    key = (id(lm), tuple(s.name for s in specs))
+    if key not in _NEGATIVES:
+        _NEGATIVES[key] = cached_features(lm, specs, negative_conversations())[0]
+    return feats.extended(_NEGATIVES[key])
 
 
 def train(lm: FrozenLM, specs: Sequence[ToolSpec], method: Method, feats: Features, *, seed: int,
