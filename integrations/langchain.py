@@ -86,7 +86,9 @@ class _Runtime:
         from ..arguments import ArgumentGrammar
 
         self.lm: FrozenLM = load_model(model, dtype=dtype)
-        self.trained: dict[str, tuple[torch.Tensor, float, str]] = {}
+        # name -> (row, bias, fingerprint, prior row, prior bias): the last two for the checkpoint's mix
+        self.trained: dict[str, tuple[torch.Tensor, float, str, torch.Tensor, float]] = {}
+        self.mix = 1.0
         self.prior = DEFAULT_PRIOR
         self.demos: dict[str, list[dict]] = {}
         if toolkens is not None:
@@ -94,32 +96,40 @@ class _Runtime:
             self.demos = config.demos
             check_model(config, self.lm.fingerprint, self.lm.hidden_size, where=toolkens)
             self.prior = config.prior
+            self.mix = head.mix
             for i, tool in enumerate(config.tools):
                 bias = float(head.bias[i].detach()) if head.bias is not None else 0.0
-                self.trained[tool["name"]] = (head.weight[i].detach().clone(), bias, tool["fingerprint"])
+                prior_bias = float(head.prior_bias[i]) if head.bias is not None else 0.0
+                self.trained[tool["name"]] = (head.weight[i].detach().clone(), bias, tool["fingerprint"],
+                                              head.prior[i].clone(), prior_bias)
         self.zero_shot: dict[str, tuple[torch.Tensor, float]] = {}
         self.grammar = ArgumentGrammar(self.lm.tokenizer, self.lm.vocab_size)
         self.lock = threading.Lock()
 
     def toolkens(self, specs: Sequence[ToolSpec]) -> Toolkens:
         """A head over ``specs``: trained rows where the checkpoint has them, else zero-shot."""
-        rows, biases = [], []
+        rows, biases, priors, prior_biases = [], [], [], []
         with self.lock:
             for spec in specs:
                 if spec.name in self.trained:
-                    row, bias, fingerprint = self.trained[spec.name]
+                    row, bias, fingerprint, prior, prior_bias = self.trained[spec.name]
                     if fingerprint != spec.fingerprint:
                         warnings.warn(f"tool {spec.name!r} changed since its toolken was trained; using the trained row",
                                       stacklevel=3)
                 else:
                     row, bias = self._zero_shot(spec)
+                    prior, prior_bias = row, bias  # untrained: both ends of the mix are the zero-shot toolken
                 rows.append(row)
                 biases.append(bias)
+                priors.append(prior)
+                prior_biases.append(prior_bias)
         d = self.lm.hidden_size
-        weight = torch.stack(rows) if rows else torch.zeros(0, d)
-        head = ToolkenHead(weight, bias=True)
+        head = ToolkenHead(torch.stack(priors) if priors else torch.zeros(0, d), bias=True, mix=self.mix)
         with torch.no_grad():
+            if rows:
+                head.weight.copy_(torch.stack(rows))
             head.bias.copy_(torch.tensor(biases, dtype=torch.float32))
+            head.prior_bias.copy_(torch.tensor(prior_biases, dtype=torch.float32))
         toolset = with_demos(Toolset(tuple(specs), "bound tools"), self.demos)
         return Toolkens(self.lm, toolset, head, prior=self.prior)
 

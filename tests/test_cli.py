@@ -99,6 +99,8 @@ def test_train_without_any_data_saves_the_priors_and_says_so(tmp_path, tiny_mode
         (["--tools", "{tools}", "--data", "{data}", "--lambda", "banana"], "--lambda must be auto or a number >= 0, not 'banana'"),
         (["--tools", "{tools}", "--data", "{data}", "--lambda=-1"], "--lambda must be auto or a number >= 0, not '-1'"),
         (["--tools", "{tools}", "--data", "{data}", "--lambda", "nan"], "--lambda must be auto or a number >= 0, not 'nan'"),
+        (["--tools", "{tools}", "--data", "{data}", "--check", "{words}"], "words.jsonl holds no tool call to choose"),
+        (["--tools", "{tools}", "--data", "{data}", "--check", "{bad}"], "bad.jsonl:2: unknown tool 'fly'"),
     ],
 )
 def test_bad_input_is_one_line_and_exit_code_2(files, tmp_path, args, message):
@@ -107,7 +109,9 @@ def test_bad_input_is_one_line_and_exit_code_2(files, tmp_path, args, message):
     bad.write_text(json.dumps(conversation(1)) + "\n" + json.dumps(
         {"messages": [{"role": "user", "content": "x"}, {"role": "assistant", "tool_calls": [
             {"function": {"name": "fly", "arguments": "{}"}}]}]}) + "\n")
-    args = [a.format(tools=tools, data=data, bad=bad) for a in args]
+    words = tmp_path / "words.jsonl"
+    words.write_text(json.dumps(conversation(0)) + "\n")
+    args = [a.format(tools=tools, data=data, bad=bad, words=words) for a in args]
     result = runner.invoke(app, ["train", *args, "--out", str(tmp_path / "o")])
     assert result.exit_code == 2
     assert message in " ".join(result.output.split())
@@ -157,3 +161,19 @@ def test_train_adds_the_built_in_no_tool_requests_to_data_of_calls_alone_and_say
     assert ("+16 built-in requests that need no tool" in text) == bool(added)
     training = json.loads((out / CONFIG_FILE).read_text())["training"]
     assert training["negatives_added"] == added and training["examples"] + training["heldout_examples"] == 20 + added
+
+
+def test_train_with_check_requests_chooses_and_records_the_tool_choice_mix(files, tiny_model_dir, tmp_path):
+    tools, data = files
+    check = tmp_path / "check.jsonl"
+    check.write_text("".join(json.dumps(conversation(i)) + "\n" for i in range(30, 36)))
+    out = tmp_path / "ckpt"
+    result = runner.invoke(app, ["train", "--tools", str(tools), "--data", str(data), "--model", str(tiny_model_dir),
+                                 "--out", str(out), "--epochs", "1", "--lambda", "0.01", "--dtype", "float32",
+                                 "--check", str(check)])
+    assert result.exit_code == 0, result.output
+    figures = json.loads(result.output.strip().splitlines()[-1])
+    assert "tool choice: mix" in " ".join(result.output.split()) and "chosen on 6 check requests" in " ".join(result.output.split())
+    config = json.loads((out / CONFIG_FILE).read_text())
+    assert config["mix"] == figures["mix"] == config["training"]["mix"]
+    assert config["training"]["check_examples"] == 6

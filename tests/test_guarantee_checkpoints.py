@@ -420,3 +420,26 @@ def test_a_pickle_planted_in_a_checkpoint_is_never_read(saved, tmp_path, small_t
         with pytest.raises(CheckpointError, match="is not a toolken checkpoint"):
             Toolkens.load(path, small_toolset, lm=tiny_lm)
     assert not marker.exists()
+
+
+def test_a_checkpoints_tool_choice_mix_reaches_the_chat_model(tmp_path, tiny_lm, small_toolset, tiny_model_dir):
+    from toolken_agent.integrations.langchain import _runtime
+
+    toolkens = Toolkens.from_priors(tiny_lm, small_toolset, prior="lm-head")
+    with torch.no_grad():
+        toolkens.head.weight.copy_(toolkens.head.weight[[1, 0]])  # trained rows crossed, so the mix matters
+        toolkens.head.bias.copy_(torch.tensor([0.3, -0.2]))
+        toolkens.head.prior_bias.copy_(torch.tensor([-0.1, 0.4]))
+    toolkens.head.mix = 0.25
+    path = toolkens.save(tmp_path / "mixed")
+    bound = _runtime(str(tiny_model_dir), "float32", str(path)).toolkens(list(small_toolset.specs))
+    hidden = torch.randn(4, tiny_lm.hidden_size, generator=torch.Generator().manual_seed(0))
+    assert bound.head.mix == 0.25
+    assert torch.allclose(bound.head(hidden), toolkens.head(hidden), atol=1e-5)
+
+
+def test_a_mix_outside_zero_to_one_is_refused_on_load(tmp_path, tiny_lm, small_toolset):
+    toolkens = Toolkens.from_priors(tiny_lm, small_toolset, prior="lm-head")
+    toolkens.head.mix = 1.5
+    with pytest.raises(CheckpointError, match="tool-choice mix of 1.5"):
+        load_checkpoint(toolkens.save(tmp_path / "bad"))

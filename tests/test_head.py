@@ -68,3 +68,32 @@ def test_step_logits_on_bf16_are_exact_fp32_where_the_decision_is_made():
     fast = lm.step_logits(h)
     assert fast.dtype == torch.float32 and fast.shape == exact.shape
     assert torch.equal(fast.max(), exact.max()) and int(fast.argmax()) == int(exact.argmax())
+
+
+def _crossed_head(mix: float) -> ToolkenHead:
+    """Prior rows point at the right tool, trained rows at the wrong one, trained rows fire harder."""
+    head = ToolkenHead(torch.eye(3, 4), mix=mix)
+    with torch.no_grad():
+        head.weight.copy_(3.0 * torch.eye(3, 4)[[1, 2, 0]])
+        head.bias.fill_(1.0)
+    return head
+
+
+def test_a_mixed_head_fires_as_the_trained_head_but_ranks_tools_as_the_ensemble():
+    hidden = torch.eye(3, 4)  # state k is about tool k
+    trained, mixed = _crossed_head(1.0)(hidden), _crossed_head(0.0)(hidden)
+    assert torch.equal(mixed.amax(dim=-1), trained.amax(dim=-1))  # whether a toolken fires: unchanged
+    assert torch.equal(trained.argmax(dim=-1), torch.tensor([2, 0, 1]))
+    assert torch.equal(mixed.argmax(dim=-1), torch.tensor([0, 1, 2]))  # which: the prior's ranking
+
+
+def test_mix_one_is_exactly_the_plain_head_and_select_keeps_the_mix():
+    head = _crossed_head(1.0)
+    hidden = torch.randn(5, 4)
+    assert torch.equal(head(hidden), torch.nn.functional.linear(hidden, head.weight, head.bias))
+    half = _crossed_head(0.5)
+    with torch.no_grad():
+        half.prior_bias.copy_(torch.tensor([0.1, 0.2, 0.3]))
+    sub = half.select([2, 0])
+    assert sub.mix == 0.5 and torch.equal(sub.prior_bias, torch.tensor([0.3, 0.1]))
+    assert torch.equal(sub.prior, half.prior[[2, 0]]) and torch.equal(sub.weight, half.weight[[2, 0]])

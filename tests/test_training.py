@@ -13,9 +13,11 @@ from toolken_agent.head import ToolkenHead
 from toolken_agent.toolkens import Toolkens
 from toolken_agent.training import (
     LAMBDAS,
+    MIXES,
     TrainConfig,
     TrainingInterrupted,
     choose_lambda,
+    choose_mix,
     pick_lambda,
     joint_loss,
     selection_accuracy,
@@ -182,3 +184,52 @@ def test_extended_features_keep_their_kinds_and_number_the_added_examples_after(
     assert both.example.tolist() == [0, 1, 2, 3, 4]
     assert torch.equal(both.for_examples([3, 4]).hidden, more.hidden)
     assert len(both.subset(both.decision)) == 5  # a mask still selects rows, not indices 0 and 1
+
+
+def _prior_right_trained_wrong() -> ToolkenHead:
+    """Prior rows point at each example's tool; the trained rows at the other one."""
+    head = ToolkenHead(torch.eye(2, 8), bias=False)
+    with torch.no_grad():
+        head.weight.copy_(torch.eye(2, 8)[[1, 0]])
+    return head
+
+
+def test_mix_choice_leans_on_the_priors_when_real_requests_say_they_rank_tools_better():
+    check = _one_call_per_example([0, 1] * 5)
+    head = _prior_right_trained_wrong()
+    mix, scores = choose_mix(head, check)
+    assert scores["1.0"] == 0.0 and scores["0.0"] == 1.0
+    assert mix < 0.5 and head.mix == mix and scores[str(mix)] == 1.0
+
+
+def test_mix_choice_keeps_the_trained_head_when_it_ranks_tools_as_well_or_better():
+    check = _one_call_per_example([0, 1] * 5)
+    head = ToolkenHead(torch.eye(2, 8)[[1, 0]], bias=False)  # now the prior is the wrong one
+    with torch.no_grad():
+        head.weight.copy_(torch.eye(2, 8))
+    assert choose_mix(head, check)[0] == 1.0 and head.mix == 1.0
+    no_calls = _one_call_per_example([0, 1])
+    no_calls.target[:] = 0  # words only
+    assert choose_mix(_prior_right_trained_wrong(), no_calls) == (1.0, {})
+
+
+def test_training_resets_the_mix_to_the_plain_head():
+    head = _prior_right_trained_wrong()
+    head.mix = 0.25
+    train_head(head, _one_call_per_example([0, 1] * 4), TrainConfig(epochs=1))
+    assert head.mix == 1.0
+
+
+def test_fit_with_check_requests_records_the_mix_and_the_checkpoint_keeps_it(tiny_lm, small_toolset, tmp_path):
+    conversations = example_conversations(small_toolset, with_negatives=False)
+    toolkens, report = Toolkens.fit(tiny_lm, small_toolset, conversations, check=conversations,
+                                    config=TrainConfig(epochs=2), holdout=0.0)
+    assert report.check_examples == len(conversations) > 0 and set(report.mix_scores) == {str(m) for m in MIXES}
+    assert report.mix == toolkens.head.mix == toolkens.training["mix"]
+    toolkens.head.mix = 0.25
+    with torch.no_grad():
+        toolkens.head.prior_bias.add_(0.5)
+    loaded = Toolkens.load(toolkens.save(tmp_path / "tk"), small_toolset, lm=tiny_lm)
+    assert loaded.head.mix == 0.25 and torch.equal(loaded.head.prior_bias, toolkens.head.prior_bias)
+    hidden = torch.randn(3, tiny_lm.hidden_size)
+    assert torch.equal(loaded.head(hidden), toolkens.head(hidden))

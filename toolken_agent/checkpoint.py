@@ -3,7 +3,7 @@
 ::
 
     my-toolkens/
-        toolkens.safetensors   # weight (n_tools, d), prior (n_tools, d), bias (n_tools,), fp32
+        toolkens.safetensors   # weight (n_tools, d), prior (n_tools, d), bias and prior_bias (n_tools,), fp32
         toolken_config.json    # model spec + fingerprint, tools + spec hashes, prior, lambda, figures
 
 Only what was trained is saved, never the LM. The directory is written next to its
@@ -52,6 +52,7 @@ class ToolkenConfig:
     training: dict[str, Any] = field(default_factory=dict)
     toolset: str = ""  # where the tools came from (--tools), so `chat` can find them again
     demos: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  # argument-mode demonstrations from the data
+    mix: float = 1.0  # weight of the trained rows in the tool choice (ToolkenHead.mix)
     format_version: int = FORMAT_VERSION
     weights_sha256: str = ""
 
@@ -75,6 +76,7 @@ def save_checkpoint(path: str | Path, head: ToolkenHead, config: ToolkenConfig) 
         tensors = {"weight": head.weight.detach().float().contiguous(), "prior": head.prior.float().contiguous()}
         if head.bias is not None:
             tensors["bias"] = head.bias.detach().float().contiguous()
+            tensors["prior_bias"] = head.prior_bias.float().contiguous()
         save_file(tensors, str(tmp / WEIGHTS_FILE), metadata={"config_sha256": config_digest(asdict(config))})
         config.weights_sha256 = _sha256(tmp / WEIGHTS_FILE)
         (tmp / CONFIG_FILE).write_text(json.dumps(asdict(config), indent=2, ensure_ascii=False) + "\n")
@@ -146,11 +148,15 @@ def load_checkpoint(path: str | Path) -> tuple[ToolkenHead, ToolkenConfig]:
         raise CheckpointError(f"{weights_path} does not hold a {expected[0]}x{expected[1]} toolken matrix")
     if config.bias != ("bias" in tensors):
         raise CheckpointError(f"{weights_path} and {CONFIG_FILE} disagree about the bias")
-    head = ToolkenHead(tensors["prior"], bias=config.bias)
+    mix_ok = isinstance(config.mix, (int, float)) and 0.0 <= config.mix <= 1.0
+    if not mix_ok or (config.mix < 1.0 and config.bias and "prior_bias" not in tensors):
+        raise CheckpointError(f"{path} records a tool-choice mix of {config.mix} it cannot apply")
+    head = ToolkenHead(tensors["prior"], bias=config.bias, mix=config.mix)
     with torch.no_grad():
         head.weight.copy_(weight)
         if config.bias:
             head.bias.copy_(tensors["bias"])
+            head.prior_bias.copy_(tensors.get("prior_bias", tensors["bias"]))  # older checkpoints: mix 1, unused
     return head, config
 
 

@@ -97,6 +97,7 @@ def train(
     calibrate: Annotated[bool, typer.Option("--calibrate/--no-calibrate", help="Start each bias where zero-shot toolkens have it: quiet on requests that need no tool.")] = True,
     holdout: Annotated[float, typer.Option(min=0.0, max=0.9, help="Share of conversations held out for accuracy.")] = 0.2,
     built_in_negatives: Annotated[bool, typer.Option("--built-in-negatives/--no-built-in-negatives", help="Add 16 requests that need no tool when the data holds none, so toolkens learn when not to fire.")] = True,
+    check: Annotated[Optional[Path], typer.Option("--check", help="A few real requests with their calls (JSONL, as --data), when the training data is synthetic: the tool choice leans toward the description priors as far as that decides these better.")] = None,
     lenient: Annotated[bool, typer.Option(help="Skip bad data lines (counted) instead of stopping.")] = False,
     seed: int = 0,
     dtype: DtypeOption = "auto",
@@ -125,6 +126,9 @@ def train(
         else:
             conversations = example_conversations(toolset, with_negatives=False)
             origin = "the tools' examples"
+        check_convs = load_jsonl(check, toolset, lenient=lenient).conversations if check is not None else []
+        if check is not None and count_calls(check_convs) == 0:
+            raise ToolkenError(f"{check} holds no tool call to choose the tool-choice mix on")
         added = len(NEGATIVE_EXAMPLES) if built_in_negatives and needs_built_in_negatives(conversations) else 0  # fit adds them
         out_dir = out_dir or Path(f"toolkens-{_slug(tools_ref)}")
         config = TrainConfig(epochs=epochs, lr=lr, lambda_=lambda_value, seed=seed)
@@ -158,7 +162,7 @@ def train(
             try:
                 toolkens, report = Toolkens.fit(lm, toolset, conversations, prior=prior, bias=bias, calibrate=calibrate,
                                                 lambdas=lambdas, config=config, holdout=holdout, negatives=built_in_negatives,
-                                                on_cache_progress=on_cache, on_epoch=on_epoch)
+                                                check=check_convs, on_cache_progress=on_cache, on_epoch=on_epoch)
             except TrainingInterrupted as exc:
                 progress.stop()
                 save_interrupted(exc, out_dir)
@@ -215,11 +219,15 @@ def _print_fit(report, out_dir: Path, seconds: float) -> None:
         for label, acc in (("priors only", report.prior_heldout), ("trained", report.heldout)):
             table.add_row(label, f"{acc['accuracy']:.3f}", f"{acc['call_accuracy']:.3f}", f"{acc['no_call_accuracy']:.3f}", str(acc["decisions"]))
         out.print(table)
-    else:
+    if report.mix_scores:
+        out.print(f"tool choice: mix {report.mix:g} of trained rows with the priors, chosen on {report.check_examples} check "
+                  "requests (decision accuracy: " + ", ".join(f"{k}: {v:.2f}" for k, v in report.mix_scores.items()) + ")",
+                  highlight=False)
+    if not report.heldout:
         out.print("no held-out accuracy: fewer than 10 conversations (or --holdout 0)", highlight=False)
     out.print(f"saved toolkens to {out_dir}", highlight=False)
     # The figures as one JSON line last, unwrapped, for scripts.
-    print(json.dumps({k: v for k, v in figures.items() if k in ("heldout", "prior_heldout", "cache_seconds", "train_seconds", "lambda")}))
+    print(json.dumps({k: v for k, v in figures.items() if k in ("heldout", "prior_heldout", "cache_seconds", "train_seconds", "lambda", "mix")}))
 
 
 @app.command("eval")

@@ -28,7 +28,7 @@ from .head import ToolkenHead, joint_logits
 from .model import FrozenLM, load_model
 from .priors import DEFAULT_PRIOR, build_priors
 from .toolset import Toolset
-from .training import TrainConfig, TrainingInterrupted, TrainResult, choose_lambda, selection_accuracy, train_head
+from .training import TrainConfig, TrainingInterrupted, TrainResult, choose_lambda, choose_mix, selection_accuracy, train_head
 
 
 @dataclass
@@ -45,6 +45,9 @@ class FitReport:
     lambda_: float = 0.0  # the regularizer weight trained with
     lambda_sweep: dict[str, float] = field(default_factory=dict)  # held-out decision accuracy per candidate, if swept
     negatives_added: int = 0  # built-in no-tool requests added to the data
+    check_examples: int = 0  # real requests the tool-choice mix was chosen on
+    mix: float = 1.0  # weight of the trained rows in the tool choice (ToolkenHead.mix)
+    mix_scores: dict[str, float] = field(default_factory=dict)  # check-set decision accuracy per candidate
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -63,6 +66,9 @@ class FitReport:
             "lambda": self.lambda_,
             "lambda_sweep": self.lambda_sweep,
             "negatives_added": self.negatives_added,
+            "check_examples": self.check_examples,
+            "mix": self.mix,
+            "mix_scores": self.mix_scores,
         }
 
 
@@ -97,6 +103,7 @@ class Toolkens:
         if bias and calibrate:
             with torch.no_grad():
                 head.bias.copy_(zero_shot_bias(lm, head.weight))
+        head.anchor_bias()
         return cls(lm, toolset, head, prior=prior, lambda_=lambda_)
 
     @torch.no_grad()
@@ -125,6 +132,7 @@ class Toolkens:
         config: TrainConfig = TrainConfig(),
         holdout: float = 0.2,
         negatives: bool = True,
+        check: Sequence[Conversation] = (),
         on_cache_progress: Callable[[int], None] | None = None,
         on_epoch: Callable[[int, float], None] | None = None,
     ) -> tuple["Toolkens", FitReport]:
@@ -137,6 +145,9 @@ class Toolkens:
         (:func:`~toolken_agent.training.choose_lambda`); else ``config.lambda_``.
         With ``negatives``, data in which every request needed a tool gets the built-in
         no-tool requests (:func:`~toolken_agent.data.with_built_in_negatives`).
+        ``check``: a few real requests with their calls, when the training texts are
+        unlike them (synthetic); the tool choice then leans toward the priors as far as
+        that decides these better (:func:`~toolken_agent.training.choose_mix`).
 
         Raises :class:`~toolken_agent.training.TrainingInterrupted` on Ctrl-C with the
         toolkens of the last finished epoch attached as ``exc.toolkens``.
@@ -179,6 +190,9 @@ class Toolkens:
             raise
         if held_feats is not None:
             report.heldout = selection_accuracy(toolkens.head, held_feats)
+        if check:
+            report.check_examples = len(check)
+            report.mix, report.mix_scores = choose_mix(toolkens.head, toolkens.features(check))
         toolkens.training = report.as_dict()
         toolkens.demos = call_demos([conversations[i] for i in train_idx])
         toolkens.toolset = with_demos(toolkens.toolset, toolkens.demos)
@@ -198,6 +212,7 @@ class Toolkens:
             training=dict(self.training),
             toolset=self.toolset.source,
             demos=self.demos,
+            mix=self.head.mix,
         )
 
     def save(self, path: str | Path) -> Path:
