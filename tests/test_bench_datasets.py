@@ -396,3 +396,18 @@ def test_cli_writes_jsonl_and_tools(tmp_path):
         lines = (folder / "test.jsonl").read_text(encoding="utf-8").splitlines()
         assert [json.loads(line) for line in lines] == bench(name).test
     assert D.main(["--out", str(tmp_path), "--data", str(tmp_path / "nothing")]) == 1
+
+
+def test_kamel_check_questions_are_real_spare_ones_within_the_first_n_relations():
+    test = bench("kamel-30").test[:200]
+    asked = {user_of(r) for r in test}
+    check = D.kamel_check(DATA, 30, exclude=asked, per_tool=2)
+    names = set(bench("kamel-30").toolset.names)
+    per_tool: dict[str, int] = {}
+    for record in check:
+        ((tool, args),) = calls_of(record)
+        assert tool in names and user_of(record) not in asked and record["answer"] in record["answers"]
+        per_tool[tool] = per_tool.get(tool, 0) + 1
+    assert set(per_tool) == names and max(per_tool.values()) == 2  # every relation asked about elsewhere too
+    assert len({user_of(r) for r in check}) == len(check)
+    assert D.kamel_check(DATA, 30, exclude=asked, per_tool=2) == check  # seeded

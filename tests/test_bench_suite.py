@@ -139,8 +139,18 @@ def test_quick_benchmark_pipeline_writes_every_section(tmp_path):
         assert set(d["priors_zero_shot"]) == {"random", "name", "name+description", "lm-head", "lm-head+description"}
     assert set(results["datasets"]["funcqa-oh"]["end_to_end"]) == {"no-tools", "toolkengpt", "paper", "ours"}
     assert results["datasets"]["kamel-30"]["scarcity"]["ours"].keys() == {"1", "5"}
+    assert results["datasets"]["kamel-30"]["check"] > 0 == results["datasets"]["funcqa-oh"]["check"]  # spare real questions: KAMEL only
     speed = results["speed"]
     assert speed["training"]["speedup"] > 0 and speed["decoding"]["ratio"]["hf-generate"] == 1.0
     assert set(speed["first_call"]) == {"10", "30"}
     report = (tmp_path / "RESULTS.md").read_text()
     assert "QUICK" in report and "| ours |" in report
+
+
+def test_calibrated_methods_mix_toward_the_calibrated_bias_they_started_from(tiny_lm, small_toolset):
+    from examples.benchmarks.suite import METHODS, initial_head
+
+    ours = next(m for m in METHODS if m.name == "ours")
+    head = initial_head(tiny_lm, small_toolset.specs, ours, 0)
+    assert ours.check and head.bias.abs().sum() > 0
+    assert torch.equal(head.prior_bias, head.bias.detach())  # mix 0 is the zero-shot head, bias included

@@ -859,19 +859,49 @@ def load_kamel(data_dir: Path = DATA_DIR, n_tools: int = 30, *, narratives: bool
     finder = _kamel_subject_finder(str(kdir))
     test = []
     for i, rec in enumerate(_read_json(kdir / f"test_first_{n_tools}.json")):
-        rel = by_pid[rec["api"]]
-        accepted = _accepted(rec["answer"])
-        gold = (rec["answer"][0].get("chosen") if rec["answer"] else None) or (accepted[0] if accepted else "")
-        subject, method = finder.find(rel.pid, rec["question"])
-        stats[f"test_subject_{method}"] += 1
-        chat = _Chat(rec["question"].strip())
-        chat.call([(rel.name, {rel.arg: subject} if subject else {})], results=[gold])
-        chat.say(f"The answer is {gold}.")
-        test.append(chat.record(answer=gold, answers=accepted, subject_method=method,
-                                source=f"kamel/test_first_{n_tools}.json#{i}"))
+        record = _kamel_question(rec, by_pid[rec["api"]], finder, f"kamel/test_first_{n_tools}.json#{i}")
+        stats[f"test_subject_{record['subject_method']}"] += 1
+        test.append(record)
     train = _drop_test_overlap(train, test, stats)
     stats.update(train=len(train), test=len(test), tools=len(toolset))
     return BenchSet(f"kamel-{n_tools}", toolset, train, test, dict(sorted(stats.items())))
+
+
+def _kamel_question(rec: Mapping[str, Any], rel: _Relation, finder: _SubjectFinder, source: str) -> dict:
+    """A KAMEL test question as a conversation: the question, the gold call, its result, the answer."""
+    accepted = _accepted(rec["answer"])
+    gold = (rec["answer"][0].get("chosen") if rec["answer"] else None) or (accepted[0] if accepted else "")
+    subject, method = finder.find(rel.pid, rec["question"])
+    chat = _Chat(rec["question"].strip())
+    chat.call([(rel.name, {rel.arg: subject} if subject else {})], results=[gold])
+    chat.say(f"The answer is {gold}.")
+    return chat.record(answer=gold, answers=accepted, subject_method=method, source=source)
+
+
+def kamel_check(data_dir: Path = DATA_DIR, n_tools: int = 30, *, exclude: Iterable[str] = (), per_tool: int = 2,
+                seed: int = 0) -> list[dict]:
+    """Up to ``per_tool`` real KAMEL questions per relation of the first ``n_tools``, none in ``exclude``.
+
+    A check set shaped like the test (:func:`toolken_agent.training.choose_mix`): the
+    ``test_first_*`` files are six samples of KAMEL's questions, 2,715 distinct ones in
+    all, so those outside the evaluated test questions (``exclude``, by text) are spare.
+    Relations past the 100th appear only in ``test_first_234``: with all 500 of its
+    questions under test, only the first 100 relations get check questions.
+    """
+    kdir = Path(data_dir) / "kamel"
+    by_pid = {r.pid: r for r in _kamel_relations(str(kdir))[:n_tools]}
+    finder = _kamel_subject_finder(str(kdir))
+    excluded = {_norm_text(q) for q in exclude}
+    pool: dict[str, dict[str, dict]] = {}
+    for n in KAMEL_SIZES:
+        for i, rec in enumerate(_read_json(kdir / f"test_first_{n}.json")):
+            key = _norm_text(rec["question"])
+            if rec["api"] in by_pid and key not in excluded:
+                pool.setdefault(rec["api"], {}).setdefault(key, _kamel_question(
+                    rec, by_pid[rec["api"]], finder, f"kamel/test_first_{n}.json#{i}"))
+    rng = random.Random(seed)
+    return [record for pid in sorted(pool)
+            for record in rng.sample([pool[pid][k] for k in sorted(pool[pid])], min(per_tool, len(pool[pid])))]
 
 
 # ------------------------------------------------------------------ VirtualHome

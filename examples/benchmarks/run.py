@@ -118,6 +118,22 @@ def subsample(records: list[dict], limit: int | None, seed: int = 0) -> list[dic
     return random.Random(seed).sample(records, limit)
 
 
+CHECK_PER_TOOL = 2
+
+
+def check_set(name: str, test_records: Sequence[dict]) -> list[dict]:
+    """Real questions outside the test, for methods that choose their tool-choice mix on them.
+
+    Only KAMEL has spare ones (:func:`datasets.kamel_check`), and only KAMEL's training
+    texts are unlike its test (synthetic paragraphs against short real questions).
+    Elsewhere: none, and such a method keeps its trained head as is.
+    """
+    if not name.startswith("kamel-"):
+        return []
+    return ds.kamel_check(n_tools=int(name.split("-")[1]), exclude=[r["messages"][0]["content"] for r in test_records],
+                          per_tool=CHECK_PER_TOOL)
+
+
 def training_set(lm: FrozenLM, name: str, bench: ds.BenchSet, plan: Plan) -> tuple[list[Conversation], Features, float]:
     """Training conversations and their features.
 
@@ -144,11 +160,14 @@ def run_dataset(lm: FrozenLM, name: str, plan: Plan) -> dict[str, Any]:
     bench = load_bench(name)
     specs = bench.toolset.specs
     train_convs, train_feats, train_seconds = training_set(lm, name, bench, plan)
-    test_convs = [to_conversation(r) for r in subsample(bench.test, plan.max_test)]
-    log(f"{name}: {len(specs)} tools, {len(train_convs)} train, {len(test_convs)} test")
+    test_records = subsample(bench.test, plan.max_test)
+    test_convs = [to_conversation(r) for r in test_records]
+    check_records = check_set(name, test_records)
+    log(f"{name}: {len(specs)} tools, {len(train_convs)} train, {len(test_convs)} test, {len(check_records)} check")
     test_feats, test_seconds = cached_features(lm, specs, test_convs)
+    check_feats = cached_features(lm, specs, [to_conversation(r) for r in check_records])[0] if check_records else None
     out: dict[str, Any] = {
-        "tools": len(specs), "train": len(train_convs), "test": len(test_convs),
+        "tools": len(specs), "train": len(train_convs), "test": len(test_convs), "check": len(check_records),
         "train_positions": len(train_feats), "cache_seconds": round(train_seconds + test_seconds, 1),
         "methods": {}, "priors_zero_shot": {},
     }
@@ -167,9 +186,11 @@ def run_dataset(lm: FrozenLM, name: str, plan: Plan) -> dict[str, Any]:
         seeds = plan.seeds if method.trained else (0,)
         runs = {}
         for seed in seeds:
-            head = train(lm, specs, method, train_feats, seed=seed, lambda_=lam or 0.0, epochs=plan.epochs)
+            head = train(lm, specs, method, train_feats, seed=seed, lambda_=lam or 0.0, epochs=plan.epochs, check=check_feats)
             every_call = score(head, test_feats, all_calls=True)  # every hop / plan step, teacher-forced
             runs[str(seed)] = {**score(head, test_feats), "no_call_foreign": no_call_rate(head, negatives)}
+            if head.mix < 1.0:
+                runs[str(seed)]["mix"] = head.mix
             if "select" in every_call:
                 runs[str(seed)]["select_all_calls"] = every_call["select"]
             if seed == seeds[0]:
@@ -188,7 +209,7 @@ def run_dataset(lm: FrozenLM, name: str, plan: Plan) -> dict[str, Any]:
     if plan.e2e.get(name):
         out["end_to_end"] = decode_for_real(lm, name, bench, heads, test_convs[: plan.e2e[name]], train_convs)
     if name in plan.scarcity:
-        out["scarcity"] = scarcity(lm, specs, train_convs, train_feats, test_feats, plan.scarcity[name], plan)
+        out["scarcity"] = scarcity(lm, specs, train_convs, train_feats, test_feats, plan.scarcity[name], plan, check_feats)
     return out
 
 
@@ -204,11 +225,13 @@ def decode_for_real(lm: FrozenLM, name: str, bench: ds.BenchSet, heads: dict[str
     return results
 
 
-def scarcity(lm: FrozenLM, specs, train_convs, train_feats, test_feats, ks: Sequence[int], plan: Plan) -> dict:
+def scarcity(lm: FrozenLM, specs, train_convs, train_feats, test_feats, ks: Sequence[int], plan: Plan,
+             check_feats: Features | None = None) -> dict:
     """``select`` against training conversations per tool, per trained method and seed.
 
     A method that chooses lambda on a split of its training data does so here too, on
-    the few conversations it gets, as a user with that little data would.
+    the few conversations it gets, as a user with that little data would; one with a
+    check set chooses its mix on the same check questions at every size.
     """
     curve: dict[str, dict[str, Any]] = {}
     for method in METHODS:
@@ -221,7 +244,7 @@ def scarcity(lm: FrozenLM, specs, train_convs, train_feats, test_feats, ks: Sequ
                 chosen = examples_per_tool(train_convs, k, seed=seed)
                 feats = select_examples(train_feats, chosen)
                 lam, _ = choose_lambda(lm, specs, method, feats, seed=seed, epochs=plan.epochs)
-                head = train(lm, specs, method, feats, seed=seed, lambda_=lam, epochs=plan.epochs)
+                head = train(lm, specs, method, feats, seed=seed, lambda_=lam, epochs=plan.epochs, check=check_feats)
                 runs.append(score(head, test_feats)["select"])
                 lambdas.append(lam)
             curve[method.name][str(k)] = {**spread(runs), "lambdas": lambdas}

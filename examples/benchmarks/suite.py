@@ -58,7 +58,7 @@ from toolken_agent.head import ToolkenHead
 from toolken_agent.model import FrozenLM, cache_dir
 from toolken_agent.priors import build_priors
 from toolken_agent.tool import ToolSpec
-from toolken_agent.training import LAMBDAS, TrainConfig, no_call_rate, train_head
+from toolken_agent.training import LAMBDAS, TrainConfig, choose_mix, no_call_rate, train_head
 from toolken_agent.training import choose_lambda as training_choose_lambda
 
 
@@ -71,20 +71,22 @@ class Method:
     trained: bool = True
     calibrated: bool = False  # bias starts at the zero-shot calibration (else 0)
     negatives: bool = False  # trained with the built-in no-tool requests added
+    check: bool = False  # tool-choice mix with the priors chosen on real questions, where the data set has spare ones
 
     def describe(self) -> str:
         bias = "calibrated bias" if self.calibrated else ("bias" if self.bias else "no bias")
         if not self.trained:
             return f"{self.prior} prior, {bias}, no training"
         lam = "lambda chosen on train split" if self.lambda_ is None else f"lambda {self.lambda_:g}"
-        return f"{self.prior} prior, {lam}, {bias}" + (", built-in no-tool requests" if self.negatives else "")
+        return (f"{self.prior} prior, {lam}, {bias}" + (", built-in no-tool requests" if self.negatives else "")
+                + (", tool choice mixed with the priors as real check questions prefer" if self.check else ""))
 
 
 METHODS = (
     Method("zero-shot", "lm-head+description", None, True, trained=False, calibrated=True),
     Method("toolkengpt", "random", 0.0, False),
     Method("paper", "name", 0.01, False),
-    Method("ours", "lm-head+description", None, True, calibrated=True, negatives=True),
+    Method("ours", "lm-head+description", None, True, calibrated=True, negatives=True, check=True),
 )
 
 
@@ -126,6 +128,7 @@ def initial_head(lm: FrozenLM, specs: Sequence[ToolSpec], method: Method, seed: 
     if method.calibrated:
         with torch.no_grad():
             head.bias.copy_(zero_shot_bias(lm, head.weight))
+    head.anchor_bias()
     return head
 
 
@@ -147,10 +150,13 @@ def training_features(lm: FrozenLM, specs: Sequence[ToolSpec], method: Method, f
 
 
 def train(lm: FrozenLM, specs: Sequence[ToolSpec], method: Method, feats: Features, *, seed: int,
-          lambda_: float, epochs: int = 20) -> ToolkenHead:
+          lambda_: float, epochs: int = 20, check: Features | None = None) -> ToolkenHead:
+    """A trained head; for a method with ``check``, its tool-choice mix chosen on ``check`` (real questions)."""
     head = initial_head(lm, specs, method, seed)
     if method.trained:
         train_head(head, training_features(lm, specs, method, feats), TrainConfig(epochs=epochs, lambda_=lambda_, seed=seed))
+        if method.check and check is not None:
+            choose_mix(head, check)
     return head
 
 
