@@ -220,9 +220,9 @@ def _print_fit(report, out_dir: Path, seconds: float) -> None:
             table.add_row(label, f"{acc['accuracy']:.3f}", f"{acc['call_accuracy']:.3f}", f"{acc['no_call_accuracy']:.3f}", str(acc["decisions"]))
         out.print(table)
     if report.mix_scores:
-        out.print(f"tool choice: mix {report.mix:g} of trained rows with the priors, chosen on {report.check_examples} check "
-                  "requests (decision accuracy: " + ", ".join(f"{k}: {v:.2f}" for k, v in report.mix_scores.items()) + ")",
-                  highlight=False)
+        out.print(f"tool choice: mix {report.mix:g} (the trained rows' share against the priors), chosen on "
+                  f"{report.check_examples} check requests (decision accuracy per mix: "
+                  + ", ".join(f"{k}: {v:.2f}" for k, v in report.mix_scores.items()) + ")", highlight=False)
     if not report.heldout:
         out.print("no held-out accuracy: fewer than 10 conversations (or --holdout 0)", highlight=False)
     out.print(f"saved toolkens to {out_dir}", highlight=False)
