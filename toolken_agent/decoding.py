@@ -46,12 +46,19 @@ _BRACE_LOCK = threading.Lock()
 
 
 def brace_openers(tokenizer: Any, vocab_size: int) -> torch.Tensor:
-    """Ids of the tokens whose text, leading spaces aside, starts with ``{``."""
+    """Ids of the tokens whose text, leading spaces aside, starts with ``{``.
+
+    Only tokens whose raw form holds ``{`` (or is a byte-fallback ``<0x..>``) are
+    decoded: decoding all of Qwen's 151k tokens took 1.35 s on the first reply after a
+    tool result, the candidates 0.14 s, with the same ids (SmolLM2 and Qwen checked).
+    """
     with _BRACE_LOCK:
         key = id(tokenizer)
         if key not in _BRACE_OPENERS:
-            texts = tokenizer.batch_decode([[i] for i in range(vocab_size)])
-            _BRACE_OPENERS[key] = torch.tensor([i for i, t in enumerate(texts) if t.lstrip().startswith("{")],
+            raw = tokenizer.convert_ids_to_tokens(list(range(vocab_size)))
+            candidates = [i for i, r in enumerate(raw) if r is not None and ("{" in r or r.startswith("<0x"))]
+            texts = tokenizer.batch_decode([[i] for i in candidates])
+            _BRACE_OPENERS[key] = torch.tensor([i for i, t in zip(candidates, texts) if t.lstrip().startswith("{")],
                                                dtype=torch.long)
         return _BRACE_OPENERS[key]
 

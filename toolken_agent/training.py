@@ -233,6 +233,5 @@ def choose_mix(head: ToolkenHead, check: Features, *, mixes: Sequence[float] = M
     for mix in mixes:
         head.mix = mix
         scores[mix] = selection_accuracy(head, check)["accuracy"]
-    best = max(scores.values())
-    head.mix = max(mix for mix, score in scores.items() if score == best)
+    head.mix = pick_lambda(scores)  # the same rule: the best score, an exact tie to the larger value
     return head.mix, {str(mix): score for mix, score in scores.items()}

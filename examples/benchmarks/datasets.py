@@ -892,16 +892,16 @@ def kamel_check(data_dir: Path = DATA_DIR, n_tools: int = 30, *, exclude: Iterab
     by_pid = {r.pid: r for r in _kamel_relations(str(kdir))[:n_tools]}
     finder = _kamel_subject_finder(str(kdir))
     excluded = {_norm_text(q) for q in exclude}
-    pool: dict[str, dict[str, dict]] = {}
+    pool: dict[str, dict[str, tuple[dict, str]]] = {}  # relation -> question -> (raw record, source)
     for n in KAMEL_SIZES:
         for i, rec in enumerate(_read_json(kdir / f"test_first_{n}.json")):
             key = _norm_text(rec["question"])
             if rec["api"] in by_pid and key not in excluded:
-                pool.setdefault(rec["api"], {}).setdefault(key, _kamel_question(
-                    rec, by_pid[rec["api"]], finder, f"kamel/test_first_{n}.json#{i}"))
+                pool.setdefault(rec["api"], {}).setdefault(key, (rec, f"kamel/test_first_{n}.json#{i}"))
     rng = random.Random(seed)
-    return [record for pid in sorted(pool)
-            for record in rng.sample([pool[pid][k] for k in sorted(pool[pid])], min(per_tool, len(pool[pid])))]
+    chosen = [pool[pid][k] for pid in sorted(pool)
+              for k in rng.sample(sorted(pool[pid]), min(per_tool, len(pool[pid])))]
+    return [_kamel_question(rec, by_pid[rec["api"]], finder, source) for rec, source in chosen]
 
 
 # ------------------------------------------------------------------ VirtualHome
