@@ -1,0 +1,281 @@
+"""Agent-loop benchmark: a LangChain agent on ChatToolken over everyday office tools.
+
+    python -m examples.benchmarks.agent_loop [--toolkens DIR] [--model SPEC] [--max-questions N] [--out results.json]
+
+(from the repository root). For each request of ``examples/agent_loop/test.jsonl`` a
+fresh ``langchain.agents.create_agent(ChatToolken(...), TOOLS)`` runs with
+``recursion_limit`` 12 (a ``GraphRecursionError`` is caught and counted). Without
+``--toolkens`` the tools are bound zero-shot (description priors only). The acting tools
+(``create_reminder``, ``send_message``) run against their in-memory stubs, emptied
+before each request.
+
+What the loop should do on a tool request: call the right tool once with the right
+arguments, then answer in words quoting the result: two model calls. Per request the
+record holds the first call (name, arguments), whether they are right, the number of
+model calls (AIMessages), whether the final AIMessage is empty, whether it holds the
+first tool's result, and the wall seconds. The one-line JSON summary:
+
+* ``right_tool``, ``right_args``, ``answer_has_result``, ``ended_within_2_model_calls``,
+  ``empty_final``: shares of the *tool* requests;
+* ``no_tool_quiet``: share of the requests that need no tool on which no call was made;
+* ``repeated_call``: share of the tool requests on which one call (same tool, same
+  arguments) was made more than once; ``repeated_actions``: requests on which an acting
+  tool acted more than once (a reminder set twice, a message sent twice);
+* ``recursion_errors``: count over all requests; ``seconds_per_question``: mean.
+
+Scoring is in small pure functions (:func:`args_match`, :func:`contains_result`,
+:func:`score`, :func:`summarise`) so tests can pin it without a model.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import re
+import sys
+import time
+import traceback
+from pathlib import Path
+from typing import Any, Sequence
+
+ROOT = Path(__file__).resolve().parents[2]
+TEST_FILE = ROOT / "examples" / "agent_loop" / "test.jsonl"
+RECURSION_LIMIT = 12
+
+
+# -- scoring (pure) -------------------------------------------------------------------------
+def _is_number(x: Any) -> bool:
+    return isinstance(x, (int, float)) and not isinstance(x, bool)
+
+
+def normalise(value: Any) -> Any:
+    """A value in comparable form: numbers as floats (42 == 42.0), strings case- and
+    whitespace-insensitive, lists and dicts element by element."""
+    if _is_number(value):
+        return float(value)
+    if isinstance(value, str):
+        return " ".join(value.split()).casefold()
+    if isinstance(value, (list, tuple)):
+        return [normalise(v) for v in value]
+    if isinstance(value, dict):
+        return {str(k): normalise(v) for k, v in value.items()}
+    return value
+
+
+def args_match(got: Any, want: Any) -> bool:
+    """Whether the arguments a model wrote equal the gold ones after :func:`normalise`
+    (the same keys; numbers within 1e-9 relative)."""
+    got, want = normalise(got), normalise(want)
+    return _same(got, want)
+
+
+def _same(a: Any, b: Any) -> bool:
+    if isinstance(a, float) and isinstance(b, float):
+        return math.isclose(a, b, rel_tol=1e-9, abs_tol=1e-12)
+    if isinstance(a, dict) and isinstance(b, dict):
+        return a.keys() == b.keys() and all(_same(a[k], b[k]) for k in a)
+    if isinstance(a, list) and isinstance(b, list):
+        return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b))
+    return type(a) is type(b) and a == b
+
+
+_NUMBER = re.compile(r"^[+-]?\d+(?:\.\d+)?$")
+
+
+def _text(text: str) -> str:
+    """Lower case, whitespace collapsed, thousands separators dropped (``1,234.5`` -> ``1234.5``)."""
+    text = " ".join(text.split()).casefold()
+    return re.sub(r"(?<=\d),(?=\d{3}(?!\d))", "", text)
+
+
+def result_forms(result: str) -> list[str]:
+    """The ways a final answer may quote ``result``: the result text itself; when it is a
+    number, that number as the tool wrote it and without a trailing ``.0``."""
+    text = _text(result).rstrip(".") if not _NUMBER.match(result.strip()) else result.strip()
+    forms = [text] if text else []
+    if _NUMBER.match(result.strip()):
+        n = result.strip()
+        if re.search(r"\.0+$", n):
+            forms.append(re.sub(r"\.0+$", "", n))
+    return forms
+
+
+def contains_result(answer: str, result: str) -> bool:
+    """Whether ``answer`` quotes ``result`` (see :func:`result_forms`). A number must
+    stand alone: ``6.21`` is not found in ``16.215``."""
+    answer = _text(answer)
+    for form in result_forms(result):
+        if _NUMBER.match(form):
+            if re.search(rf"(?<![\d.]){re.escape(form)}(?!\d)(?!\.\d)", answer):
+                return True
+        elif form in answer:
+            return True
+    return False
+
+
+def message_text(message: Any) -> str:
+    """The text of a LangChain message (string or content blocks)."""
+    content = getattr(message, "content", "")
+    if isinstance(content, str):
+        return content
+    parts = []
+    for block in content or []:
+        if isinstance(block, str):
+            parts.append(block)
+        elif isinstance(block, dict) and block.get("type") == "text":
+            parts.append(str(block.get("text", "")))
+    return "".join(parts)
+
+
+def score(item: dict, messages: Sequence[Any], seconds: float, *, recursion_error: bool = False,
+          error: str | None = None) -> dict:
+    """The record of one request, from the agent's messages (``item`` is a test.jsonl line)."""
+    ais = [m for m in messages if getattr(m, "type", None) == "ai"]
+    tools = [m for m in messages if getattr(m, "type", None) == "tool"]
+    calls = [c for m in ais for c in (m.tool_calls or [])]
+    first = ais[0].tool_calls[0] if ais and ais[0].tool_calls else None
+    final = ais[-1] if ais else None
+    final_text = message_text(final) if final is not None else ""
+    first_result = message_text(tools[0]) if tools else None
+    gold = item.get("tool")
+    record = {
+        "question": item["question"],
+        "gold_tool": gold,
+        "gold_args": item.get("args"),
+        "tool": first["name"] if first else None,
+        "args": first["args"] if first else None,
+        "invalid_calls": sum(len(getattr(m, "invalid_tool_calls", None) or []) for m in ais),
+        "model_calls": len(ais),
+        "tool_calls": len(calls),
+        "tools_called": [c["name"] for c in calls],
+        "repeated_call": _repeated(calls),
+        "first_result": first_result,
+        "final_answer": final_text,
+        "final_has_calls": bool(final is not None and final.tool_calls),
+        "empty_final": not final_text.strip(),
+        "recursion_error": recursion_error,
+        "error": error,
+        "seconds": round(seconds, 2),
+    }
+    if gold is None:
+        record["called"] = bool(calls)
+        return record
+    record["right_tool"] = record["tool"] == gold
+    record["right_args"] = record["right_tool"] and args_match(record["args"], item.get("args") or {})
+    record["answer_has_result"] = first_result is not None and not record["final_has_calls"] and contains_result(final_text, first_result)
+    record["ended_within_2_model_calls"] = (not recursion_error and error is None and 0 < len(ais) <= 2
+                                           and not record["final_has_calls"])
+    return record
+
+
+def _repeated(calls: Sequence[dict]) -> bool:
+    """Whether some call (same tool, same arguments) was made more than once."""
+    seen = [(c["name"], normalise(c.get("args"))) for c in calls]
+    return any(seen[i] in seen[:i] for i in range(len(seen)))
+
+
+def summarise(records: Sequence[dict]) -> dict:
+    """The one-line summary (see the module docstring for each figure's denominator)."""
+    tool = [r for r in records if r["gold_tool"] is not None]
+    quiet = [r for r in records if r["gold_tool"] is None]
+
+    def share(rows: Sequence[dict], key: str) -> float | None:
+        return round(sum(bool(r[key]) for r in rows) / len(rows), 3) if rows else None
+
+    return {
+        "n": len(records),
+        "n_tool": len(tool),
+        "n_no_tool": len(quiet),
+        "right_tool": share(tool, "right_tool"),
+        "right_args": share(tool, "right_args"),
+        "answer_has_result": share(tool, "answer_has_result"),
+        "ended_within_2_model_calls": share(tool, "ended_within_2_model_calls"),
+        "empty_final": share(tool, "empty_final"),
+        "repeated_call": share(tool, "repeated_call"),
+        "recursion_errors": sum(bool(r["recursion_error"]) for r in records),
+        # requests on which an acting tool (reminder, message) acted more than once
+        "repeated_actions": sum(sum(len(v) for v in (r.get("acted") or {}).values()) > 1 for r in records),
+        "errors": sum(r["error"] is not None for r in records),
+        "no_tool_quiet": round(sum(not r["called"] for r in quiet) / len(quiet), 3) if quiet else None,
+        "mean_model_calls_tool": round(sum(r["model_calls"] for r in tool) / len(tool), 2) if tool else None,
+        "seconds_per_question": round(sum(r["seconds"] for r in records) / len(records), 2) if records else None,
+    }
+
+
+def load_questions(path: Path = TEST_FILE, limit: int | None = None) -> list[dict]:
+    items = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    return items[:limit] if limit else items
+
+
+# -- running --------------------------------------------------------------------------------
+def run_question(agent: Any, question: str, *, recursion_limit: int = RECURSION_LIMIT) -> tuple[list, bool, str | None]:
+    """The agent's messages for ``question``; on a recursion error, the last state reached."""
+    from langgraph.errors import GraphRecursionError
+
+    messages: list = []
+    try:
+        for state in agent.stream({"messages": [("user", question)]}, {"recursion_limit": recursion_limit},
+                                  stream_mode="values"):
+            messages = list(state["messages"])
+    except GraphRecursionError:
+        return messages, True, None
+    except Exception as exc:  # a crash is recorded, and the next request still runs
+        traceback.print_exc(file=sys.stderr)
+        return messages, False, f"{type(exc).__name__}: {exc}"
+    return messages, False, None
+
+
+def main(argv: Sequence[str] | None = None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--toolkens", default=None, help="checkpoint from `toolken-agent train` (default: zero-shot)")
+    parser.add_argument("--model", default=None, help="model spec (default: the embedded SmolLM2-135M-Instruct)")
+    parser.add_argument("--max-questions", type=int, default=None)
+    parser.add_argument("--max-tokens", type=int, default=64, help="per model call")
+    parser.add_argument("--test", type=Path, default=TEST_FILE)
+    parser.add_argument("--out", type=Path, default=None, help="write the summary and per-question records here (JSON)")
+    args = parser.parse_args(argv)
+
+    from langchain.agents import create_agent
+
+    from examples.agent_loop import office_tools
+    from toolken_agent import ChatToolken
+
+    items = load_questions(args.test, args.max_questions)
+    start = time.perf_counter()
+    # Load the model (and build zero-shot rows) before the clock runs per question.
+    ChatToolken(model=args.model, toolkens=args.toolkens, max_tokens=1).bind_tools(office_tools.TOOLS).invoke("Hello")
+    load_seconds = time.perf_counter() - start
+
+    records = []
+    for i, item in enumerate(items, 1):
+        office_tools.reset()
+        llm = ChatToolken(model=args.model, toolkens=args.toolkens, max_tokens=args.max_tokens)
+        agent = create_agent(llm, office_tools.TOOLS)
+        t0 = time.perf_counter()
+        messages, recursion_error, error = run_question(agent, item["question"])
+        record = score(item, messages, time.perf_counter() - t0, recursion_error=recursion_error, error=error)
+        record["acted"] = {"reminders": list(office_tools.REMINDERS), "messages": list(office_tools.OUTBOX)}
+        records.append(record)
+        if args.out:  # written as it goes: an interrupted run keeps what it measured
+            write_out(args, summarise(records), records)
+        print(f"[{i}/{len(items)}] {record['seconds']:.1f}s {item['question']!r} -> {record['tools_called']} "
+              f"{record['model_calls']} model calls; final {record['final_answer'][:80]!r}", file=sys.stderr, flush=True)
+
+    summary = summarise(records)
+    summary["model_load_seconds"] = round(load_seconds, 1)
+    summary["toolkens"] = args.toolkens
+    print(json.dumps(summary))
+    if args.out:
+        write_out(args, summary, records)
+    return summary
+
+
+def write_out(args: argparse.Namespace, summary: dict, records: list[dict]) -> None:
+    config = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()}
+    args.out.write_text(json.dumps({"summary": summary, "config": config, "records": records}, indent=1,
+                                   ensure_ascii=False, default=str), encoding="utf-8")
+
+
+if __name__ == "__main__":
+    main()
