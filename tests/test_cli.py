@@ -132,8 +132,8 @@ def test_eval_prints_a_table_then_one_json_line(files, tiny_model_dir, tmp_path)
     assert trained.exit_code == 0, trained.output
     test = tmp_path / "test.jsonl"
     test.write_text("\n".join(json.dumps(conversation(i)) for i in range(3)) + "\n")
-    result = runner.invoke(app, ["eval", "--toolkens", str(out), "--data", str(test), "--model", str(tiny_model_dir),
-                                 "--max-tokens", "2", "--dtype", "float32"])
+    result = runner.invoke(app, ["eval", "--toolkens", str(out), "--tools", str(tools), "--data", str(test),
+                                 "--model", str(tiny_model_dir), "--max-tokens", "2", "--dtype", "float32"])
     assert result.exit_code == 0, result.output
     figures = json.loads(result.output.strip().splitlines()[-1])
     assert figures["examples"] == 3 and figures["call_turns"] == 2

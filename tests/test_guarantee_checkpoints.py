@@ -3,8 +3,9 @@ or it is refused with a clear ``CheckpointError``.
 
 Writes are atomic (a temporary directory renamed into place): a save that fails or is
 interrupted at any step leaves the previous checkpoint byte for byte and no partial
-directory. Ctrl-C while caching features or training keeps the previous checkpoint,
-or saves exactly the last finished epoch. Loading reads safetensors and JSON only.
+directory. Ctrl-C while caching features, choosing lambda or training keeps the previous
+checkpoint, or saves exactly the last finished epoch, beside a finished run rather than
+over it. Loading reads safetensors and JSON only.
 """
 
 from __future__ import annotations
@@ -149,9 +150,9 @@ def project(tmp_path, tiny_model_dir):
     data = tmp_path / "data.jsonl"
     data.write_text("\n".join(json.dumps(conversation(i)) for i in range(200)) + "\n")  # several batches an epoch
 
-    def train(out: Path, epochs: int):
+    def train(out: Path, epochs: int, lambda_: str = "0.01"):  # a fixed lambda: runs of different lengths compare
         return runner.invoke(app, ["train", "--tools", str(tools), "--data", str(data), "--model", str(tiny_model_dir),
-                                   "--out", str(out), "--epochs", str(epochs), "--dtype", "float32"])
+                                   "--out", str(out), "--epochs", str(epochs), "--dtype", "float32", "--lambda", lambda_])
 
     return train
 
@@ -222,23 +223,48 @@ def test_ctrl_c_before_the_first_epoch_ends_keeps_the_previous_checkpoint(previo
     assert contents(out) == before and leftovers(out) == []
 
 
+def test_ctrl_c_in_the_lambda_sweep_exits_130_and_keeps_the_previous_checkpoint(previous, project, monkeypatch):
+    out, before = previous
+    interrupt_after_epochs(monkeypatch, 0, mid_epoch=True)  # the sweep's first step: no final training yet
+    result = project(out, 5, "auto")
+    assert result.exit_code == 130 and "Traceback" not in result.output, result.output
+    assert "interrupted while choosing lambda, before training: nothing saved" in " ".join(result.output.split())
+    assert contents(out) == before and leftovers(out) == []
+
+
 @pytest.mark.parametrize("finished, mid_epoch", [(1, False), (3, False), (2, True)],
                          ids=["after epoch 1", "after epoch 3", "during epoch 3"])
-def test_ctrl_c_during_training_saves_exactly_the_last_finished_epoch(previous, project, tmp_path, monkeypatch,
-                                                                      finished, mid_epoch):
+def test_ctrl_c_during_training_saves_exactly_the_last_finished_epoch_beside_a_finished_run(
+        previous, project, tmp_path, monkeypatch, finished, mid_epoch):
     out, before = previous
     reference = tmp_path / "reference"
     assert project(reference, finished).exit_code == 0  # the same run, not interrupted, `finished` epochs long
     interrupt_after_epochs(monkeypatch, finished, mid_epoch=mid_epoch)
     result = project(out, 10)
     assert result.exit_code == 130, result.output
-    assert f"interrupted: saved the {finished} finished epochs" in " ".join(result.output.split())
-    assert contents(out) != before and leftovers(out) == []
-    config = json.loads((out / CONFIG_FILE).read_text())
+    partial = out.with_name("ckpt.interrupted")
+    said = " ".join(result.output.split())
+    assert f"interrupted: saved the {finished} finished epochs to {partial}; {out} holds a finished run" in said
+    assert contents(out) == before and leftovers(out) == ["ckpt.interrupted"]
+    config = json.loads((partial / CONFIG_FILE).read_text())
     assert config["training"]["epochs_done"] == finished and config["training"]["interrupted"] is True
-    got, want = load_file(str(out / WEIGHTS_FILE)), load_file(str(reference / WEIGHTS_FILE))
+    got, want = load_file(str(partial / WEIGHTS_FILE)), load_file(str(reference / WEIGHTS_FILE))
     assert got.keys() == want.keys() and all(torch.equal(got[k], want[k]) for k in got)
-    load_checkpoint(out)  # whole and verified
+    load_checkpoint(partial)  # whole and verified
+
+
+def test_ctrl_c_during_training_saves_at_out_when_no_finished_run_is_there(project, tmp_path, monkeypatch):
+    out = tmp_path / "runs" / "fresh"
+    with monkeypatch.context() as patch:
+        interrupt_after_epochs(patch, 1, mid_epoch=False)
+        assert project(out, 5).exit_code == 130
+    first = contents(out)
+    assert json.loads(first[CONFIG_FILE])["training"]["interrupted"] is True
+    with monkeypatch.context() as patch:
+        interrupt_after_epochs(patch, 2, mid_epoch=False)  # an interrupted run may replace an interrupted one
+        result = project(out, 5)
+    assert result.exit_code == 130 and f"saved the 2 finished epochs to {out}" in " ".join(result.output.split())
+    assert contents(out) != first and leftovers(out) == []
 
 
 # -- refusals --------------------------------------------------------------------------

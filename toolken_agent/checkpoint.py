@@ -7,10 +7,17 @@
         toolken_config.json    # model spec + fingerprint, tools + spec hashes, prior, lambda, figures
 
 Only what was trained is saved, never the LM. The directory is written next to its
-destination and renamed into place, so a crash or Ctrl-C leaves either the old
-checkpoint or the new one, never a mix. Loading uses safetensors (no pickle), checks the
-weights' sha256 recorded in the config and the config's sha256 recorded in the weights'
-metadata, and refuses a checkpoint made for another model or a changed toolset, saying which.
+destination and renamed into place, one writer at a time, so a crash, Ctrl-C or a second
+process saving to the same place leaves either the old checkpoint or the new one, never
+a mix (:mod:`toolken_agent.atomic`); a destination that is a symlink is followed.
+
+A checkpoint is data. Loading reads safetensors (no pickle) and JSON checked against
+the config's schema; nothing in it is imported or run, and the tools it was trained for
+come from the caller (:meth:`toolken_agent.toolkens.Toolkens.load`). The weights' sha256
+recorded in the config and the config's sha256 recorded in the weights' metadata catch
+a damaged or half-copied checkpoint; they are unkeyed, so anyone can recompute them and
+they say nothing about who made it. A checkpoint made for another model or a changed
+toolset is refused, saying which.
 """
 
 from __future__ import annotations
@@ -18,16 +25,19 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import functools
 import shutil
-import tempfile
-from dataclasses import asdict, dataclass, field
+from dataclasses import MISSING, asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Sequence, get_type_hints
 
+import pydantic
 import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
+from typing_extensions import TypedDict
 
+from .atomic import clean_stale, swap_into_place, temp_dir, writer_lock
 from .errors import CheckpointError
 from .head import ToolkenHead
 from .tool import ToolSpec
@@ -35,6 +45,22 @@ from .tool import ToolSpec
 WEIGHTS_FILE = "toolkens.safetensors"
 CONFIG_FILE = "toolken_config.json"
 FORMAT_VERSION = 1
+
+
+@pydantic.with_config(pydantic.ConfigDict(extra="forbid", strict=True))
+class ToolEntry(TypedDict):
+    """One trained tool: its name and the fingerprint of its name, description and schema."""
+
+    name: str
+    fingerprint: str
+
+
+@pydantic.with_config(pydantic.ConfigDict(extra="forbid", strict=True))
+class Demo(TypedDict):
+    """One argument-mode demonstration from the training data."""
+
+    prompt: str
+    args: dict[str, Any]
 
 
 @dataclass
@@ -45,13 +71,13 @@ class ToolkenConfig:
     model_name: str
     model_fingerprint: str
     hidden_size: int
-    tools: list[dict[str, str]]  # [{"name", "fingerprint"}] in toolken order
+    tools: list[ToolEntry]  # in toolken order
     prior: str
     lambda_: float
     bias: bool
     training: dict[str, Any] = field(default_factory=dict)
     toolset: str = ""  # where the tools came from (--tools), so `chat` can find them again
-    demos: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  # argument-mode demonstrations from the data
+    demos: dict[str, list[Demo]] = field(default_factory=dict)  # argument-mode demonstrations from the data
     mix: float = 1.0  # weight of the trained rows in the tool choice (ToolkenHead.mix)
     format_version: int = FORMAT_VERSION
     weights_sha256: str = ""
@@ -61,55 +87,106 @@ class ToolkenConfig:
         return [t["name"] for t in self.tools]
 
     @staticmethod
-    def tools_of(specs: Sequence[ToolSpec]) -> list[dict[str, str]]:
+    def tools_of(specs: Sequence[ToolSpec]) -> list[ToolEntry]:
         return [{"name": s.name, "fingerprint": s.fingerprint} for s in specs]
 
 
 def save_checkpoint(path: str | Path, head: ToolkenHead, config: ToolkenConfig) -> Path:
-    """Write ``head`` and ``config`` to the directory ``path`` atomically."""
-    path = Path(path)
+    """Write ``head`` and ``config`` to the directory ``path`` atomically; return where they went.
+
+    Writers of one place take turns; what a killed writer left beside ``path`` is
+    cleaned up first. Refuses to replace a file or a directory that is not a checkpoint.
+    Disk errors (a full disk, a read-only mount) raise ``OSError`` and leave nothing behind.
+    """
+    path = output_path(path)
     if len(config.tools) != head.n_tools:
         raise ValueError("config lists a different number of tools than the head has")
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.tmp-"))
+    with writer_lock(path.parent):
+        clean_stale(path)
+        check_replaceable(path)
+        _write_into_place(path, head, config)
+    return path
+
+
+def _write_into_place(path: Path, head: ToolkenHead, config: ToolkenConfig) -> None:
+    """Write the checkpoint into a new directory beside ``path``, then swap it in."""
+    tmp = temp_dir(path)
     try:
         tensors = {"weight": head.weight.detach().float().contiguous(), "prior": head.prior.float().contiguous()}
         if head.bias is not None:
             tensors["bias"] = head.bias.detach().float().contiguous()
             tensors["prior_bias"] = head.prior_bias.float().contiguous()
-        save_file(tensors, str(tmp / WEIGHTS_FILE), metadata={"config_sha256": config_digest(asdict(config))})
+        try:
+            save_file(tensors, str(tmp / WEIGHTS_FILE), metadata={"config_sha256": config_digest(asdict(config))})
+        except SafetensorError as exc:  # safetensors reports a full disk this way
+            raise OSError(f"cannot write {tmp / WEIGHTS_FILE}: {exc}") from None
         config.weights_sha256 = _sha256(tmp / WEIGHTS_FILE)
         (tmp / CONFIG_FILE).write_text(json.dumps(asdict(config), indent=2, ensure_ascii=False) + "\n")
         for f in tmp.iterdir():
             with open(f, "rb") as fh:
                 os.fsync(fh.fileno())
-        _swap_into_place(tmp, path)
+        swap_into_place(tmp, path)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+def output_path(path: str | Path) -> Path:
+    """Where saving to ``path`` writes: ``path`` itself, or the target of the symlink ``path``.
+
+    The link is followed, not replaced: replacing it turned the user's link into a
+    directory and left the moved-aside link beside it.
+    """
+    path = Path(path)
+    if path.is_symlink():
+        path = Path(os.path.realpath(path))
+    if path.name in ("", ".", ".."):
+        raise CheckpointError(f"{str(path)!r} names no directory to save to; name one, such as toolkens-mine")
     return path
 
 
-def _swap_into_place(new: Path, target: Path) -> None:
-    """Replace directory ``target`` by ``new``; the old one is removed only afterwards.
+def check_replaceable(path: Path) -> None:
+    """Refuse to replace a file, or a directory holding something other than a checkpoint."""
+    if os.path.lexists(path) and not path.is_dir():
+        raise CheckpointError(f"{path} exists and is not a directory")
+    if path.is_dir() and not (path / CONFIG_FILE).is_file() and any(path.iterdir()):
+        raise CheckpointError(f"{path} is a directory that holds no toolken checkpoint; not replacing it "
+                              "(save somewhere else)")
 
-    A directory cannot be renamed over a non-empty one, so the old checkpoint is moved
-    aside first. If anything fails or Ctrl-C arrives between the two renames, the old
-    one is moved back: ``target`` is never left missing by an exception.
+
+def check_output(path: str | Path) -> Path:
+    """Check, before any training, that a checkpoint can be saved at ``path``; return where it will go.
+
+    Checked up front because an unusable destination (a file, ``.``, a read-only mount)
+    used to be refused only after the training it was meant to keep. A directory is
+    created and removed where the checkpoint's parent is (or will be), so the answer is
+    the filesystem's own. A full disk can still only show when saving.
     """
-    if target.exists() and not target.is_dir():
-        raise CheckpointError(f"{target} exists and is not a directory")
-    old = target.with_name(f".{target.name}.old-{os.getpid()}") if target.exists() else None
+    target = output_path(path)
+    check_replaceable(target)
+    existing = target.parent
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise CheckpointError(f"cannot save to {target}: {existing} is not a directory")
     try:
-        if old is not None:
-            os.replace(target, old)
-        os.replace(new, target)
-    except BaseException:
-        if old is not None and old.exists() and not target.exists():
-            os.replace(old, target)
-        raise
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
+        os.rmdir(temp_dir(existing / target.name))
+    except OSError as exc:
+        raise CheckpointError(f"cannot save to {target}: {exc.strerror or exc}") from None
+    return target
+
+
+def holds_finished_run(path: str | Path) -> bool:
+    """Whether ``path`` holds a checkpoint not marked as interrupted (an unreadable one counts as finished)."""
+    config_path = Path(os.path.realpath(path)) / CONFIG_FILE
+    if not config_path.is_file():
+        return False
+    try:
+        raw = json.loads(config_path.read_text())
+        return raw.get("training", {}).get("interrupted") is not True
+    except (OSError, ValueError, AttributeError, RecursionError):
+        return True
 
 
 def load_checkpoint(path: str | Path) -> tuple[ToolkenHead, ToolkenConfig]:
@@ -128,10 +205,7 @@ def load_checkpoint(path: str | Path) -> tuple[ToolkenHead, ToolkenConfig]:
     version = raw.get("format_version") if isinstance(raw, dict) else None
     if isinstance(version, int) and version != FORMAT_VERSION:
         raise CheckpointError(f"{path} has format version {version}; this release reads {FORMAT_VERSION}")
-    try:
-        config = ToolkenConfig(**raw)
-    except TypeError as exc:
-        raise CheckpointError(f"{config_path} is damaged: {exc}") from None
+    config = parse_config(raw, where=config_path)
     if config.weights_sha256 != _sha256(weights_path):
         raise CheckpointError(f"{weights_path} does not match the hash in {CONFIG_FILE} (truncated or modified)")
     try:
@@ -158,6 +232,40 @@ def load_checkpoint(path: str | Path) -> tuple[ToolkenHead, ToolkenConfig]:
             head.bias.copy_(tensors["bias"])
             head.prior_bias.copy_(tensors.get("prior_bias", tensors["bias"]))  # older checkpoints: mix 1, unused
     return head, config
+
+
+def parse_config(raw: Any, *, where: Path) -> ToolkenConfig:
+    """A config's parsed JSON checked against the fields and types of :class:`ToolkenConfig`.
+
+    Not taken on trust: the hashes are unkeyed, and a config forged with ``"tools": [1]``
+    and recomputed hashes raised TypeError deep in :func:`check_tools`.
+    """
+    try:
+        record = _config_schema().model_validate(raw)
+    except pydantic.ValidationError as exc:
+        first = exc.errors()[0]
+        loc = ".".join(str(p) for p in first["loc"]) or "the top level"
+        raise CheckpointError(f"{where} is damaged: {loc}: {first['msg']}") from None
+    config = ToolkenConfig(**{f.name: getattr(record, f.name) for f in fields(ToolkenConfig)})
+    if len(set(config.tool_names)) != len(config.tools):
+        raise CheckpointError(f"{where} is damaged: it lists a tool twice")
+    return config
+
+
+@functools.cache
+def _config_schema() -> type[pydantic.BaseModel]:
+    """A strict pydantic model of :class:`ToolkenConfig`'s fields, built from the dataclass so the two cannot drift."""
+    hints = get_type_hints(ToolkenConfig)
+    specs: dict[str, Any] = {}
+    for f in fields(ToolkenConfig):
+        if f.default is not MISSING:
+            specs[f.name] = (hints[f.name], f.default)
+        elif f.default_factory is not MISSING:
+            specs[f.name] = (hints[f.name], pydantic.Field(default_factory=f.default_factory))
+        else:
+            specs[f.name] = (hints[f.name], ...)
+    config = pydantic.ConfigDict(extra="forbid", strict=True, allow_inf_nan=False, protected_namespaces=())
+    return pydantic.create_model("ToolkenConfigRecord", __config__=config, **specs)
 
 
 def check_model(config: ToolkenConfig, fingerprint: str, hidden_size: int, *, where: str = "checkpoint") -> None:

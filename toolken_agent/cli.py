@@ -1,7 +1,10 @@
 """The ``toolken-agent`` command line.
 
 Every user mistake is one line on stderr and a non-zero exit (2 for bad input, 130
-for Ctrl-C); tracebacks are for bugs only.
+for Ctrl-C); tracebacks are for bugs only. Everything user-supplied that is printed
+(paths, tool names and descriptions, model names) is escaped: Rich reads ``[/x]`` as
+markup and raised MarkupError on it. Machine-readable lines (``train``'s and ``eval``'s
+last JSON line) are alone on stdout: what tools print goes to stderr.
 """
 
 from __future__ import annotations
@@ -12,7 +15,7 @@ import re
 import sys
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Iterator, Optional
+from typing import TYPE_CHECKING, Annotated, Iterator, Optional, TextIO
 
 import typer
 from rich.console import Console
@@ -38,11 +41,12 @@ err = Console(stderr=True)
 ToolsOption = Annotated[str, typer.Option("--tools", "-t", help="A .py file, a module path, or a registered toolset name (e.g. math).")]
 ModelOption = Annotated[Optional[str], typer.Option("--model", "-m", help="HF model id, local directory or .gguf file (default: embedded SmolLM2-135M-Instruct).")]
 DtypeOption = Annotated[str, typer.Option("--dtype", help="auto (bf16 where the CPU has it), float32 or bfloat16.")]
+TrustOption = Annotated[bool, typer.Option("--trust-toolset", help="Without --tools: use the toolset the checkpoint names if it is a registered toolset name (a file or module it names is never imported).")]
 
 
 @contextlib.contextmanager
-def user_errors() -> Iterator[None]:
-    """Turn user-facing errors and Ctrl-C into one line and an exit code."""
+def user_errors(interrupted: str = "interrupted") -> Iterator[None]:
+    """Turn user-facing errors and Ctrl-C into one line and an exit code; ``interrupted`` is the Ctrl-C line."""
     try:
         yield
     except ToolkenError as exc:
@@ -50,8 +54,20 @@ def user_errors() -> Iterator[None]:
         err.print(f"[red]error:[/red] {escape(str(exc))}", highlight=False, markup=True, soft_wrap=True)
         raise typer.Exit(2) from None
     except KeyboardInterrupt:
-        err.print("interrupted", highlight=False)
+        err.print(interrupted, highlight=False, markup=False, soft_wrap=True)
         raise typer.Exit(130) from None
+
+
+@contextlib.contextmanager
+def tool_prints_to_stderr() -> Iterator[TextIO]:
+    """Send what tools print to stderr while they may run; yields the real stdout.
+
+    A tool that printed (at import, or when run for its examples or an evaluation)
+    wrote onto stdout, in front of the JSON line scripts read there.
+    """
+    stdout = sys.stdout
+    with contextlib.redirect_stdout(sys.stderr):
+        yield stdout
 
 
 def _progress() -> Progress:
@@ -72,14 +88,15 @@ def tools(ref: Annotated[str, typer.Argument(help="A .py file, a module path, or
 
     with user_errors():
         toolset = load_toolset(ref)
-    table = Table(title=f"{len(toolset)} tools from {ref}")
+    table = Table(title=f"{len(toolset)} tools from {escape(ref)}")
     for column in ("tool", "description", "arguments", "examples"):
         table.add_column(column)
     for spec in toolset:
         props = spec.parameters.get("properties", {})
         required = set(spec.parameters.get("required", []))
-        args = ", ".join(f"{k}: {v.get('type', 'any')}{'' if k in required else '?'}" for k, v in props.items())
-        table.add_row(spec.name, spec.description, args, str(len(spec.examples)))
+        args = ", ".join(f"{k}: {v.get('type', 'any') if isinstance(v, dict) else 'any'}{'' if k in required else '?'}"
+                         for k, v in props.items())
+        table.add_row(escape(spec.name), escape(spec.description), escape(args), str(len(spec.examples)))
     out.print(table)
 
 
@@ -110,12 +127,15 @@ def train(
     from .toolset import load_toolset
     from .training import LAMBDAS, TrainConfig, TrainingInterrupted
 
-    with user_errors():
+    out_dir = out_dir or Path(f"toolkens-{_slug(tools_ref)}")
+    with user_errors(f"interrupted: nothing saved, {out_dir} unchanged"), tool_prints_to_stderr():
+        _check_out(out_dir)
         if prior not in PRIOR_KINDS:
             raise ToolkenError(f"unknown prior {prior!r} (choose from {', '.join(PRIOR_KINDS)})")
         lambdas, lambda_value = _parse_lambda(lambda_, LAMBDAS)
         toolset = load_toolset(tools_ref)
-        err.print(f"toolset [bold]{tools_ref}[/bold]: {len(toolset)} tools ({', '.join(toolset.names)})", highlight=False)
+        err.print(f"toolset [bold]{escape(tools_ref)}[/bold]: {len(toolset)} tools ({escape(', '.join(toolset.names))})",
+                  highlight=False)
         if data is not None:
             loaded = load_jsonl(data, toolset, lenient=lenient)
             conversations = loaded.conversations
@@ -130,19 +150,18 @@ def train(
         if check is not None and count_calls(check_convs) == 0:
             raise ToolkenError(f"{check} holds no tool call to choose the tool-choice mix on")
         added = len(NEGATIVE_EXAMPLES) if built_in_negatives and needs_built_in_negatives(conversations) else 0  # fit adds them
-        out_dir = out_dir or Path(f"toolkens-{_slug(tools_ref)}")
         config = TrainConfig(epochs=epochs, lr=lr, lambda_=lambda_value, seed=seed)
         start = time.perf_counter()
         lm = load_model(model, dtype=dtype)
-        err.print(f"model [bold]{lm.name}[/bold] ({str(lm.dtype).replace('torch.', '')}, loaded in {time.perf_counter() - start:.1f} s)", highlight=False)
+        err.print(f"model [bold]{escape(lm.name)}[/bold] ({str(lm.dtype).replace('torch.', '')}, loaded in {time.perf_counter() - start:.1f} s)", highlight=False)
         if not conversations:
             toolkens = Toolkens.from_priors(lm, toolset, prior=prior, bias=bias, seed=seed, lambda_=lambda_value, calibrate=calibrate)
-            toolkens.save(out_dir)
+            saved = save_or_rescue(toolkens, out_dir)
             out.print(f"No training data (no --data and no examples on the tools): saved the {prior} priors alone, "
-                      f"untrained, to {out_dir}", highlight=False)
+                      f"untrained, to {saved}", highlight=False, markup=False)
             return
         err.print(f"data: {len(conversations)} conversations from {origin}, {count_calls(conversations)} tool calls"
-                  + (f"; +{added} built-in requests that need no tool" if added else ""), highlight=False)
+                  + (f"; +{added} built-in requests that need no tool" if added else ""), highlight=False, markup=False)
         with _progress() as progress:
             est_tokens = 0
             caching = progress.add_task("caching frozen features", total=None, info="tokens")
@@ -167,8 +186,28 @@ def train(
                 progress.stop()
                 save_interrupted(exc, out_dir)
                 raise typer.Exit(130) from None
-        toolkens.save(out_dir)
-    _print_fit(report, out_dir, time.perf_counter() - start)
+        saved = save_or_rescue(toolkens, out_dir)
+    _print_fit(report, saved, time.perf_counter() - start)
+
+
+def load_trained(toolkens_dir: Path, tools_ref: str | None, *, trust_toolset: bool, model: str | None, dtype: str):
+    """A trained checkpoint with the tools the user names: a checkpoint never chooses code to run.
+
+    ``chat`` and ``eval`` used to import the toolset recorded in the checkpoint, and a
+    ``.py`` path there ran whatever file sat at it, one shipped with a download included.
+    """
+    from .checkpoint import load_checkpoint
+    from .toolkens import Toolkens
+    from .toolset import load_toolset
+
+    toolset = load_toolset(tools_ref) if tools_ref else None
+    if toolset is None and not trust_toolset:
+        _, config = load_checkpoint(toolkens_dir)
+        recorded = f" ({config.toolset!r})" if config.toolset else ""
+        raise ToolkenError(f"pass --tools with the toolset {toolkens_dir} was trained for{recorded}: a checkpoint holds "
+                           "weights, and the toolset it records is never imported (--trust-toolset uses it if it is "
+                           "a registered toolset name)")
+    return Toolkens.load(toolkens_dir, toolset, model=model, dtype=dtype, trust_toolset=trust_toolset)
 
 
 def _parse_lambda(text: str, candidates: tuple[float, ...]) -> tuple[tuple[float, ...] | None, float]:
@@ -186,19 +225,55 @@ def _parse_lambda(text: str, candidates: tuple[float, ...]) -> tuple[tuple[float
     return None, value
 
 
-def save_interrupted(exc: TrainingInterrupted, out_dir: Path) -> None:
-    """Save the toolkens of the last finished epoch after Ctrl-C, if any epoch finished.
+def _check_out(out_dir: Path) -> None:
+    """Refuse an unusable ``--out`` before any work; say where a symlink leads."""
+    from .checkpoint import check_output
 
-    Interrupted before the first epoch ends, the toolkens are only the priors: saving
-    them would replace a checkpoint trained earlier at ``out_dir`` with untrained rows,
-    so nothing is written and the old checkpoint stays.
+    target = check_output(out_dir)
+    if out_dir.is_symlink():
+        err.print(f"--out {out_dir} is a symlink: saving to where it points, {target}", highlight=False, markup=False,
+                  soft_wrap=True)
+
+
+def save_or_rescue(toolkens, out_dir: Path) -> Path:
+    """Save to ``out_dir``; on a disk error, save to a new temporary directory and say so in the error.
+
+    The training is not lost to a full disk or a read-only mount discovered only now.
     """
+    import tempfile
+
+    try:
+        return toolkens.save(out_dir)
+    except OSError as exc:
+        reason = exc.strerror or str(exc)
+        try:
+            rescued = toolkens.save(Path(tempfile.mkdtemp(prefix="toolken-agent-rescue-")) / out_dir.name)
+        except OSError:
+            raise ToolkenError(f"cannot save to {out_dir}: {reason} (nothing saved)") from None
+        raise ToolkenError(f"cannot save to {out_dir}: {reason}; the toolkens were saved to {rescued} instead") from None
+
+
+def save_interrupted(exc: TrainingInterrupted, out_dir: Path) -> None:
+    """After Ctrl-C, save the last good state if training got that far, and say what was kept.
+
+    Before the first epoch ends the toolkens are only the priors: saving them would
+    replace a checkpoint trained earlier at ``out_dir`` with untrained rows, so nothing
+    is written. A partial run never replaces a finished one: when ``out_dir`` holds a
+    finished run, the partial one goes beside it, to ``<out_dir>.interrupted``.
+    """
+    from .checkpoint import holds_finished_run
+
     epochs = len(exc.result.epoch_losses)
+    stage = getattr(exc, "stage", "training")
     if epochs == 0:
-        err.print(f"interrupted before the first epoch finished: nothing saved, {out_dir} unchanged", highlight=False)
+        when = "before the first epoch finished" if stage == "training" else f"while {stage}, before training"
+        err.print(f"interrupted {when}: nothing saved, {out_dir} unchanged", highlight=False, markup=False)
         return
-    exc.toolkens.save(out_dir)  # type: ignore[attr-defined]
-    err.print(f"interrupted: saved the {epochs} finished epochs to {out_dir}", highlight=False)
+    target = out_dir.with_name(f"{out_dir.name}.interrupted") if holds_finished_run(out_dir) else out_dir
+    saved = save_or_rescue(exc.toolkens, target)  # type: ignore[attr-defined]
+    kept = f"; {out_dir} holds a finished run and is unchanged" if target != out_dir else ""
+    err.print(f"interrupted: saved the {epochs} finished epochs to {saved}{kept}", highlight=False, markup=False,
+              soft_wrap=True)
 
 
 def _print_fit(report, out_dir: Path, seconds: float) -> None:
@@ -225,7 +300,7 @@ def _print_fit(report, out_dir: Path, seconds: float) -> None:
                   + ", ".join(f"{k}: {v:.2f}" for k, v in report.mix_scores.items()) + ")", highlight=False)
     if not report.heldout:
         out.print("no held-out accuracy: fewer than 10 conversations (or --holdout 0)", highlight=False)
-    out.print(f"saved toolkens to {out_dir}", highlight=False)
+    out.print(f"saved toolkens to {out_dir}", highlight=False, markup=False)
     # The figures as one JSON line last, unwrapped, for scripts.
     print(json.dumps({k: v for k, v in figures.items() if k in ("heldout", "prior_heldout", "cache_seconds", "train_seconds", "lambda", "mix")}))
 
@@ -234,7 +309,8 @@ def _print_fit(report, out_dir: Path, seconds: float) -> None:
 def eval_command(
     toolkens_dir: Annotated[Path, typer.Option("--toolkens", "-k", help="Checkpoint directory from `train`.")],
     data: Annotated[Path, typer.Option("--data", "-d", help="OpenAI chat-format JSONL test conversations.")],
-    tools_ref: Annotated[Optional[str], typer.Option("--tools", "-t", help="Toolset (default: the one the checkpoint was trained for).")] = None,
+    tools_ref: Annotated[Optional[str], typer.Option("--tools", "-t", help="The toolset the checkpoint was trained for: a .py file, a module path, or a registered toolset name.")] = None,
+    trust_toolset: TrustOption = False,
     model: ModelOption = None,
     limit: Annotated[Optional[int], typer.Option(min=1, help="Evaluate the first N conversations only.")] = None,
     tool_bias: Annotated[float, typer.Option(help="Added to every toolken logit.")] = 0.0,
@@ -246,12 +322,9 @@ def eval_command(
     from .data import load_jsonl
     from .decoding import DecodeConfig
     from .evaluation import evaluate
-    from .toolkens import Toolkens
-    from .toolset import load_toolset
 
-    with user_errors():
-        toolset = load_toolset(tools_ref) if tools_ref else None
-        toolkens = Toolkens.load(toolkens_dir, toolset, model=model, dtype=dtype)
+    with user_errors(), tool_prints_to_stderr():
+        toolkens = load_trained(toolkens_dir, tools_ref, trust_toolset=trust_toolset, model=model, dtype=dtype)
         loaded = load_jsonl(data, toolkens.toolset, lenient=lenient)
         conversations = loaded.conversations[:limit] if limit else loaded.conversations
         config = DecodeConfig(max_new_tokens=max_tokens, tool_bias=tool_bias)
@@ -259,7 +332,7 @@ def eval_command(
             task = progress.add_task("evaluating", total=len(conversations), info="")
             report = evaluate(toolkens, conversations, config, on_example=lambda n: progress.advance(task))
     figures = report.as_dict()
-    table = Table(title=f"{data} ({figures['examples']} conversations, {figures['call_turns']} with a gold call)")
+    table = Table(title=f"{escape(str(data))} ({figures['examples']} conversations, {figures['call_turns']} with a gold call)")
     for column in ("metric", "value", "scored on"):
         table.add_column(column)
     for label, key, base in (("tool selection accuracy", "tool_selection_accuracy", figures["examples"]),

@@ -1,8 +1,8 @@
 """Running a tool on the user's machine, from arguments a model wrote.
 
 Arguments are data: they are validated against the tool's schema and passed as keyword
-values, never evaluated. A tool that raises (``sys.exit()`` included), runs past its
-timeout, or returns something that cannot be shown as text gives an error *result*,
+values, never evaluated. A tool that raises (``sys.exit()`` and ``KeyboardInterrupt``
+included), runs past its timeout, or returns something that cannot be shown as text gives an error *result*,
 which goes back to the model (and to LangChain as a ``ToolMessage`` with
 ``status="error"``, see :func:`toolken_agent.integrations.langchain.as_langchain_tool`);
 the process never dies of a tool.
@@ -28,6 +28,17 @@ class ToolOutcome:
     content: str
     is_error: bool = False
     value: Any = None
+
+
+class ToolAborted(Exception):
+    """A tool raised ``KeyboardInterrupt`` or another ``BaseException`` itself.
+
+    Its own failure, not the user's Ctrl-C (which arrives in the waiting thread): raised
+    as such it escaped the executor and stopped the decoder.
+    """
+
+    def __init__(self, original: BaseException):
+        super().__init__(f"{type(original).__name__}: {original}" if str(original) else type(original).__name__)
 
 
 def result_text(value: Any) -> str:
@@ -58,6 +69,8 @@ def run_tool(spec: ToolSpec, args: Mapping[str, Any], *, timeout: float | None =
         value = call_with_timeout(spec.func, kwargs, timeout)
     except concurrent.futures.TimeoutError:
         return ToolOutcome(f"Error: {spec.name} did not finish within {timeout:g} s", True)
+    except ToolAborted as exc:
+        return ToolOutcome(f"Error: {exc}", True)
     except (Exception, SystemExit) as exc:  # the tool's own failure is the model's information
         return ToolOutcome(f"Error: {type(exc).__name__}: {exc}", True)
     try:
@@ -73,7 +86,8 @@ def call_with_timeout(func: Callable[..., Any], kwargs: Mapping[str, Any], timeo
     pool, as many hung calls as it has workers left none for later calls, which then all
     timed out; and pool threads are joined at exit, so one hung tool kept the process
     from ending. A daemon thread per call (about 0.1 ms) has neither problem.
-    Raises ``concurrent.futures.TimeoutError``, or whatever the call raised.
+    Raises ``concurrent.futures.TimeoutError``, or whatever the call raised (a
+    ``BaseException`` other than ``SystemExit`` as :class:`ToolAborted`).
     """
     future: concurrent.futures.Future[Any] = concurrent.futures.Future()
 
@@ -81,8 +95,10 @@ def call_with_timeout(func: Callable[..., Any], kwargs: Mapping[str, Any], timeo
         future.set_running_or_notify_cancel()
         try:
             future.set_result(func(**kwargs))
-        except BaseException as exc:  # handed to the caller, which decides
+        except (Exception, SystemExit) as exc:  # handed to the caller, which decides
             future.set_exception(exc)
+        except BaseException as exc:  # KeyboardInterrupt from the tool itself, not from the user
+            future.set_exception(ToolAborted(exc))
 
     threading.Thread(target=target, name="toolken-tool", daemon=True).start()
     return future.result(timeout=timeout)

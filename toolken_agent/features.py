@@ -21,6 +21,8 @@ from typing import Callable, Sequence
 import torch
 
 from .chat_format import Rendered
+from .conversation import Conversation
+from .errors import DataError
 from .model import FrozenLM
 
 
@@ -67,6 +69,23 @@ class Features:
         wanted = torch.zeros(int(self.example.max()) + 1 if len(self) else 0, dtype=torch.bool)
         wanted[torch.as_tensor(list(examples), dtype=torch.long)] = True
         return self.subset(wanted[self.example])
+
+
+def check_context(rendered: Sequence[Rendered], conversations: Sequence[Conversation], lm: FrozenLM) -> None:
+    """Refuse a conversation longer than the model's context, naming its ``file:line``.
+
+    The frozen pass over a conversation many times the context ran for many minutes
+    (attention grows with the square of the length), and showed no sign of what was
+    wrong; positions past the context are ones the model never sees when decoding.
+    """
+    limit = lm.context_length
+    if limit is None:
+        return
+    for r, conversation in zip(rendered, conversations):
+        if len(r.input_ids) > limit:
+            where = f"{conversation.source}: " if conversation.source else ""
+            raise DataError(f"{where}conversation of {len(r.input_ids):,} tokens is longer than the context of "
+                            f"{lm.name} ({limit:,} tokens); split or shorten it")
 
 
 @torch.inference_mode()

@@ -84,6 +84,12 @@ class FrozenLM:
         return int(self.lm_head.weight.shape[1])
 
     @property
+    def context_length(self) -> int | None:
+        """Tokens the model attends over (``max_position_embeddings``), when its config says."""
+        value = getattr(self.model.config, "max_position_embeddings", None)
+        return value if isinstance(value, int) and value > 0 else None
+
+    @property
     def vocab_size(self) -> int:
         """Width of the vocabulary logits (can exceed ``len(tokenizer)``)."""
         return int(self.lm_head.weight.shape[0])

@@ -4,7 +4,8 @@ The loop is :func:`chat_loop`, a plain function over input lines and a rich cons
 tests drive it with a list of strings and a console writing to a string buffer. The
 typer command :func:`chat_command` only builds the toolkens and chooses where the lines
 come from: a ``you>`` prompt on a terminal, or one message per line when standard input
-is piped (``echo "What is 37 times 91?" | toolken-agent chat --tools math``).
+is piped (``echo "What is 37 times 91?" | toolken-agent chat --tools math``), and the
+question asked before a tool that may act runs (:func:`confirmer`).
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from __future__ import annotations
 import contextlib
 import sys
 from pathlib import Path
-from typing import Annotated, Iterable, Iterator, Optional, Protocol, Sequence
+from typing import Annotated, Callable, Iterable, Iterator, Optional, Protocol, Sequence
 
 import typer
 from rich.console import Console
@@ -21,7 +22,10 @@ from rich.markup import escape
 from .chat_format import arguments_text
 from .conversation import Message, ToolCall
 from .decoding import ArgumentsChunk, CallFinished, DecodeConfig, Event, Finished, TextChunk, ToolResult
+from .tool import ToolSpec
 from .toolset import Toolset
+
+Confirm = Callable[[ToolCall, ToolSpec], bool]  # asked before a tool that may act runs
 
 COMMANDS = {
     "/tools": "list the tools the model can call",
@@ -35,7 +39,8 @@ RESULT_PREVIEW = 500  # characters of a tool result shown; the model reads all o
 class Streams(Protocol):
     """What the loop needs of a :class:`~toolken_agent.decoding.Decoder` (tests pass fakes)."""
 
-    def stream(self, messages: Sequence[Message], config: DecodeConfig = ..., *, run_tools: bool = ...) -> Iterator[Event]: ...
+    def stream(self, messages: Sequence[Message], config: DecodeConfig = ..., *, run_tools: bool = ...,
+               confirm: Confirm | None = ...) -> Iterator[Event]: ...
 
 
 class Transcript:
@@ -112,7 +117,32 @@ class Printer:
             self.newline()
 
 
-def reply(decoder: Streams, history: list[Message], console: Console, config: DecodeConfig) -> list[Message]:
+def confirmer(console: Console, *, interactive: bool, yes: bool) -> Confirm:
+    """The question asked before a tool that is not declared read-only runs.
+
+    Read-only tools run without asking; ``yes`` (``--yes``) runs every tool. On a
+    terminal the user answers ``Run name(args)? [y/N]``; piped input has nobody to ask,
+    so such a tool is declined, with a line saying that ``--yes`` allows it.
+    """
+    def confirm(call: ToolCall, spec: ToolSpec) -> bool:
+        if spec.read_only is True or yes:
+            return True
+        if not interactive:
+            console.print(f"(not running {call.name}: it may act, and piped input cannot confirm it; --yes allows it)",
+                          style="yellow", highlight=False, markup=False, soft_wrap=True)
+            return False
+        question = f"Run {call.name}({arguments_text(dict(call.args))})? [y/N] "
+        try:
+            answer = console.input(escape(question))
+        except EOFError:
+            return False
+        return answer.strip().lower() in ("y", "yes")
+
+    return confirm
+
+
+def reply(decoder: Streams, history: list[Message], console: Console, config: DecodeConfig,
+          confirm: Confirm | None = None) -> list[Message]:
     """Decode one reply to ``history``, showing it; return the messages it adds.
 
     Ctrl-C stops this reply only. The stream is closed explicitly because
@@ -120,7 +150,7 @@ def reply(decoder: Streams, history: list[Message], console: Console, config: De
     mid-reply would keep every later request waiting until it is garbage-collected.
     """
     transcript, printer = Transcript(), Printer(console)
-    events = decoder.stream(history, config, run_tools=True)
+    events = decoder.stream(history, config, run_tools=True, **({"confirm": confirm} if confirm is not None else {}))
     try:
         for event in events:
             transcript.add(event)
@@ -139,8 +169,11 @@ def reply(decoder: Streams, history: list[Message], console: Console, config: De
 
 
 def chat_loop(decoder: Streams, lines: Iterable[str], console: Console, config: DecodeConfig, *,
-              toolset: Toolset, history: list[Message] | None = None) -> list[Message]:
-    """Run a conversation over ``lines`` (messages and /commands); return the final history."""
+              toolset: Toolset, history: list[Message] | None = None, confirm: Confirm | None = None) -> list[Message]:
+    """Run a conversation over ``lines`` (messages and /commands); return the final history.
+
+    ``confirm`` is passed to the decoder, which asks it before a tool that may act runs.
+    """
     history = list(history or [])
     for raw in lines:
         line = raw.strip()
@@ -163,7 +196,7 @@ def chat_loop(decoder: Streams, lines: Iterable[str], console: Console, config: 
             console.print(f"unknown command {escape(command)}; /help lists the commands", style="yellow", highlight=False)
         else:
             history.append(Message("user", line))
-            history.extend(reply(decoder, history, console, config))
+            history.extend(reply(decoder, history, console, config, confirm))
     return history
 
 
@@ -182,14 +215,16 @@ def prompt_lines(console: Console) -> Iterator[str]:
 
 def chat_command(
     tools: Annotated[Optional[str], typer.Option("--tools", "-t", help="A .py file, a module path, or a registered toolset name (e.g. math).")] = None,
-    toolkens: Annotated[Optional[Path], typer.Option("--toolkens", "-k", help="A trained checkpoint directory (from `toolken-agent train`).")] = None,
+    toolkens: Annotated[Optional[Path], typer.Option("--toolkens", "-k", help="A trained checkpoint directory (from `toolken-agent train`), with the --tools it was trained for.")] = None,
+    trust_toolset: Annotated[bool, typer.Option("--trust-toolset", help="With --toolkens and no --tools: use the toolset the checkpoint names if it is a registered toolset name (a file or module it names is never imported).")] = False,
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Run every tool the model calls without asking (tools not declared read-only are otherwise confirmed on a terminal, and declined when input is piped).")] = False,
     model: Annotated[Optional[str], typer.Option("--model", "-m", help="HF model id, local directory or .gguf file (default: the checkpoint's model, else SmolLM2-135M-Instruct).")] = None,
     temperature: Annotated[float, typer.Option(min=0.0, help="Sampling temperature; 0 is greedy.")] = 0.0,
     max_tokens: Annotated[int, typer.Option("--max-tokens", min=1, help="Text tokens per assistant turn.")] = 256,
     dtype: Annotated[str, typer.Option("--dtype", help="auto (bf16 where the CPU has it), float32 or bfloat16.")] = "auto",
 ) -> None:
     """Chat with the model; it calls tools through its toolkens. Reads one message per line when piped."""
-    from .cli import err, out, user_errors  # lazily: cli registers this command
+    from .cli import err, load_trained, out, user_errors  # lazily: cli registers this command
     from .decoding import Decoder
     from .errors import ToolkenError
     from .model import load_model
@@ -198,7 +233,7 @@ def chat_command(
 
     with user_errors():
         if toolkens is not None:
-            trained = Toolkens.load(toolkens, load_toolset(tools) if tools else None, model=model, dtype=dtype)
+            trained = load_trained(toolkens, tools, trust_toolset=trust_toolset, model=model, dtype=dtype)
         elif tools is not None:
             trained = Toolkens.from_priors(load_model(model, dtype=dtype), load_toolset(tools))
             err.print("using untrained toolkens (priors only); train them with `toolken-agent train` for reliable calls",
@@ -215,5 +250,6 @@ def chat_command(
         lines: Iterable[str] = prompt_lines(out)
     else:
         lines = sys.stdin
+    confirm = confirmer(out, interactive=interactive, yes=yes)
     with user_errors():
-        chat_loop(decoder, lines, out, config, toolset=trained.toolset)
+        chat_loop(decoder, lines, out, config, toolset=trained.toolset, confirm=confirm)

@@ -9,11 +9,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 import torch
 
@@ -23,7 +24,7 @@ from .checkpoint import ToolkenConfig, check_model, check_tools, load_checkpoint
 from .conversation import Conversation
 from .data import call_demos, split_holdout, with_built_in_negatives, with_demos
 from .errors import CheckpointError
-from .features import Features, extract_features
+from .features import Features, check_context, extract_features
 from .head import ToolkenHead, joint_logits
 from .model import FrozenLM, load_model
 from .priors import DEFAULT_PRIOR, build_priors
@@ -72,6 +73,38 @@ class FitReport:
         }
 
 
+class FitInterrupted(TrainingInterrupted):
+    """Ctrl-C in :meth:`Toolkens.fit`: ``toolkens`` is the last good state, ``stage`` where it stopped.
+
+    Before the final training finishes an epoch, the last good state is the priors
+    (``result`` holds no epoch); during it, the last finished epoch; after it, the
+    trained toolkens with the tool-choice mix last chosen.
+    """
+
+    def __init__(self, result: TrainResult, toolkens: "Toolkens", stage: str):
+        super().__init__(result)
+        self.toolkens = toolkens
+        self.stage = stage
+
+
+@contextlib.contextmanager
+def _interruptible(toolkens: "Toolkens", report: FitReport, stage: str) -> Iterator[None]:
+    """Turn Ctrl-C during ``stage`` into :class:`FitInterrupted` with the last good state.
+
+    Only the final training used to be covered: Ctrl-C in the lambda sweep raised the
+    sweep's own TrainingInterrupted, which had no toolkens to save.
+    """
+    try:
+        yield
+    except (KeyboardInterrupt, TrainingInterrupted) as exc:
+        if isinstance(exc, FitInterrupted):
+            raise
+        toolkens.head.mix = report.mix
+        report.train.interrupted = True
+        toolkens.training = report.as_dict()
+        raise FitInterrupted(report.train, toolkens, stage) from None
+
+
 @dataclass
 class Toolkens:
     """The frozen ``lm``, the ``toolset`` (toolken ``k`` is ``toolset.specs[k]``) and the ``head``."""
@@ -116,6 +149,7 @@ class Toolkens:
     def features(self, conversations: Sequence[Conversation], *, on_progress: Callable[[int], None] | None = None) -> Features:
         """Render ``conversations`` with training targets and run the frozen pass once."""
         rendered = [self.chat_format.render(c.messages, train=True) for c in conversations]
+        check_context(rendered, conversations, self.lm)
         return extract_features(self.lm, rendered, on_progress=on_progress)
 
     @classmethod
@@ -149,8 +183,8 @@ class Toolkens:
         unlike them (synthetic); the tool choice then leans toward the priors as far as
         that decides these better (:func:`~toolken_agent.training.choose_mix`).
 
-        Raises :class:`~toolken_agent.training.TrainingInterrupted` on Ctrl-C with the
-        toolkens of the last finished epoch attached as ``exc.toolkens``.
+        Raises :class:`FitInterrupted` (a :class:`~toolken_agent.training.TrainingInterrupted`)
+        on Ctrl-C at any stage, with the last good state as ``exc.toolkens``.
         """
         toolkens = cls.from_priors(lm, toolset, prior=prior, bias=bias, seed=config.seed, lambda_=config.lambda_,
                                    calibrate=calibrate)
@@ -165,7 +199,8 @@ class Toolkens:
             if on_cache_progress is not None:
                 on_cache_progress(n)
 
-        feats = toolkens.features(conversations, on_progress=count_tokens)
+        with _interruptible(toolkens, report, "caching features"):
+            feats = toolkens.features(conversations, on_progress=count_tokens)
         report.cache_seconds = time.perf_counter() - start
         train_idx, held_idx = split_holdout(len(conversations), holdout, seed=config.seed)
         train_feats = feats.for_examples(train_idx)
@@ -176,8 +211,9 @@ class Toolkens:
         if held_feats is not None:
             report.prior_heldout = selection_accuracy(toolkens.head, held_feats)
         if lambdas:
-            chosen, report.lambda_sweep = choose_lambda(lambda: copy.deepcopy(toolkens.head), train_feats, config,
-                                                        lambdas=lambdas)
+            with _interruptible(toolkens, report, "choosing lambda"):
+                chosen, report.lambda_sweep = choose_lambda(lambda: copy.deepcopy(toolkens.head), train_feats, config,
+                                                            lambdas=lambdas)
             config = replace(config, lambda_=chosen)
             toolkens.lambda_ = chosen
         report.lambda_ = config.lambda_
@@ -186,13 +222,13 @@ class Toolkens:
         except TrainingInterrupted as exc:
             report.train = exc.result
             toolkens.training = report.as_dict()
-            exc.toolkens = toolkens  # type: ignore[attr-defined]
-            raise
+            raise FitInterrupted(exc.result, toolkens, "training") from None
         if held_feats is not None:
             report.heldout = selection_accuracy(toolkens.head, held_feats)
         if check:
             report.check_examples = len(check)
-            report.mix, report.mix_scores = choose_mix(toolkens.head, toolkens.features(check))
+            with _interruptible(toolkens, report, "choosing the tool-choice mix"):
+                report.mix, report.mix_scores = choose_mix(toolkens.head, toolkens.features(check))
         toolkens.training = report.as_dict()
         toolkens.demos = call_demos([conversations[i] for i in train_idx])
         toolkens.toolset = with_demos(toolkens.toolset, toolkens.demos)
@@ -220,20 +256,23 @@ class Toolkens:
 
     @classmethod
     def load(cls, path: str | Path, toolset: Toolset | None = None, *, lm: FrozenLM | None = None, model: str | None = None,
-             dtype: str | None = "auto") -> "Toolkens":
+             dtype: str | None = "auto", trust_toolset: bool = False) -> "Toolkens":
         """Load a checkpoint for ``toolset``, refusing another model or changed tools.
 
         The toolset must hold exactly the trained tools (any order); toolkens are
-        reordered to match it. Without ``toolset``, the one recorded at training
-        time (``--tools``) is loaded again.
+        reordered to match it. A checkpoint is data and never chooses code: without
+        ``toolset`` it is refused, unless ``trust_toolset`` allows looking up the
+        toolset it names among the *registered* ones (never a file or a module path,
+        which could be a file shipped beside a downloaded checkpoint).
         """
         head, config = load_checkpoint(path)
         if toolset is None:
-            if not config.toolset:
-                raise CheckpointError(f"{path} does not record its toolset; pass the tools explicitly")
-            from .toolset import load_toolset
+            recorded = f" (it was trained with {config.toolset!r})" if config.toolset else ""
+            if not trust_toolset:
+                raise CheckpointError(f"{path} holds weights, not tools: pass the toolset it was trained for{recorded}")
+            from .toolset import load_registered_toolset
 
-            toolset = load_toolset(config.toolset)
+            toolset = load_registered_toolset(config.toolset)
         lm = lm or load_model(model or config.model, dtype=dtype)
         check_model(config, lm.fingerprint, lm.hidden_size, where=str(path))
         check_tools(config, toolset.specs, where=str(path))

@@ -11,6 +11,11 @@ the same way)::
 Inside a file or module, the tools are its ``TOOLS`` list when it has one; otherwise
 every :class:`~toolken_agent.tool.Tool` subclass defined there and every LangChain
 tool object at module level, in definition order.
+
+Loading a file or a module runs it, as ``python file.py`` would: that is the user's
+choice on the command line, never a checkpoint's. A checkpoint may only name a
+registered toolset, and even that is looked up only on request
+(:func:`load_registered_toolset`).
 """
 
 from __future__ import annotations
@@ -24,6 +29,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
 from typing import Any, Iterable
+
+import jsonschema
+import pydantic
 
 from .errors import ToolsetError
 from .tool import Tool, ToolSpec, _is_langchain_tool, to_spec
@@ -60,7 +68,7 @@ class Toolset:
 
 def make_toolset(tools: Iterable[Any], source: str = "") -> Toolset:
     """Convert tool definitions and check the set: non-empty, unique names."""
-    specs = tuple(to_spec(t) for t in tools)
+    specs = tuple(checked_spec(t) for t in tools)
     if not specs:
         raise ToolsetError(f"{source or 'toolset'}: no tools found")
     seen: set[str] = set()
@@ -69,6 +77,35 @@ def make_toolset(tools: Iterable[Any], source: str = "") -> Toolset:
             raise ToolsetError(f"{source or 'toolset'}: duplicate tool name {spec.name!r}")
         seen.add(spec.name)
     return Toolset(specs, source)
+
+
+def checked_spec(tool: Any) -> ToolSpec:
+    """``to_spec(tool)`` with a schema that JSON Schema accepts, or a ToolsetError naming the tool.
+
+    An argument typed ``Callable[[int], int]`` has no JSON schema (pydantic raised
+    PydanticInvalidForJsonSchema), and a hand-written ``{"type": "foo"}`` was only
+    rejected by jsonschema when the first call was validated.
+    """
+    try:
+        spec = to_spec(tool)
+    except pydantic.PydanticUserError as exc:  # PydanticInvalidForJsonSchema and the like
+        reason = str(exc).strip().splitlines()[0]
+        raise ToolsetError(f"tool {_tool_label(tool)}: its arguments have no JSON schema ({reason})") from None
+    try:
+        jsonschema.validators.validator_for(dict(spec.parameters)).check_schema(dict(spec.parameters))
+    except jsonschema.SchemaError as exc:
+        where = "/".join(str(p) for p in exc.path) or "top level"
+        raise ToolsetError(f"tool {spec.name!r}: its argument schema is invalid at {where}: {exc.message}") from None
+    return spec
+
+
+def _tool_label(tool: Any) -> str:
+    """The name a tool would have had, for an error about it."""
+    if isinstance(tool, type) and issubclass(tool, Tool):
+        return repr(tool.tool_name())
+    name = getattr(tool, "name", None) if not isinstance(tool, type) else None
+    name = name if isinstance(name, str) else getattr(tool, "__name__", None)
+    return repr(name) if isinstance(name, str) else type(tool).__name__
 
 
 def registered_toolsets() -> dict[str, importlib.metadata.EntryPoint]:
@@ -84,11 +121,7 @@ def load_toolset(ref: str) -> Toolset:
         return make_toolset(discover(_import_file(path)), str(path.resolve()))
     registry = registered_toolsets()
     if ref in registry:
-        try:
-            loaded = registry[ref].load()
-        except Exception as exc:
-            raise ToolsetError(f"cannot load registered toolset {ref!r}: {exc}") from None
-        return make_toolset(_tools_from_object(loaded), ref)
+        return _load_entry_point(registry[ref])
     try:
         module = importlib.import_module(ref)
     except ModuleNotFoundError as exc:
@@ -98,9 +131,37 @@ def load_toolset(ref: str) -> Toolset:
                 f"no toolset {ref!r}: not a file, a registered toolset ({known}), or an importable module"
             ) from None
         raise ToolsetError(f"cannot import {ref}: {exc}") from None
-    except Exception as exc:
-        raise ToolsetError(f"cannot import {ref}: {type(exc).__name__}: {exc}") from None
+    except (Exception, SystemExit) as exc:
+        raise ToolsetError(f"cannot import {ref}: {_failure(exc)}") from None
     return make_toolset(discover(module), ref)
+
+
+def load_registered_toolset(name: str) -> Toolset:
+    """The toolset registered under ``name`` (entry-point group ``toolken_agent.toolsets``), nothing else.
+
+    For a name read from a checkpoint: files and module paths are never looked up, so
+    a checkpoint cannot point at code shipped beside it.
+    """
+    registry = registered_toolsets()
+    if name not in registry:
+        known = ", ".join(sorted(registry)) or "none"
+        raise ToolsetError(f"{name!r} is not a registered toolset (registered: {known}); pass the tools yourself")
+    return _load_entry_point(registry[name])
+
+
+def _load_entry_point(entry_point: importlib.metadata.EntryPoint) -> Toolset:
+    try:
+        loaded = entry_point.load()
+    except (Exception, SystemExit) as exc:
+        raise ToolsetError(f"cannot load registered toolset {entry_point.name!r}: {_failure(exc)}") from None
+    return make_toolset(_tools_from_object(loaded), entry_point.name)
+
+
+def _failure(exc: BaseException) -> str:
+    """What an import raised, in words; ``sys.exit()`` at import time made the CLI exit 0 in silence."""
+    if isinstance(exc, SystemExit):
+        return f"it called sys.exit({exc.code!r})"
+    return f"{type(exc).__name__}: {exc}"
 
 
 def _tools_from_object(obj: Any) -> list[Any]:
@@ -122,9 +183,9 @@ def _import_file(path: Path) -> ModuleType:
     sys.modules[name] = module
     try:
         spec.loader.exec_module(module)  # the user's own file, as `python file.py` would
-    except Exception as exc:
+    except (Exception, SystemExit) as exc:
         del sys.modules[name]
-        raise ToolsetError(f"cannot import {path}: {type(exc).__name__}: {exc}") from None
+        raise ToolsetError(f"cannot import {path}: {_failure(exc)}") from None
     return module
 
 
