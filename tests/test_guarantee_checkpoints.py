@@ -469,3 +469,45 @@ def test_a_mix_outside_zero_to_one_is_refused_on_load(tmp_path, tiny_lm, small_t
     toolkens.head.mix = 1.5
     with pytest.raises(CheckpointError, match="tool-choice mix of 1.5"):
         load_checkpoint(toolkens.save(tmp_path / "bad"))
+
+
+def forge(path: Path, **changes) -> None:
+    """Rewrite a checkpoint's config with ``changes`` and recompute both hashes, as anyone can."""
+    import hashlib
+
+    from safetensors.torch import save_file
+
+    config = json.loads((path / CONFIG_FILE).read_text())
+    config.update(changes)
+    tensors = load_file(str(path / WEIGHTS_FILE))
+    save_file(tensors, str(path / WEIGHTS_FILE), metadata={"config_sha256": checkpoint.config_digest(config)})
+    config["weights_sha256"] = hashlib.sha256((path / WEIGHTS_FILE).read_bytes()).hexdigest()
+    (path / CONFIG_FILE).write_text(json.dumps(config))
+
+
+@pytest.mark.parametrize("changes, where", [
+    ({"tools": [1, {"name": "weather_now", "fingerprint": "x"}]}, "tools.0: Input should be a valid dictionary"),
+    ({"tools": [{"name": "add"}, {"name": "weather_now", "fingerprint": "x"}]}, "tools.0.fingerprint: Field required"),
+    ({"hidden_size": "32"}, "hidden_size: Input should be a valid integer"),
+    ({"demos": {"add": [{"prompt": 7, "args": {}}]}}, "demos.add.0.prompt: Input should be a valid string"),
+    ({"mix": float("nan")}, "mix: Input should be a finite number"),
+    ({"toolset": ["evil.py"]}, "toolset: Input should be a valid string"),
+])
+def test_a_forged_config_with_recomputed_hashes_is_refused_by_its_schema(saved, tiny_lm, small_toolset, changes, where):
+    _, path = saved
+    forge(path, **changes)
+    with pytest.raises(CheckpointError, match=f"is damaged: {where}"):
+        Toolkens.load(path, small_toolset, lm=tiny_lm)
+
+
+def test_a_forged_config_is_one_line_and_exit_2_in_the_cli(saved, tmp_path, tiny_model_dir):
+    _, path = saved
+    forge(path, tools=[1, 2])
+    tools = tmp_path / "mytools.py"
+    tools.write_text(TOOLS)
+    data = tmp_path / "test.jsonl"
+    data.write_text(json.dumps(conversation(1)) + "\n")
+    result = runner.invoke(app, ["eval", "--toolkens", str(path), "--tools", str(tools), "--data", str(data),
+                                 "--model", str(tiny_model_dir), "--dtype", "float32"])
+    assert result.exit_code == 2 and "Traceback" not in result.output
+    assert result.stderr.strip().count("\n") == 0 and "tools.0: Input should be a valid dictionary" in result.stderr

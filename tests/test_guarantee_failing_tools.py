@@ -1,9 +1,10 @@
 """Guarantee: a failing tool is an error *result*, never a crash.
 
-A tool that raises, exits, runs past its timeout, or returns something that cannot be
-shown as text gives an error outcome in the executor, an error ``ToolResult`` in the
-decoder, and a ``ToolMessage`` with ``status="error"`` when a LangChain tool node runs
-it. Either way the conversation goes on: the next turn decodes.
+A tool that raises (``KeyboardInterrupt`` included), exits, runs past its timeout, or
+returns something that cannot be shown as text gives an error outcome in the executor,
+an error ``ToolResult`` in the decoder, and a ``ToolMessage`` with ``status="error"``
+when a LangChain tool node runs it. Either way the conversation goes on: the next turn
+decodes.
 """
 
 from __future__ import annotations
@@ -76,6 +77,13 @@ class ReturnsTooDeep(Tool):
         return data
 
 
+class Interrupts(Tool):
+    """Wait for an answer typed at a terminal."""
+
+    def run(self, key: str) -> str:
+        raise KeyboardInterrupt  # the tool's own, not the user's Ctrl-C: it escaped run_tool and the decoder
+
+
 class Hangs(Tool):
     """Wait for a slow service."""
 
@@ -87,6 +95,7 @@ class Hangs(Tool):
 FAILING = {  # tool -> what its error result says
     Raises: "no value for",
     Exits: "SystemExit",
+    Interrupts: "KeyboardInterrupt",
     ReturnsObject: "not text",
     ReturnsCircular: "not JSON",
     ReturnsTooDeep: "not JSON",

@@ -3,6 +3,8 @@ through the registry (the toolset) with arguments validated against their schema
 
 Every payload here would create a marker file if anything evaluated it; the tests
 check that the tool receives the payload as a plain string and the file never appears.
+A checkpoint is data too: loading one never imports the toolset it names (a ``.py``
+file shipped inside a downloaded checkpoint used to run).
 """
 
 from __future__ import annotations
@@ -248,3 +250,64 @@ def test_no_module_evaluates_code_or_unpickles(package):
     assert files
     found = {str(f.relative_to(ROOT)): offences(f.read_text()) for f in files}
     assert {f: o for f, o in found.items() if o} == {}
+
+
+# -- checkpoints -----------------------------------------------------------------------
+PAYLOAD_TOOLS = '''
+from pathlib import Path
+Path({marker!r}).write_text("ran")  # what a file shipped with a downloaded checkpoint could do
+
+
+def add(a: float, b: float) -> float:
+    """Add two numbers and return their sum."""
+    return a + b
+
+
+def weather_now(city: str) -> str:
+    """Get the current weather for a city."""
+    return city
+'''
+
+
+@pytest.fixture()
+def downloaded(tmp_path, tiny_lm, small_toolset, marker, monkeypatch) -> Path:
+    """A checkpoint that records the toolset ``payload.py``, shipped inside it, opened from its own directory."""
+    from toolken_agent.toolset import Toolset
+
+    toolkens = Toolkens.from_priors(tiny_lm, Toolset(small_toolset.specs, "payload.py"), prior="lm-head")
+    path = toolkens.save(tmp_path / "downloaded")
+    (path / "payload.py").write_text(PAYLOAD_TOOLS.format(marker=str(marker)))
+    monkeypatch.chdir(path)  # where a relative toolset path used to be resolved
+    return path
+
+
+def test_loading_a_checkpoint_without_tools_imports_nothing_it_names(downloaded, tiny_lm):
+    from toolken_agent.errors import CheckpointError, ToolsetError
+
+    with pytest.raises(CheckpointError, match="holds weights, not tools: pass the toolset it was trained for .it was trained with 'payload.py'"):
+        Toolkens.load(downloaded, lm=tiny_lm)
+    with pytest.raises(ToolsetError, match="'payload.py' is not a registered toolset"):
+        Toolkens.load(downloaded, lm=tiny_lm, trust_toolset=True)  # the opt-in reaches registered names only
+
+
+@pytest.mark.parametrize("command", ["chat", "eval"])
+@pytest.mark.parametrize("trust", [[], ["--trust-toolset"]], ids=["plain", "trust-toolset"])
+def test_chat_and_eval_never_run_a_file_a_checkpoint_names(downloaded, tiny_model_dir, command, trust):
+    from typer.testing import CliRunner
+
+    from toolken_agent.cli import app
+
+    data = downloaded / "test.jsonl"
+    data.write_text(json.dumps({"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello"}]}) + "\n")
+    args = [command, "--toolkens", str(downloaded), "--model", str(tiny_model_dir), "--dtype", "float32", *trust]
+    result = CliRunner().invoke(app, args + (["--data", str(data)] if command == "eval" else []), input="hi\n")
+    assert result.exit_code == 2 and "Traceback" not in result.output
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and ("--tools" in lines[0] if not trust else "not a registered toolset" in lines[0])
+
+
+def test_the_opt_in_loads_a_registered_toolset_a_checkpoint_names(tmp_path, tiny_lm):
+    from toolken_agent.toolset import load_toolset
+
+    path = Toolkens.from_priors(tiny_lm, load_toolset("math"), prior="lm-head").save(tmp_path / "math")
+    assert Toolkens.load(path, lm=tiny_lm, trust_toolset=True).toolset.names == load_toolset("math").names

@@ -231,3 +231,107 @@ def test_chat_command_without_tools_or_toolkens_is_a_one_line_error(chat_app):
     assert result.exit_code == 2
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and "--tools" in lines[0] and "--toolkens" in lines[0]
+
+
+# -- confirming tools that act -----------------------------------------------------------
+class Send(Tool):
+    """Send an email to someone."""
+
+    read_only = False
+
+    def run(self, to: str) -> str:
+        return "sent"
+
+
+class Look(Tool):
+    """Look up a word in the dictionary."""
+
+    read_only = True
+
+    def run(self, word: str) -> str:
+        return "a word"
+
+
+class Asks:
+    """A decoder that, as Decoder.stream does, asks ``confirm`` before running each call's tool."""
+
+    def __init__(self, toolset, calls: list[ToolCall]) -> None:
+        self.toolset, self.calls, self.answers = toolset, calls, []
+
+    def stream(self, messages, config=None, *, run_tools=True, confirm=None):
+        for index, call in enumerate(self.calls):
+            yield CallFinished(index, call)
+            allowed = confirm is None or confirm(call, self.toolset.get(call.name))
+            self.answers.append(allowed)
+            yield ToolResult(call, "done" if allowed else "Error: declined", not allowed)
+        yield Finished("stop", 1, 1, tuple(messages))
+
+
+@pytest.fixture()
+def acting():
+    toolset = make_toolset([Send, Look, Ping], "test")
+    calls = [ToolCall("send", {"to": "bob"}, "c1"), ToolCall("look", {"word": "hi"}, "c2"), ToolCall("ping", {}, "c3")]
+    return toolset, calls
+
+
+def test_piped_chat_declines_tools_that_may_act_and_says_yes_allows_them(acting):
+    from toolken_agent.repl import confirmer
+
+    toolset, calls = acting
+    decoder, con = Asks(toolset, calls), console()
+    chat_loop(decoder, ["mail bob"], con, CONFIG, toolset=toolset, confirm=confirmer(con, interactive=False, yes=False))
+    assert decoder.answers == [False, True, False]  # read-only runs; declared acting and undeclared are declined
+    assert "(not running send: it may act, and piped input cannot confirm it; --yes allows it)" in con.file.getvalue()
+
+
+def test_yes_runs_every_tool_without_asking(acting):
+    from toolken_agent.repl import confirmer
+
+    toolset, calls = acting
+    decoder, con = Asks(toolset, calls), console()
+    chat_loop(decoder, ["mail bob"], con, CONFIG, toolset=toolset, confirm=confirmer(con, interactive=False, yes=True))
+    assert decoder.answers == [True, True, True] and "not running" not in con.file.getvalue()
+
+
+@pytest.mark.parametrize("typed, runs", [("y", True), ("yes", True), ("", False), ("n", False), ("[/x]", False)])
+def test_a_terminal_asks_before_a_tool_that_may_act(acting, monkeypatch, typed, runs):
+    from toolken_agent.repl import confirmer
+
+    toolset, calls = acting
+    asked: list[str] = []
+    monkeypatch.setattr(builtins, "input", lambda prompt="": asked.append(prompt) or typed)
+    decoder, con = Asks(toolset, calls[:2]), console()
+    chat_loop(decoder, ["mail bob"], con, CONFIG, toolset=toolset, confirm=confirmer(con, interactive=True, yes=False))
+    assert decoder.answers == [runs, True]
+    assert 'Run send({"to":"bob"})? [y/N]' in con.file.getvalue()  # asked once: the read-only tool was not
+
+
+def test_the_chat_command_hands_its_confirm_question_to_the_decoder(chat_app, tiny_model_dir, tmp_path, monkeypatch):
+    import toolken_agent.decoding as decoding
+
+    seen = {}
+
+    class Recording:
+        def __init__(self, toolkens):
+            pass
+
+        def stream(self, messages, config=None, *, run_tools=True, confirm=None):
+            seen["confirm"] = confirm
+            yield Finished("stop", 1, 1, tuple(messages))
+
+    monkeypatch.setattr(decoding, "Decoder", Recording)
+    tools = tmp_path / "pingtools.py"
+    tools.write_text(TOOLS)
+    result = CliRunner().invoke(chat_app, ["chat", "--model", str(tiny_model_dir), "--tools", str(tools), "--dtype", "float32"],
+                                input="Hello\n")
+    assert result.exit_code == 0, result.output
+    ping = make_toolset([Ping], "test").specs[0]
+    assert seen["confirm"](ToolCall("ping", {}), ping) is False  # piped, undeclared: declined without --yes
+
+
+def test_chat_with_a_checkpoint_and_no_tools_is_a_one_line_error(chat_app, tiny_lm, small_toolset, tmp_path):
+    path = Toolkens.from_priors(tiny_lm, small_toolset, prior="lm-head").save(tmp_path / "ckpt")
+    result = CliRunner().invoke(chat_app, ["chat", "--toolkens", str(path)], input="Hello\n")
+    assert result.exit_code == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "pass --tools with the toolset" in lines[0]

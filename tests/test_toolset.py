@@ -72,6 +72,12 @@ def test_module_path_works():
         ('from toolken_agent import Tool\nclass A(Tool):\n    """A."""\n    name = "a"\n    def run(self) -> int: return 1\n'
          'class B(Tool):\n    """B."""\n    name = "a"\n    def run(self) -> int: return 1\n', "duplicate tool name 'a'"),
         ('from toolken_agent import Tool\nclass A(Tool):\n    def run(self) -> int: return 1\n', "no description"),
+        ("import sys\nsys.exit(0)\n", r"cannot import .*: it called sys.exit\(0\)"),  # made the CLI exit 0, silent
+        ("raise SystemExit('bye')\n", r"it called sys.exit\('bye'\)"),
+        ('from typing import Callable\nfrom toolken_agent import Tool\nclass Apply(Tool):\n    """Apply f."""\n'
+         '    def run(self, f: Callable[[int], int]) -> int: return 1\n', "tool 'apply': its arguments have no JSON schema"),
+        ('from toolken_agent.tool import ToolSpec\nTOOLS = [ToolSpec("odd", "Odd.", {"type": "object", "properties": '
+         '{"a": {"type": "foo"}}})]\n', "tool 'odd': its argument schema is invalid at properties/a/type"),
     ],
 )
 def test_bad_toolset_files_are_clear_errors(tmp_path, source, message):
@@ -85,3 +91,13 @@ def test_missing_file_and_unknown_name_are_clear_errors(tmp_path):
         load_toolset(str(tmp_path / "nope.py"))
     with pytest.raises(ToolsetError, match="registered toolset"):
         load_toolset("no_such_toolset_anywhere")
+
+
+def test_a_registered_name_lookup_never_imports_a_file_or_a_module(tmp_path):
+    from toolken_agent.toolset import load_registered_toolset
+
+    path = write(tmp_path, "raise RuntimeError('imported')\n")
+    for ref in (str(path), "toolken_agent.tools.math", "json"):
+        with pytest.raises(ToolsetError, match="is not a registered toolset .registered: .*math"):
+            load_registered_toolset(ref)
+    assert load_registered_toolset("math").names == load_toolset("math").names

@@ -78,6 +78,19 @@ def temp_dir(target: Path) -> Path:
     raise FileExistsError(errno.EEXIST, f"no free temporary name beside {target}")
 
 
+def share_like_dir(directory: Path) -> None:
+    """Give the files in ``directory`` the mode a file made under the usual umask has.
+
+    safetensors writes through a private temporary file (0600); the directory, made by
+    :func:`temp_dir`, already carries the umask, so its mode less the execute bits is
+    the one a plain ``open()`` would have given (no racy ``os.umask`` read needed).
+    """
+    mode = directory.stat().st_mode & 0o666
+    for path in directory.iterdir():
+        if path.is_file() and not path.is_symlink():
+            os.chmod(path, mode)
+
+
 def swap_into_place(new: Path, target: Path) -> None:
     """Replace directory ``target`` by ``new``; the old one is removed only afterwards.
 

@@ -37,7 +37,7 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 from typing_extensions import TypedDict
 
-from .atomic import clean_stale, swap_into_place, temp_dir, writer_lock
+from .atomic import clean_stale, share_like_dir, swap_into_place, temp_dir, writer_lock
 from .errors import CheckpointError
 from .head import ToolkenHead
 from .tool import ToolSpec
@@ -123,6 +123,7 @@ def _write_into_place(path: Path, head: ToolkenHead, config: ToolkenConfig) -> N
             raise OSError(f"cannot write {tmp / WEIGHTS_FILE}: {exc}") from None
         config.weights_sha256 = _sha256(tmp / WEIGHTS_FILE)
         (tmp / CONFIG_FILE).write_text(json.dumps(asdict(config), indent=2, ensure_ascii=False) + "\n")
+        share_like_dir(tmp)
         for f in tmp.iterdir():
             with open(f, "rb") as fh:
                 os.fsync(fh.fileno())

@@ -267,7 +267,7 @@ def save_interrupted(exc: TrainingInterrupted, out_dir: Path) -> None:
     stage = getattr(exc, "stage", "training")
     if epochs == 0:
         when = "before the first epoch finished" if stage == "training" else f"while {stage}, before training"
-        err.print(f"interrupted {when}: nothing saved, {out_dir} unchanged", highlight=False, markup=False)
+        err.print(f"interrupted {when}: nothing saved, {out_dir} unchanged", highlight=False, markup=False, soft_wrap=True)
         return
     target = out_dir.with_name(f"{out_dir.name}.interrupted") if holds_finished_run(out_dir) else out_dir
     saved = save_or_rescue(exc.toolkens, target)  # type: ignore[attr-defined]

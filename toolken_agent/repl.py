@@ -245,7 +245,7 @@ def chat_command(
     interactive = sys.stdin.isatty()
     if interactive:
         names = ", ".join(trained.toolset.names)
-        out.print(f"[bold]{trained.lm.name}[/bold] with {len(trained.toolset)} tools ({escape(names)}); /help for commands",
+        out.print(f"[bold]{escape(trained.lm.name)}[/bold] with {len(trained.toolset)} tools ({escape(names)}); /help for commands",
                   highlight=False, soft_wrap=True)
         lines: Iterable[str] = prompt_lines(out)
     else:
