@@ -275,7 +275,7 @@ CASES = [
     Case("train: --out on a read-only mount", lambda ws: ws.train("--out", str(ws.root / "ro" / "ckpt")),
          "Read-only file system", patch=read_only_mount, check=lambda r, ws: "model" not in r.stderr),
     Case("train: conversation past the model's context", lambda ws: ws.train("--out", str(ws.root / "l"), data=long_conversation(ws)),
-         "long.jsonl:2: conversation of"),
+         "long.jsonl:2: conversation of", check=lambda r, ws: "(512 tokens); split or shorten it" in r.stderr),
     Case("train: --model with truncated model.safetensors", lambda ws: ws.train("--out", str(ws.root / "t"), "--model",
                                                                                   str(truncated_model(ws))),
          "cannot load model"),
