@@ -187,6 +187,9 @@ def test_score_of_a_wrong_tool_and_of_a_recursion_error():
              ToolMessage("3.2", tool_call_id="call_1", name="percent_of"), AIMessage("It is 3.2.")]
     r = score(ITEM, wrong, 1.0)
     assert r["tool"] == "percent_of" and not r["right_tool"] and not r["right_args"]
+    no_call = score(ITEM, [HumanMessage(ITEM["question"]), AIMessage("About 200 miles.")], 1.0)
+    assert no_call["tool"] is None and not no_call["right_tool"]
+    assert not no_call["ended_within_2_model_calls"]  # answering without the tool is not a loop that ended
     assert r["answer_has_result"]  # the answer quotes the result of the call made, right or wrong
     looping = [HumanMessage(ITEM["question"]), AIMessage("", tool_calls=[call("km_to_miles", {"km": 320})]),
                ToolMessage("198.84", tool_call_id="call_1", name="km_to_miles"),

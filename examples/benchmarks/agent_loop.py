@@ -15,8 +15,9 @@ record holds the first call (name, arguments), whether they are right, the numbe
 model calls (AIMessages), whether the final AIMessage is empty, whether it holds the
 first tool's result, and the wall seconds. The one-line JSON summary:
 
-* ``right_tool``, ``right_args``, ``answer_has_result``, ``ended_within_2_model_calls``,
-  ``empty_final``: shares of the *tool* requests;
+* ``right_tool``, ``right_args``, ``answer_has_result``, ``ended_within_2_model_calls``
+  (called a tool, then replied without a call by the second model call), ``empty_final``:
+  shares of the *tool* requests;
 * ``no_tool_quiet``: share of the requests that need no tool on which no call was made;
 * ``repeated_call``: share of the tool requests on which one call (same tool, same
   arguments) was made more than once; ``repeated_actions``: requests on which an acting
@@ -164,8 +165,9 @@ def score(item: dict, messages: Sequence[Any], seconds: float, *, recursion_erro
     record["right_tool"] = record["tool"] == gold
     record["right_args"] = record["right_tool"] and args_match(record["args"], item.get("args") or {})
     record["answer_has_result"] = first_result is not None and not record["final_has_calls"] and contains_result(final_text, first_result)
-    record["ended_within_2_model_calls"] = (not recursion_error and error is None and 0 < len(ais) <= 2
-                                           and not record["final_has_calls"])
+    # called a tool, then ended (a reply without calls) by the second model call
+    record["ended_within_2_model_calls"] = (not recursion_error and error is None and bool(calls)
+                                           and len(ais) <= 2 and not record["final_has_calls"])
     return record
 
 
