@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from toolken_agent.conversation import Message
-from toolken_agent.decoding import CallFinished, Decoder, DecodeConfig, Finished, TextChunk, ToolResult
+from toolken_agent.conversation import Message, ToolCall
+from toolken_agent.decoding import CallFinished, CallRefused, Decoder, DecodeConfig, Finished, TextChunk, ToolResult
 from toolken_agent.processors import ToolChoice
 from toolken_agent.tool import Tool
 from toolken_agent.toolkens import Toolkens
@@ -30,6 +30,8 @@ class Explode(Tool):
 class Echo(Tool):
     """Repeat a piece of text back."""
 
+    read_only = True  # its text need not come from the request (toolken_agent.provenance)
+
     def run(self, text: str) -> str:
         return text
 
@@ -49,7 +51,7 @@ def events(toolkens, text="hi", run_tools=True, **config):
 
 def test_with_toolkens_masked_decoding_equals_plain_greedy_generation(tiny_lm):
     toolkens = toolkens_for(tiny_lm, [Ping], fire=0)
-    got = events(toolkens, "What is 3 plus 4?", tool_choice="none", max_new_tokens=12)
+    got = events(toolkens, "What is 3 plus 4?", tool_choice="none", max_new_tokens=12, nonempty_reply=False)
     text = "".join(e.text for e in got if isinstance(e, TextChunk))
     prompt = toolkens.chat_format.render([Message("user", "What is 3 plus 4?")], add_generation_prompt=True).input_ids
     with torch.no_grad():
@@ -71,8 +73,73 @@ def test_a_winning_toolken_calls_the_tool_and_splices_its_result(tiny_lm):
 
 
 def test_multi_hop_stops_at_max_calls(tiny_lm):
-    got = events(toolkens_for(tiny_lm, [Ping, Echo], fire=0), max_calls=3, max_new_tokens=2)
+    got = events(toolkens_for(tiny_lm, [Ping, Echo], fire=0), max_calls=3, max_new_tokens=2, no_repeat_calls=False)
     assert len([e for e in got if isinstance(e, ToolResult)]) == 3
+
+
+def test_an_identical_call_is_made_once_per_request_and_the_reply_ends_in_words(tiny_lm):
+    got = events(toolkens_for(tiny_lm, [Ping], fire=0), max_calls=4, max_new_tokens=3)
+    assert len([e for e in got if isinstance(e, ToolResult)]) == 1
+    assert [e.reason for e in got if isinstance(e, CallRefused)] == ["the same call was already made for this request"]
+    finished = got[-1]
+    assert finished.reason in ("stop", "length") and finished.messages[-1].content
+
+
+def test_calls_already_in_the_history_count_toward_max_calls_and_repeats(tiny_lm):
+    toolkens = toolkens_for(tiny_lm, [Ping], fire=0)
+    history = [Message("user", "hi"), Message("assistant", tool_calls=(ToolCall("ping", {}, "c1"),)),
+               Message("tool", "pong", tool_call_id="c1", name="ping")]
+    got = list(Decoder(toolkens).stream(history, DecodeConfig(max_new_tokens=3), run_tools=False))
+    assert not any(isinstance(e, CallFinished) for e in got)
+    got = list(Decoder(toolkens).stream(history, DecodeConfig(max_new_tokens=3, max_calls=1, no_repeat_calls=False)))
+    assert not any(isinstance(e, CallFinished) for e in got)
+    assert got[-1].messages[-1].content
+
+
+def test_a_reply_is_never_empty_even_when_the_end_token_wins_at_once():
+    from conftest import make_tiny_lm
+
+    lm = make_tiny_lm(seed=2)
+    decoder = Decoder(toolkens_for(lm, [Ping]))
+    end = sorted(decoder.end_ids)[0]
+    with torch.no_grad():
+        lm.lm_head.weight[end] += 50.0  # the end token wins everywhere
+    got = list(decoder.stream([Message("user", "hi")], DecodeConfig(max_new_tokens=4)))
+    text = "".join(e.text for e in got if isinstance(e, TextChunk))
+    assert text.strip() and got[-1].reason == "length"
+
+
+def test_an_acting_tool_runs_only_when_confirm_says_yes(tiny_lm):
+    ran = []
+
+    class Send(Tool):
+        """Send a message to the team."""
+
+        def run(self) -> str:
+            ran.append(1)
+            return "sent"
+
+    asked = []
+    toolkens = toolkens_for(tiny_lm, [Send], fire=0)
+    got = list(Decoder(toolkens).stream([Message("user", "hi")], DecodeConfig(max_calls=1, max_new_tokens=2),
+                                        run_tools=True, confirm=lambda call, spec: asked.append(call.name) or False))
+    (result,) = [e for e in got if isinstance(e, ToolResult)]
+    assert asked == ["send"] and ran == [] and result.is_error and "declined" in result.content
+
+
+def test_a_read_only_tool_runs_without_asking(tiny_lm):
+    class Look(Tool):
+        """Look at the sky."""
+
+        read_only = True
+
+        def run(self) -> str:
+            return "blue"
+
+    got = list(Decoder(toolkens_for(tiny_lm, [Look], fire=0)).stream(
+        [Message("user", "hi")], DecodeConfig(max_calls=1, max_new_tokens=2), run_tools=True,
+        confirm=lambda call, spec: pytest.fail("asked about a read-only tool")))
+    assert [e.content for e in got if isinstance(e, ToolResult)] == ["blue"]
 
 
 def test_a_raising_tool_becomes_an_error_result_and_decoding_goes_on(tiny_lm):

@@ -9,8 +9,10 @@ numbers in the question; shown three examples of the tool it copies them.
 The prompt is a short chat: a system line on the task; demonstrations as user/assistant
 pairs (``Tool: name(args)`` and a request, answered with the JSON arguments), taken from
 the tool's own examples, topped up with generic ones; then the tool with its description
-and the request: the last user message, plus the results of tools called since, so a
-second hop can use the first one's result. The JSON itself is constrained by the schema
+and the request: the last user message, plus, for a tool that only reads, the results
+of tools called since, so a second hop can use the first one's result. An acting tool
+never sees results: text in a result is data, not instructions for what to send or
+delete (:mod:`toolken_agent.provenance`). The JSON itself is constrained by the schema
 (:mod:`toolken_agent.arguments`).
 """
 
@@ -54,15 +56,16 @@ def argument_messages(spec: ToolSpec, conversation: Sequence[Message], *, max_de
         messages.append(Message("user", f"Tool: {tool}\nRequest: {prompt}"))
         messages.append(Message("assistant", arguments_text(args)))
     description = " ".join(spec.description.split())
-    messages.append(Message("user", f"Tool: {signature(spec)} - {description}\nRequest: {request_text(conversation)}"))
+    request = request_text(conversation, results=spec.read_only is True)
+    messages.append(Message("user", f"Tool: {signature(spec)} - {description}\nRequest: {request}"))
     return messages
 
 
-def request_text(conversation: Sequence[Message]) -> str:
-    """The last user message and any tool results that came after it."""
+def request_text(conversation: Sequence[Message], *, results: bool = True) -> str:
+    """The last user message and, with ``results``, the tool results that came after it."""
     last_user = max((i for i, m in enumerate(conversation) if m.role == "user"), default=-1)
     parts = [conversation[last_user].content] if last_user >= 0 else []
     for message in conversation[last_user + 1 :]:
-        if message.role == "tool":
+        if message.role == "tool" and results:
             parts.append(f"(result of {message.name or 'a tool'}: {message.content})")
     return "\n".join(parts) if parts else ""

@@ -18,10 +18,9 @@ always parse and validate. Then one of two things happens, chosen by the caller:
 from __future__ import annotations
 
 import itertools
-import threading
 import uuid
 from dataclasses import dataclass, field
-from typing import Any, Generator, Iterator, Sequence
+from typing import Any, Callable, Generator, Iterator, Sequence
 
 import torch
 
@@ -29,8 +28,10 @@ from .argument_mode import argument_messages
 from .chat_format import CALL_CLOSE, CALL_SEPARATOR, call_prefix
 from .conversation import Message, ToolCall
 from .executor import DEFAULT_TIMEOUT, run_call
+from .memo import memo
 from .processors import ToolChoice, sample
-from .tool import ArgumentsError, parse_arguments
+from .provenance import call_key, calls_made, untraceable
+from .tool import ArgumentsError, ToolSpec, parse_arguments
 from .toolkens import Toolkens
 
 _END_TOKENS = ("<|im_end|>", "<|endoftext|>", "<|eot_id|>", "<|end|>", "</s>")
@@ -39,28 +40,30 @@ _END_TOKENS = ("<|im_end|>", "<|endoftext|>", "<|eot_id|>", "<|end|>", "</s>")
 # ("<tool_response>\nSunny\n</tool_response>") is dropped from the visible text.
 CALL_MARKUP_STOPS = ("<tool_call>",)
 ECHOED_MARKUP = ("<tool_response>\n", "\n</tool_response>", "<tool_response>", "</tool_response>")
-# Tokens that open a JSON object: forbidden as a reply's first token right after a tool
-# result (DecodeConfig.json_echo_guard), computed once per tokenizer.
-_BRACE_OPENERS: dict[int, torch.Tensor] = {}
-_BRACE_LOCK = threading.Lock()
-
-
 def brace_openers(tokenizer: Any, vocab_size: int) -> torch.Tensor:
     """Ids of the tokens whose text, leading spaces aside, starts with ``{``.
 
-    Only tokens whose raw form holds ``{`` (or is a byte-fallback ``<0x..>``) are
-    decoded: decoding all of Qwen's 151k tokens took 1.35 s on the first reply after a
-    tool result, the candidates 0.14 s, with the same ids (SmolLM2 and Qwen checked).
+    Only tokens whose raw form can hold ``{`` (or a byte-fallback ``<0x..>``) are
+    decoded: decoding a whole 151k vocabulary costs a second on the first reply.
     """
-    with _BRACE_LOCK:
-        key = id(tokenizer)
-        if key not in _BRACE_OPENERS:
-            raw = tokenizer.convert_ids_to_tokens(list(range(vocab_size)))
-            candidates = [i for i, r in enumerate(raw) if r is not None and ("{" in r or r.startswith("<0x"))]
-            texts = tokenizer.batch_decode([[i] for i in candidates])
-            _BRACE_OPENERS[key] = torch.tensor([i for i, t in zip(candidates, texts) if t.lstrip().startswith("{")],
-                                               dtype=torch.long)
-        return _BRACE_OPENERS[key]
+    return memo(tokenizer, f"brace_openers:{vocab_size}", lambda: _tokens_where(
+        tokenizer, vocab_size, lambda raw: "{" in raw or raw.startswith("<0x"), lambda text: text.lstrip().startswith("{")))
+
+
+_BLANK_RAW = set(" \t\n\r\u0120\u010a\u0109\u010d\u2581")  # byte-level BPE and SentencePiece spellings of whitespace
+
+
+def blank_tokens(tokenizer: Any, vocab_size: int) -> torch.Tensor:
+    """Ids of the tokens whose text is whitespace only: a reply may not consist of them alone."""
+    return memo(tokenizer, f"blank_tokens:{vocab_size}", lambda: _tokens_where(
+        tokenizer, vocab_size, lambda raw: set(raw) <= _BLANK_RAW or raw.startswith("<0x"), lambda text: text != "" and not text.strip()))
+
+
+def _tokens_where(tokenizer: Any, vocab_size: int, raw_may: Callable[[str], bool], text_is: Callable[[str], bool]) -> torch.Tensor:
+    raw = tokenizer.convert_ids_to_tokens(list(range(min(vocab_size, len(tokenizer)))))
+    candidates = [i for i, r in enumerate(raw) if r is not None and raw_may(r)]
+    texts = tokenizer.batch_decode([[i] for i in candidates])
+    return torch.tensor([i for i, t in zip(candidates, texts) if text_is(t)], dtype=torch.long)
 
 
 def safe_prefix(text: str) -> str:
@@ -104,6 +107,14 @@ class DecodeConfig:
     json_echo_guard: bool = True
     tool_timeout: float = DEFAULT_TIMEOUT
     seed: int | None = None
+    calls_per_turn: int | None = None  # calls in one assistant turn; None: up to max_calls
+    # The whether-to-call probability a call needs (Toolkens.gate); None: the toolkens' own.
+    call_threshold: float | None = None
+    no_repeat_calls: bool = True  # an identical call is made once per request
+    # A reply may not be empty: the end token and whitespace cannot come before visible
+    # text (after a tool result a small model often ends at once). False: plain generation.
+    nonempty_reply: bool = True
+    trace_arguments: bool = True  # argument values must come from the conversation (provenance)
 
 
 # -- events ------------------------------------------------------------------------------
@@ -134,6 +145,15 @@ class CallFinished:
 
 
 @dataclass(frozen=True)
+class CallRefused:
+    """A toolken fired but its call was not made (see :mod:`toolken_agent.provenance`); decoding goes on."""
+
+    index: int
+    call: ToolCall
+    reason: str
+
+
+@dataclass(frozen=True)
 class ToolResult:
     call: ToolCall
     content: str
@@ -148,7 +168,8 @@ class Finished:
     messages: tuple[Message, ...] = ()  # the conversation after this request, calls and results included
 
 
-Event = TextChunk | CallStarted | ArgumentsChunk | CallFinished | ToolResult | Finished
+Event = TextChunk | CallStarted | ArgumentsChunk | CallFinished | CallRefused | ToolResult | Finished
+Confirm = Callable[[ToolCall, ToolSpec], bool]  # asked before an acting tool runs
 
 
 @dataclass
@@ -222,99 +243,135 @@ class Decoder:
 
     # -- the loop ----------------------------------------------------------------------
     def stream(self, messages: Sequence[Message], config: DecodeConfig = DecodeConfig(), *,
-               run_tools: bool = False) -> Iterator[Event]:
-        """Decode a reply to ``messages``; yields events, ending with :class:`Finished`."""
+               run_tools: bool = False, confirm: Confirm | None = None) -> Iterator[Event]:
+        """Decode a reply to ``messages``; yields events, ending with :class:`Finished`.
+
+        ``confirm`` is asked before a tool that is not declared ``read_only`` runs
+        (library mode only); a ``False`` answer gives the model an error result instead.
+        """
         messages = list(messages)
         names = self.toolkens.toolset.names
-        vocab = self.lm.vocab_size
-        choice = ToolChoice(config.tool_choice, vocab, names, config.max_calls, config.tool_bias, config.calls_anywhere)
-        generator = torch.Generator().manual_seed(config.seed) if config.seed is not None else None
+        choice = ToolChoice(config.tool_choice, self.lm.vocab_size, names, config.max_calls, config.tool_bias,
+                            config.calls_anywhere, prior_calls=len(calls_made(messages)),
+                            per_turn=config.calls_per_turn)
+        run = _Run(config, choice, torch.Generator().manual_seed(config.seed) if config.seed is not None else None,
+                   {call_key(c.name, c.args) for c in calls_made(messages)})
         state = _State()
         prompt = self.format.render(messages, add_generation_prompt=True).input_ids
         self._feed(state, prompt)
-        prompt_tokens, completion_tokens, text_budget = len(prompt), 0, config.max_new_tokens
-        call_counter = itertools.count()
-        stops = tuple(config.stop) + CALL_MARKUP_STOPS
-        holdback = max((len(s) for s in config.stop if s), default=1) - 1  # markup: see safe_prefix
+        run.prompt_tokens, run.text_budget = len(prompt), config.max_new_tokens
         while True:  # one assistant turn per iteration
-            choice.new_turn()
-            text_ids: list[int] = []
-            emitted = ""
-            calls: list[ToolCall] = []
-            failed: dict[str, str] = {}
-            reason = None
-            after_result = config.json_echo_guard and bool(messages) and messages[-1].role == "tool"
-            while reason is None:
-                logits = choice.process_logits(state.ids, self._joint_logits(state))
-                if after_result and not text_ids and not calls:
-                    logits = logits.index_fill(0, brace_openers(self.lm.tokenizer, vocab), float("-inf"))
-                token = sample(logits, temperature=config.temperature, top_p=config.top_p, generator=generator)
-                if token >= vocab:
-                    separate = bool(text_ids) and not emitted.endswith(("\n", " "))
-                    call, error, used = yield from self._call(
-                        state, messages, names[token - vocab], next(call_counter), first=not calls,
-                        separate=separate, config=config, generator=generator)
-                    choice.called(token - vocab)
-                    completion_tokens += 1 + used
-                    calls.append(call)
-                    if error is not None:
-                        failed[call.id] = error
-                    continue
-                if calls or token in self.end_ids:
-                    # After a call only another toolken continues the turn.
-                    reason = "tool_calls" if calls else "stop"
-                    break
-                text_ids.append(token)
-                choice.wrote_text()
-                completion_tokens += 1
-                text_budget -= 1
-                self._feed(state, [token])
-                text = visible_text(self.lm.tokenizer.decode(text_ids, skip_special_tokens=True), final=False)
-                stop_at = _find_stop(text, stops)
-                if stop_at is not None:
-                    text, reason = text[:stop_at], "stop"
-                elif text_budget <= 0:
-                    reason = "length"
-                # Hold back what could be the start of a stop string or of markup, and
-                # half characters; emit only what extends the text already sent.
-                if reason:
-                    break  # the flush below sends the rest
-                ready = visible_text(safe_prefix(text[: len(text) - holdback] if holdback else text), final=False)
-                if not ready.endswith("\ufffd") and len(ready) > len(emitted) and ready.startswith(emitted):
-                    yield TextChunk(ready[len(emitted):])
-                    emitted = ready
-            if text_ids:  # flush what was held back for stop strings
-                final = visible_text(self.lm.tokenizer.decode(text_ids, skip_special_tokens=True), final=False)
-                stop_at = _find_stop(final, stops)
-                final = visible_text(final if stop_at is None else final[:stop_at], final=True)
-                if len(final) > len(emitted) and final.startswith(emitted):
-                    yield TextChunk(final[len(emitted):])
-                    emitted = final
-            if reason != "tool_calls" or not run_tools:
-                messages.append(Message("assistant", emitted, tool_calls=tuple(calls)))
-                yield Finished(reason, prompt_tokens, completion_tokens, tuple(messages))
+            turn = yield from self._turn(state, messages, run)
+            messages.append(Message("assistant", turn.text, tool_calls=tuple(turn.calls)))
+            if turn.reason != "tool_calls" or not run_tools:
+                yield Finished(turn.reason, run.prompt_tokens, run.completion_tokens, tuple(messages))
                 return
-            messages.append(Message("assistant", emitted, tool_calls=tuple(calls)))
-            for call in calls:
-                if call.id in failed:
-                    outcome_text, is_error = f"Error: {failed[call.id]}", True
-                else:
-                    outcome = run_call(self.toolkens.toolset, call.name, call.args, timeout=config.tool_timeout)
-                    outcome_text, is_error = outcome.content, outcome.is_error
-                yield ToolResult(call, outcome_text, is_error)
-                messages.append(Message("tool", outcome_text, tool_call_id=call.id, name=call.name))
+            yield from self._run_calls(turn, messages, config, confirm)
             self._reset_to(state, self.format.render(messages, add_generation_prompt=True).input_ids)
 
-    def _call(self, state: _State, messages: Sequence[Message], name: str, index: int, *, first: bool,
-              separate: bool, config: DecodeConfig, generator: torch.Generator | None,
-              ) -> Generator[Event, None, tuple[ToolCall, str | None, int]]:
+    def _turn(self, state: _State, messages: Sequence[Message], run: "_Run") -> Generator[Event, None, "_Turn"]:
+        """One assistant turn: text, or calls (each made by a toolken), until the turn ends."""
+        config, choice, vocab = run.config, run.choice, self.lm.vocab_size
+        choice.new_turn()
+        turn = _Turn()
+        text = _TextStream(self.lm.tokenizer, tuple(config.stop))
+        after_result = bool(messages) and messages[-1].role == "tool"
+        while turn.reason is None:
+            logits = self._joint_logits(state)
+            gate = self._gate(state, logits, choice, config) if choice.tools_open() else None
+            logits = choice.process_logits(state.ids, logits, gate=gate)
+            if not turn.calls and (config.nonempty_reply or (after_result and config.json_echo_guard)) \
+                    and not text.visible.strip():
+                logits = self._reply_start_guard(logits, blank=config.nonempty_reply,
+                                                 brace=after_result and config.json_echo_guard)
+            token = sample(logits, temperature=config.temperature, top_p=config.top_p, generator=run.generator)
+            if token >= vocab:
+                tool = token - vocab
+                separate = bool(text.ids) and not text.emitted.endswith(("\n", " "))
+                call, error, used = yield from self._call(
+                    state, messages, names_of(self.toolkens)[tool], run, first=not turn.calls, separate=separate)
+                run.completion_tokens += 1 + used
+                if error is _REFUSED:
+                    choice.refused(tool)
+                    continue
+                choice.called(tool)
+                run.seen.add(call_key(call.name, call.args))
+                turn.calls.append(call)
+                if error is not None:
+                    turn.failed[call.id] = error
+                continue
+            if turn.calls or token in self.end_ids:
+                # After a call only another toolken continues the turn.
+                turn.reason = "tool_calls" if turn.calls else "stop"
+                break
+            choice.wrote_text()
+            run.completion_tokens += 1
+            run.text_budget -= 1
+            self._feed(state, [token])
+            chunk = text.add(token)
+            if text.stopped:
+                turn.reason = "stop"
+            elif run.text_budget <= 0:
+                turn.reason = "length"
+            if chunk and turn.reason is None:
+                yield TextChunk(chunk)
+        rest = text.flush()
+        if rest:
+            yield TextChunk(rest)
+        turn.text = text.emitted
+        return turn
+
+    def _gate(self, state: _State, logits: torch.Tensor, choice: ToolChoice, config: DecodeConfig) -> bool | None:
+        """The separate whether-to-call decision at this step, when the toolkens have a gate."""
+        gate = self.toolkens.gate
+        if gate is None or choice.forced or choice.choice != "auto":
+            return None
+        threshold = config.call_threshold if config.call_threshold is not None else gate.threshold
+        vocab = self.lm.vocab_size
+        probability = gate.probability(state.hidden, logits[vocab:] + config.tool_bias, logits[:vocab].max())
+        return bool(probability >= threshold)
+
+    def _reply_start_guard(self, logits: torch.Tensor, *, blank: bool, brace: bool) -> torch.Tensor:
+        """Before any visible text: with ``blank``, neither the end token nor whitespace
+        (no empty reply); with ``brace``, no ``{`` (right after a tool result, an echo of
+        the call as JSON)."""
+        logits = logits.clone()
+        if blank:
+            logits[sorted(self.end_ids)] = float("-inf")
+            logits[blank_tokens(self.lm.tokenizer, self.lm.vocab_size)] = float("-inf")
+        if brace:
+            logits[brace_openers(self.lm.tokenizer, self.lm.vocab_size)] = float("-inf")
+        return logits
+
+    def _run_calls(self, turn: "_Turn", messages: list[Message], config: DecodeConfig,
+                   confirm: Confirm | None) -> Iterator[Event]:
+        """Run the turn's calls through the registry and append their results to ``messages``."""
+        for call in turn.calls:
+            spec = self.toolkens.toolset.get(call.name) if call.name in self.toolkens.toolset.names else None
+            if call.id in turn.failed:
+                outcome_text, is_error = f"Error: {turn.failed[call.id]}", True
+            elif confirm is not None and spec is not None and spec.read_only is not True and not confirm(call, spec):
+                outcome_text, is_error = "Error: the user declined to run this tool", True
+            else:
+                outcome = run_call(self.toolkens.toolset, call.name, call.args, timeout=config.tool_timeout)
+                outcome_text, is_error = outcome.content, outcome.is_error
+            yield ToolResult(call, outcome_text, is_error)
+            messages.append(Message("tool", outcome_text, tool_call_id=call.id, name=call.name))
+
+    def _call(self, state: _State, messages: Sequence[Message], name: str, run: "_Run", *, first: bool,
+              separate: bool) -> Generator[Event, None, tuple[ToolCall, str | None, int]]:
         """The toolken for ``name`` fired: write its arguments under its schema.
 
         Returns the call, an error message if the arguments are incomplete (the
-        argument budget ran out), and the number of argument tokens.
+        argument budget ran out), or :data:`_REFUSED` if the call may not be made (a
+        repeat of one already made for this request, or values from nowhere in the
+        conversation: :mod:`toolken_agent.provenance`), and the number of argument tokens.
+        A refused call leaves the main context untouched.
         """
+        config = run.config
         spec = self.toolkens.toolset.get(name)
         call_id = f"call_{uuid.uuid4().hex[:24]}"
+        index = run.next_index()
         yield CallStarted(index, call_id, name)
         # Argument mode: a separate short prompt with the tool's demonstrations.
         arg_state = _State()
@@ -324,7 +381,7 @@ class Decoder:
         emitted = ""
         while not constraint.done and len(arg_ids) < config.max_argument_tokens:
             logits = constraint.process_logits(self.lm.step_logits(arg_state.hidden))
-            token = sample(logits, temperature=config.temperature, top_p=config.top_p, generator=generator)
+            token = sample(logits, temperature=config.temperature, top_p=config.top_p, generator=run.generator)
             constraint.advance(token)
             arg_ids.append(token)
             if not constraint.done:
@@ -333,20 +390,106 @@ class Decoder:
             if not text.endswith("\ufffd") and len(text) > len(emitted):
                 yield ArgumentsChunk(index, text[len(emitted):])
                 emitted = text
-        # The main context reads the whole call, as in training: prefix, arguments, close.
-        prefix = self.format.encode_text((CALL_SEPARATOR if separate else "") + call_prefix(name, first=first))
-        self._feed(state, prefix + arg_ids + self.format.encode_text(CALL_CLOSE))
         text = self.lm.tokenizer.decode(arg_ids)
         try:
             args = parse_arguments(spec, text)
         except ArgumentsError as exc:
-            message = f"arguments incomplete or invalid ({exc}): {text[:200]}"
+            args, problem = None, f"arguments incomplete or invalid ({exc}): {text[:200]}"
+        if args is not None:
+            refusal = ("the same call was already made for this request"
+                       if call_key(name, args) in run.seen and config.no_repeat_calls else
+                       untraceable(spec, args, messages) if config.trace_arguments else None)
+            if refusal is not None:
+                yield CallRefused(index, ToolCall(name, args, call_id), refusal)
+                return ToolCall(name, args, call_id), _REFUSED, len(arg_ids)
+        # The main context reads the whole call, as in training: prefix, arguments, close.
+        prefix = self.format.encode_text((CALL_SEPARATOR if separate else "") + call_prefix(name, first=first))
+        self._feed(state, prefix + arg_ids + self.format.encode_text(CALL_CLOSE))
+        if args is None:
             call = ToolCall(name, {}, call_id)
-            yield CallFinished(index, call, error=message, raw_arguments=text)
-            return call, message, len(arg_ids)
+            yield CallFinished(index, call, error=problem, raw_arguments=text)
+            return call, problem, len(arg_ids)
         call = ToolCall(name, args, call_id)
         yield CallFinished(index, call, raw_arguments=text)
         return call, None, len(arg_ids)
+
+
+_REFUSED = "refused"  # sentinel error: the call was not made
+
+
+def names_of(toolkens: Toolkens) -> list[str]:
+    return toolkens.toolset.names
+
+
+@dataclass
+class _Run:
+    """What one request's turns share: settings, the tool-choice state, counters."""
+
+    config: DecodeConfig
+    choice: ToolChoice
+    generator: torch.Generator | None
+    seen: set[str]  # call_key of every call made for this request
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    text_budget: int = 0
+    _index: Iterator[int] = field(default_factory=itertools.count)
+
+    def next_index(self) -> int:
+        return next(self._index)
+
+
+@dataclass
+class _Turn:
+    text: str = ""
+    calls: list[ToolCall] = field(default_factory=list)
+    failed: dict[str, str] = field(default_factory=dict)  # call id -> why its arguments are unusable
+    reason: str | None = None
+
+
+class _TextStream:
+    """A turn's text as it grows: stop strings, echoed markup and half characters held back.
+
+    Only text that can no longer change is emitted: a trailing prefix of a stop string
+    or of markup waits for the next tokens, and so does a partial UTF-8 character.
+    """
+
+    def __init__(self, tokenizer: Any, stop: tuple[str, ...]):
+        self.tokenizer = tokenizer
+        self.stops = stop + CALL_MARKUP_STOPS
+        self.holdback = max((len(s) for s in stop if s), default=1) - 1  # markup: see safe_prefix
+        self.ids: list[int] = []
+        self.emitted = ""
+        self.stopped = False
+
+    @property
+    def visible(self) -> str:
+        return visible_text(self.tokenizer.decode(self.ids, skip_special_tokens=True), final=False)
+
+    def add(self, token: int) -> str:
+        """Take ``token``; return the text that became safe to show."""
+        self.ids.append(token)
+        text = self.visible
+        stop_at = _find_stop(text, self.stops)
+        if stop_at is not None:
+            self.stopped = True
+            return ""
+        ready = visible_text(safe_prefix(text[: len(text) - self.holdback] if self.holdback else text), final=False)
+        if not ready.endswith("\ufffd") and len(ready) > len(self.emitted) and ready.startswith(self.emitted):
+            chunk, self.emitted = ready[len(self.emitted):], ready
+            return chunk
+        return ""
+
+    def flush(self) -> str:
+        """At the end of the turn: what was held back, up to the first stop string."""
+        if not self.ids:
+            return ""
+        final = self.visible
+        stop_at = _find_stop(final, self.stops)
+        final = visible_text(final if stop_at is None else final[:stop_at], final=True)
+        if len(final) > len(self.emitted) and final.startswith(self.emitted):
+            chunk, self.emitted = final[len(self.emitted):], final
+            return chunk
+        return ""
 
 
 def _find_stop(text: str, stops: Sequence[str]) -> int | None:

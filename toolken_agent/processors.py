@@ -25,7 +25,13 @@ NEG_INF = float("-inf")
 
 @dataclass
 class ToolChoice:
-    """Masks the joint logits according to ``choice``; tracks calls made so far."""
+    """Masks the joint logits according to ``choice``; tracks the calls of one request.
+
+    ``max_calls`` bounds the calls of one request (everything after the user's last
+    message, so an agent loop that sends results back is bounded too); ``prior_calls``
+    is how many of them the history already holds. ``per_turn`` bounds the calls of one
+    assistant turn (LangChain's ``parallel_tool_calls``); ``None`` leaves only ``max_calls``.
+    """
 
     choice: str
     vocab_size: int
@@ -33,55 +39,88 @@ class ToolChoice:
     max_calls: int = 4
     tool_bias: float = 0.0
     anywhere: bool = False  # False: toolkens compete only where a call may start (see below)
+    prior_calls: int = 0
+    per_turn: int | None = None
     calls_made: int = field(default=0, init=False)
+    turn_calls: int = field(default=0, init=False)
     at_decision: bool = field(default=True, init=False)
     last_tool: int | None = field(default=None, init=False)
+    banned: set[int] = field(default_factory=set, init=False)  # toolkens refused at this decision point
 
     def __post_init__(self) -> None:
         self.choice = {"any": "required", None: "auto"}.get(self.choice, self.choice)
         if self.choice not in ("auto", "none", "required") and self.choice not in self.tool_names:
             raise ToolkenError(f"tool_choice {self.choice!r} is not auto, none, required, or a bound tool's name")
+        self.calls_made = self.prior_calls
 
-    def process_logits(self, input_ids: Sequence[int], logits: torch.Tensor) -> torch.Tensor:
+    @property
+    def forced(self) -> bool:
+        """Whether this decision must be a call (``required`` or a tool's name, before the first call)."""
+        return self.choice != "auto" and self.choice != "none" and self.calls_made == self.prior_calls
+
+    def tools_open(self) -> bool:
+        """Whether any toolken may fire at this step."""
+        if self.choice == "none" or self.calls_made >= self.max_calls or not self.tool_names:
+            return False
+        if self.per_turn is not None and self.turn_calls >= self.per_turn:
+            return False
+        if not self.forced and self.choice != "auto" and self.choice != "required":
+            return False  # a named tool: one call
+        return self.anywhere or self.at_decision
+
+    def process_logits(self, input_ids: Sequence[int], logits: torch.Tensor, *, gate: bool | None = None) -> torch.Tensor:
         """``logits`` ``(V + n_tools,)`` -> masked copy; ``input_ids`` is the context so far.
 
         Unless ``anywhere``, a call may start only at a decision point: the first
-        token of an assistant turn, or right after a call. Mid-sentence firing is where
-        small models misfire (measured: FINDINGS.md), and chat agents call there anyway.
-        The tool just called cannot fire again at once (a repeat loop otherwise).
+        token of an assistant turn, or right after a call, where chat agents call;
+        mid-sentence is where small models misfire. The tool just called cannot fire
+        again at once, nor a toolken whose call was refused at this point (``banned``).
+        ``gate`` is a separate whether-to-call decision (:mod:`toolken_agent.gate`):
+        ``False`` keeps the toolkens out, ``True`` makes this step a call; ``None``
+        lets toolkens and words compete on their logits.
         """
         logits = logits.clone()
         tools = logits[self.vocab_size :]
         tools += self.tool_bias
-        if self.last_tool is not None and len(tools):
-            tools[self.last_tool] = NEG_INF
-        if (self.choice == "none" or self.calls_made >= self.max_calls or not len(tools)
-                or (not self.anywhere and not self.at_decision)):
+        for k in self.banned | ({self.last_tool} if self.last_tool is not None else set()):
+            tools[k] = NEG_INF
+        open_ = self.tools_open() and bool(torch.isfinite(tools).any())
+        if not open_:
             tools.fill_(NEG_INF)
-        elif self.choice == "required" and self.calls_made == 0:
+            return logits
+        if self.forced:
             logits[: self.vocab_size] = NEG_INF
-        elif self.choice not in ("auto", "required"):
-            if self.calls_made == 0:
-                logits[: self.vocab_size] = NEG_INF
+            if self.choice != "required":
                 keep = self.tool_names.index(self.choice)
                 mask = torch.ones_like(tools, dtype=torch.bool)
                 mask[keep] = False
                 tools[mask] = NEG_INF
-            else:
-                tools.fill_(NEG_INF)
+        elif gate is False:
+            tools.fill_(NEG_INF)
+        elif gate is True:
+            logits[: self.vocab_size] = NEG_INF
         return logits
 
     def called(self, tool: int) -> None:
         self.calls_made += 1
+        self.turn_calls += 1
         self.last_tool = tool
         self.at_decision = True
+        self.banned = set()
+
+    def refused(self, tool: int) -> None:
+        """The call ``tool``'s toolken started was refused (a repeat, say): decide again without it."""
+        self.banned.add(tool)
 
     def wrote_text(self) -> None:
         self.at_decision = False
+        self.banned = set()
 
     def new_turn(self) -> None:
         self.at_decision = True
         self.last_tool = None
+        self.turn_calls = 0
+        self.banned = set()
 
 
 def sample(logits: torch.Tensor, *, temperature: float = 0.0, top_p: float = 1.0,

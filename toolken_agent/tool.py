@@ -58,7 +58,10 @@ class ToolSpec:
 
     ``parameters`` is a JSON schema of ``type: object``; ``func`` is called with the
     validated arguments as keywords (``None`` for a schema-only tool, such as one bound
-    for structured output).
+    for structured output). ``read_only`` is the tool's declared side-effect level:
+    ``True`` for a tool that only reads or computes (safe to run while synthesizing
+    training data, run without asking), ``False`` for one that acts (sends, writes,
+    deletes), ``None`` when undeclared, which is treated as acting.
     """
 
     name: str
@@ -67,6 +70,7 @@ class ToolSpec:
     func: Callable[..., Any] | None = field(default=None, compare=False, repr=False)
     examples: tuple[ToolExample, ...] = ()
     args_model: type[pydantic.BaseModel] | None = field(default=None, compare=False, repr=False)
+    read_only: bool | None = field(default=None, compare=False)
 
     def __post_init__(self) -> None:
         if not _NAME_RE.match(self.name):
@@ -160,6 +164,7 @@ class Tool:
 
     name: ClassVar[str | None] = None
     examples: ClassVar[Sequence[ToolExample | tuple[str, Mapping[str, Any]]]] = ()
+    read_only: ClassVar[bool | None] = None  # True: only reads or computes; False: acts; None: undeclared
 
     def run(self, **kwargs: Any) -> Any:  # pragma: no cover - always overridden
         raise NotImplementedError
@@ -181,6 +186,7 @@ class Tool:
             func=self.run,
             examples=tuple(_as_example(e) for e in cls.examples),
             args_model=model,
+            read_only=cls.read_only,
         )
 
 
@@ -263,7 +269,8 @@ def function_spec(func: Callable[..., Any], name: str | None = None) -> ToolSpec
     tool_name = name or func.__name__
     model = args_model_from_signature(func, f"{tool_name}_args", arg_docs)
     examples = tuple(_as_example(e) for e in getattr(func, "examples", ()))
-    return ToolSpec(tool_name, description, json_schema(model), func, examples, model)
+    return ToolSpec(tool_name, description, json_schema(model), func, examples, model,
+                    read_only=declared_read_only(getattr(func, "__dict__", {})))
 
 
 def langchain_spec(tool: Any) -> ToolSpec:
@@ -272,13 +279,31 @@ def langchain_spec(tool: Any) -> ToolSpec:
 
     function = convert_to_openai_tool(tool)["function"]
     examples = tuple(_as_example(e) for e in (tool.metadata or {}).get("examples", ()))
+    # @tool keeps the whole docstring as the description; its Args: section is the
+    # schema's business and would only dilute the prior embedding built from the text.
+    description = split_docstring(function.get("description") or "")[0] or function.get("description") or ""
     return ToolSpec(
         name=function["name"],
-        description=function.get("description") or "",
+        description=description,
         parameters=function.get("parameters") or {"type": "object", "properties": {}},
         func=lambda **kwargs: tool.invoke(kwargs),
         examples=examples,
+        read_only=declared_read_only(tool.metadata or {}),
     )
+
+
+def declared_read_only(metadata: Mapping[str, Any]) -> bool | None:
+    """The side-effect level a tool declares in its metadata, if any.
+
+    ``read_only`` is ours (``@tool`` users set ``my_tool.metadata = {"read_only": True}``,
+    a function sets ``func.read_only = True``); ``readOnlyHint`` is the Model Context
+    Protocol's tool annotation, which MCP adapters copy into a LangChain tool's metadata.
+    """
+    for key in ("read_only", "readOnlyHint"):
+        value = metadata.get(key)
+        if isinstance(value, bool):
+            return value
+    return None
 
 
 def schema_spec(obj: Any) -> ToolSpec:

@@ -265,7 +265,13 @@ def _ln(frac: Fraction) -> float:
 # ----------------------------------------------------------------------------- tools
 
 
-class Add(Tool):
+class _Pure(Tool):
+    """Base of the math tools: they only compute, so they run without asking."""
+
+    read_only = True
+
+
+class Add(_Pure):
     """Add two or more numbers together and return their sum (addition, plus, total).
 
     Args:
@@ -298,7 +304,7 @@ class Add(Tool):
         return _finish(sum(_numbers(numbers), Fraction(0)))
 
 
-class Subtract(Tool):
+class Subtract(_Pure):
     """Subtract one number from another and return the difference (minus, take away).
 
     Args:
@@ -328,7 +334,7 @@ class Subtract(Tool):
         return _finish(_exact(a, "a") - _exact(b, "b"))
 
 
-class Multiply(Tool):
+class Multiply(_Pure):
     """Multiply two or more numbers together and return their product (times).
 
     Args:
@@ -369,7 +375,7 @@ class Multiply(Tool):
         return _finish(product)
 
 
-class Divide(Tool):
+class Divide(_Pure):
     """Divide one number by another and return the quotient.
 
     Args:
@@ -402,7 +408,7 @@ class Divide(Tool):
         return _finish(_exact(a, "a") / divisor)
 
 
-class Power(Tool):
+class Power(_Pure):
     """Raise a number to a power (exponentiation) and return the result.
 
     Args:
@@ -483,7 +489,7 @@ class Power(Tool):
         return _round(sign * value)
 
 
-class Sqrt(Tool):
+class Sqrt(_Pure):
     """Compute the square root of a number.
 
     Args:
@@ -522,7 +528,7 @@ class Sqrt(Tool):
         return _round(math.exp(_ln(value) / 2))
 
 
-class Log(Tool):
+class Log(_Pure):
     """Compute the logarithm of a number, in base 10 unless another base is given.
 
     Args:
@@ -559,7 +565,7 @@ class Log(Tool):
         return _round(approx)
 
 
-class Ln(Tool):
+class Ln(_Pure):
     """Compute the natural logarithm (the logarithm to base e) of a number.
 
     Args:
@@ -590,7 +596,7 @@ class Ln(Tool):
         return _round(_ln(value))
 
 
-class Lcm(Tool):
+class Lcm(_Pure):
     """Find the least common multiple of two or more whole numbers.
 
     Args:
@@ -624,7 +630,7 @@ class Lcm(Tool):
         return result
 
 
-class Gcd(Tool):
+class Gcd(_Pure):
     """Find the greatest common divisor (highest common factor) of two or more whole numbers.
 
     Args:
@@ -654,7 +660,7 @@ class Gcd(Tool):
         return math.gcd(*values)
 
 
-class Remainder(Tool):
+class Remainder(_Pure):
     """Divide one number by another and return the remainder (modulo).
 
     Args:
@@ -704,7 +710,7 @@ def _digits_estimate(log_value: float) -> float:
     return log_value / math.log(10)
 
 
-class Choose(Tool):
+class Choose(_Pure):
     """Count the ways to choose k items out of n when order does not matter (combinations, n choose k).
 
     Args:
@@ -743,7 +749,7 @@ class Choose(Tool):
         return math.comb(n_int, k_int)
 
 
-class Permutate(Tool):
+class Permutate(_Pure):
     """Count the ordered arrangements of k items taken from n (permutations, where order matters).
 
     Args:
