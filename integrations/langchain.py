@@ -45,7 +45,6 @@ from __future__ import annotations
 
 import json
 import threading
-import warnings
 from typing import Any, Callable, Iterator, Literal, Sequence
 
 import torch
@@ -65,80 +64,32 @@ from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResu
 from langchain_core.runnables import Runnable
 from pydantic import Field
 
-from ..calibration import zero_shot_bias
 from ..checkpoint import check_model, load_checkpoint
 from ..conversation import Message, ToolCall, content_text
-from ..data import with_demos
 from ..decoding import CallFinished, Decoder, DecodeConfig, Finished, TextChunk
 from ..executor import DEFAULT_TIMEOUT, run_tool
-from ..head import ToolkenHead
 from ..model import FrozenLM, load_model
-from ..priors import DEFAULT_PRIOR, build_priors
 from ..tool import ToolSpec, to_spec
 from ..toolkens import Toolkens
 from ..toolset import Toolset
 
 
 class _Runtime:
-    """What instances with the same model and checkpoint share: the LM, rows, grammar."""
+    """What instances with the same model and checkpoint share: the LM, the trained rows, the grammar."""
 
     def __init__(self, model: str | None, dtype: str, toolkens: str | None):
         from ..arguments import ArgumentGrammar
 
         self.lm: FrozenLM = load_model(model, dtype=dtype)
-        # name -> (row, bias, fingerprint, prior row, prior bias): the last two for the checkpoint's mix
-        self.trained: dict[str, tuple[torch.Tensor, float, str, torch.Tensor, float]] = {}
-        self.mix = 1.0
-        self.prior = DEFAULT_PRIOR
-        self.demos: dict[str, list[dict]] = {}
-        if toolkens is not None:
-            head, config = load_checkpoint(toolkens)
-            self.demos = config.demos
-            check_model(config, self.lm.fingerprint, self.lm.hidden_size, where=toolkens)
-            self.prior = config.prior
-            self.mix = head.mix
-            for i, tool in enumerate(config.tools):
-                bias = float(head.bias[i].detach()) if head.bias is not None else 0.0
-                prior_bias = float(head.prior_bias[i]) if head.bias is not None else 0.0
-                self.trained[tool["name"]] = (head.weight[i].detach().clone(), bias, tool["fingerprint"],
-                                              head.prior[i].clone(), prior_bias)
-        self.zero_shot: dict[str, tuple[torch.Tensor, float]] = {}
+        self.where = toolkens or ""
+        self.trained = load_checkpoint(toolkens) if toolkens is not None else None
+        if self.trained is not None:
+            check_model(self.trained[1], self.lm.fingerprint, self.lm.hidden_size, where=self.where)
         self.grammar = ArgumentGrammar(self.lm.tokenizer, self.lm.vocab_size)
-        self.lock = threading.Lock()
 
     def toolkens(self, specs: Sequence[ToolSpec]) -> Toolkens:
-        """A head over ``specs``: trained rows where the checkpoint has them, else zero-shot."""
-        rows, biases, priors, prior_biases = [], [], [], []
-        with self.lock:
-            for spec in specs:
-                if spec.name in self.trained:
-                    row, bias, fingerprint, prior, prior_bias = self.trained[spec.name]
-                    if fingerprint != spec.fingerprint:
-                        warnings.warn(f"tool {spec.name!r} changed since its toolken was trained; using the trained row",
-                                      stacklevel=3)
-                else:
-                    row, bias = self._zero_shot(spec)
-                    prior, prior_bias = row, bias  # untrained: both ends of the mix are the zero-shot toolken
-                rows.append(row)
-                biases.append(bias)
-                priors.append(prior)
-                prior_biases.append(prior_bias)
-        d = self.lm.hidden_size
-        head = ToolkenHead(torch.stack(priors) if priors else torch.zeros(0, d), bias=True, mix=self.mix)
-        with torch.no_grad():
-            if rows:
-                head.weight.copy_(torch.stack(rows))
-            head.bias.copy_(torch.tensor(biases, dtype=torch.float32))
-            head.prior_bias.copy_(torch.tensor(prior_biases, dtype=torch.float32))
-        toolset = with_demos(Toolset(tuple(specs), "bound tools"), self.demos)
-        return Toolkens(self.lm, toolset, head, prior=self.prior)
-
-    def _zero_shot(self, spec: ToolSpec) -> tuple[torch.Tensor, float]:
-        key = spec.fingerprint
-        if key not in self.zero_shot:
-            row = build_priors(self.lm, [spec], self.prior if self.prior != "random" else DEFAULT_PRIOR)[0]
-            self.zero_shot[key] = (row, float(zero_shot_bias(self.lm, row[None])[0]))
-        return self.zero_shot[key]
+        """A head over ``specs``: trained rows where the checkpoint has them, else zero-shot (:meth:`Toolkens.bind`)."""
+        return Toolkens.bind(self.lm, Toolset(tuple(specs), "bound tools"), self.trained, where=self.where)
 
 
 _RUNTIMES: dict[tuple, _Runtime] = {}
@@ -166,7 +117,12 @@ class ChatToolken(BaseChatModel):
     tool_bias: float = 0.0
     """Added to every toolken logit: higher fires tools more readily."""
     max_calls: int = 1
-    """Calls in one reply; binding with ``parallel_tool_calls=True`` allows up to 4."""
+    """Calls in one reply (AIMessage); binding with ``parallel_tool_calls=True`` allows up to 4."""
+    max_hops: int = 4
+    """Calls for one user request across the agent loop; past it the model answers in words."""
+    call_threshold: float | None = None
+    """Probability a call needs from the checkpoint's whether-to-call gate (lower calls more
+    readily); ``None``: the threshold chosen at training for its false-positive target."""
     tool_timeout: float = 30.0
     dtype: str = "auto"
     seed: int | None = None
@@ -181,8 +137,11 @@ class ChatToolken(BaseChatModel):
 
     @property
     def _identifying_params(self) -> dict[str, Any]:
+        """Every setting that changes the output: LangChain's cache keys on these."""
         return {"model": self.model or "default", "toolkens": self.toolkens, "temperature": self.temperature,
-                "max_tokens": self.max_tokens}
+                "max_tokens": self.max_tokens, "stop": self.stop, "tool_bias": self.tool_bias, "seed": self.seed,
+                "dtype": self.dtype, "max_calls": self.max_calls, "max_hops": self.max_hops,
+                "call_threshold": self.call_threshold}
 
     def _get_ls_params(self, stop: list[str] | None = None, **kwargs: Any):
         params = super()._get_ls_params(stop=stop, **kwargs)
@@ -212,7 +171,9 @@ class ChatToolken(BaseChatModel):
             temperature=kwargs.get("temperature", self.temperature),
             stop=tuple(stop or self.stop or ()),
             tool_choice=kwargs.get("tool_choice") or "auto",
-            max_calls=max(self.max_calls, 4) if kwargs.get("parallel_tool_calls") else self.max_calls,
+            max_calls=self.max_hops,
+            calls_per_turn=max(self.max_calls, 4) if kwargs.get("parallel_tool_calls") else self.max_calls,
+            call_threshold=self.call_threshold,
             tool_bias=self.tool_bias,
             tool_timeout=self.tool_timeout,
             seed=self.seed,

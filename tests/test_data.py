@@ -7,7 +7,8 @@ import json
 import pytest
 
 from toolken_agent.conversation import Conversation, Message
-from toolken_agent.data import NEGATIVE_EXAMPLES, answers_without_tools, example_conversations, load_jsonl, split_holdout, with_built_in_negatives
+from toolken_agent.augment import with_built_in_negatives
+from toolken_agent.data import NEGATIVE_EXAMPLES, answers_without_tools, example_conversations, load_jsonl, split_holdout
 from toolken_agent.errors import DataError
 
 

@@ -384,10 +384,11 @@ def test_an_added_or_renamed_tool_is_refused(saved, tiny_lm, small_toolset):
         Toolkens.load(path, make_toolset(renamed), lm=tiny_lm)
 
 
-def test_chat_toolken_warns_when_a_bound_tool_changed_since_training(saved, tiny_model_dir):
+def test_chat_toolken_refuses_a_bound_tool_changed_since_training_as_the_cli_does(saved, tiny_model_dir):
     from langchain_core.tools import tool
 
     from toolken_agent import ChatToolken
+    from toolken_agent.errors import CheckpointError
 
     _, path = saved
 
@@ -397,10 +398,8 @@ def test_chat_toolken_warns_when_a_bound_tool_changed_since_training(saved, tiny
         return a + b
 
     llm = ChatToolken(model=str(tiny_model_dir), toolkens=str(path), dtype="float32", max_tokens=2)
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
+    with pytest.raises(CheckpointError, match="tool 'add' changed since .* was trained"):
         llm.bind_tools([add]).invoke("hello")
-    assert any("tool 'add' changed since its toolken was trained" in str(w.message) for w in caught)
 
 
 # -- no pickle -------------------------------------------------------------------------

@@ -15,6 +15,7 @@ import time
 from typing import Any
 
 import pytest
+import torch
 from langchain_core.messages import AIMessage
 from langchain_core.tools import tool
 
@@ -67,8 +68,10 @@ def shared_state_digest(llm: ChatToolken) -> str:
     tensors = list(runtime.lm.model.state_dict().items())
     if runtime.lm._lm_head_fp32 is not None:
         tensors.append(("lm_head_fp32", runtime.lm._lm_head_fp32))
-    tensors += [(f"zero_shot/{k}", row) for k, (row, _) in sorted(runtime.zero_shot.items())]
-    tensors += [(f"trained/{k}", row) for k, (row, _, _) in sorted(runtime.trained.items())]
+    memo = runtime.lm.__dict__.get("_toolken_memo", {})  # zero-shot rows, probes, calibration (toolken_agent.memo)
+    tensors += [(f"memo/{k}", v) for k, v in sorted(memo.items()) if isinstance(v, torch.Tensor)]
+    if runtime.trained is not None:
+        tensors += [(f"trained/{k}", v) for k, v in runtime.trained[0].state_dict().items()]
     for name, tensor in tensors:
         h.update(name.encode())
         h.update(tensor.detach().float().contiguous().cpu().numpy().tobytes())

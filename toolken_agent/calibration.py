@@ -11,7 +11,6 @@ closest to winning. A request about the tool's subject then lifts it over the li
 
 from __future__ import annotations
 
-import threading
 from typing import Sequence
 
 import torch
@@ -20,12 +19,13 @@ from .chat_format import ChatFormat
 from .conversation import Message
 from .data import NEGATIVE_EXAMPLES
 from .features import Features
+from .head import ToolkenHead
+from .memo import memo
 from .model import FrozenLM
+from .priors import DEFAULT_PRIOR, build_priors
+from .tool import ToolSpec
 
 MARGIN = 0.5  # logits below the closest negative; small, so related requests still fire
-
-_DECISIONS: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
-_LOCK = threading.Lock()
 
 
 @torch.inference_mode()
@@ -43,10 +43,7 @@ def reply_start_decisions(lm: FrozenLM, requests: Sequence[str]) -> tuple[torch.
 
 def negative_decisions(lm: FrozenLM) -> tuple[torch.Tensor, torch.Tensor]:
     """:func:`reply_start_decisions` for the built-in negatives, computed once per loaded model."""
-    with _LOCK:
-        if id(lm) not in _DECISIONS:
-            _DECISIONS[id(lm)] = reply_start_decisions(lm, [prompt for prompt, _ in NEGATIVE_EXAMPLES])
-        return _DECISIONS[id(lm)]
+    return memo(lm, "negative_decisions", lambda: reply_start_decisions(lm, [prompt for prompt, _ in NEGATIVE_EXAMPLES]))
 
 
 def as_no_call_features(lm: FrozenLM, hidden: torch.Tensor, best: torch.Tensor) -> Features:
@@ -64,3 +61,40 @@ def zero_shot_bias(lm: FrozenLM, rows: torch.Tensor, *, margin: float = MARGIN) 
     hidden, best = negative_decisions(lm)
     gap = rows.detach().float() @ hidden.T - best[None, :]  # (n, m): toolken minus best word
     return -(gap.max(dim=1).values + margin)
+
+
+def probe_request(spec: ToolSpec) -> str:
+    """A request plainly about ``spec``: its description's first line, as a user would ask it."""
+    return spec.description.strip().splitlines()[0]
+
+
+def zero_shot_head(lm: FrozenLM, specs: Sequence[ToolSpec], *, prior: str = DEFAULT_PRIOR) -> ToolkenHead:
+    """Toolkens for tools bound without training: *whether* calibrated, *which* standardized.
+
+    Whether: each row's bias keeps it below the best word on every built-in no-tool
+    request (:func:`zero_shot_bias`); the head's margin then fires on requests clearly
+    about a tool. Which: prior rows score on different scales, and a row that scores
+    high everywhere (a hub) wins requests meant for other tools. The choice therefore
+    ranks tools by their standardized score, ``(s_k(h) - mean_k) / std_k``, with the
+    mean and spread of each row taken over reference requests: the no-tool requests and
+    one plain request per bound tool (:func:`probe_request`). That is ``mix = 0`` with
+    the standardized rows as the head's other end (:class:`~toolken_agent.head.ToolkenHead`).
+    """
+    if not specs:
+        return ToolkenHead(torch.zeros(0, lm.hidden_size), bias=True)
+    rows = torch.stack([memo(lm, f"zero_shot_row:{prior}:{s.fingerprint}",
+                             lambda s=s: build_priors(lm, [s], prior if prior != "random" else DEFAULT_PRIOR)[0])
+                        for s in specs])  # (n, d)
+    head = ToolkenHead(rows, bias=True)
+    with torch.no_grad():
+        head.bias.copy_(zero_shot_bias(lm, rows))
+    probes = torch.stack([memo(lm, f"probe:{s.fingerprint}", lambda s=s: reply_start_decisions(lm, [probe_request(s)])[0][0])
+                          for s in specs])  # (n, d)
+    reference = torch.cat([negative_decisions(lm)[0], probes])  # (m, d)
+    scores = reference @ rows.T  # (m, n)
+    mean, std = scores.mean(dim=0), scores.std(dim=0).clamp(min=1e-4)
+    with torch.no_grad():
+        head.prior.copy_(rows / std[:, None])
+        head.prior_bias.copy_(-mean / std)
+    head.mix = 0.0
+    return head

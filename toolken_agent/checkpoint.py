@@ -39,6 +39,7 @@ from typing_extensions import TypedDict
 
 from .atomic import clean_stale, share_like_dir, swap_into_place, temp_dir, writer_lock
 from .errors import CheckpointError
+from .gate import CallGate
 from .head import ToolkenHead
 from .tool import ToolSpec
 
@@ -79,6 +80,7 @@ class ToolkenConfig:
     toolset: str = ""  # where the tools came from (--tools), so `chat` can find them again
     demos: dict[str, list[Demo]] = field(default_factory=dict)  # argument-mode demonstrations from the data
     mix: float = 1.0  # weight of the trained rows in the tool choice (ToolkenHead.mix)
+    call_threshold: float | None = None  # the gate's threshold when the checkpoint has a gate (toolken_agent.gate)
     format_version: int = FORMAT_VERSION
     weights_sha256: str = ""
 
@@ -117,6 +119,8 @@ def _write_into_place(path: Path, head: ToolkenHead, config: ToolkenConfig) -> N
         if head.bias is not None:
             tensors["bias"] = head.bias.detach().float().contiguous()
             tensors["prior_bias"] = head.prior_bias.float().contiguous()
+        if head.gate is not None:
+            tensors.update({k: v.contiguous() for k, v in head.gate.tensors().items()})
         try:
             save_file(tensors, str(tmp / WEIGHTS_FILE), metadata={"config_sha256": config_digest(asdict(config))})
         except SafetensorError as exc:  # safetensors reports a full disk this way
@@ -232,7 +236,19 @@ def load_checkpoint(path: str | Path) -> tuple[ToolkenHead, ToolkenConfig]:
         if config.bias:
             head.bias.copy_(tensors["bias"])
             head.prior_bias.copy_(tensors.get("prior_bias", tensors["bias"]))  # older checkpoints: mix 1, unused
+    if config.call_threshold is not None:
+        head.gate = _load_gate(tensors, config, where=str(path))
     return head, config
+
+
+def _load_gate(tensors: dict[str, torch.Tensor], config: ToolkenConfig, *, where: str) -> CallGate:
+    threshold = config.call_threshold
+    names = ("gate_weight", "gate_margin_weight", "gate_bias", "gate_mean", "gate_scale")
+    if not isinstance(threshold, (int, float)) or not 0.0 < threshold < 1.0 or any(n not in tensors for n in names):
+        raise CheckpointError(f"{where} records a call gate (threshold {threshold!r}) it does not hold whole")
+    if any(tuple(tensors[n].shape) != (config.hidden_size,) for n in ("gate_weight", "gate_mean", "gate_scale")):
+        raise CheckpointError(f"{where} holds a call gate of the wrong size")
+    return CallGate.from_tensors(tensors, float(threshold))
 
 
 def parse_config(raw: Any, *, where: Path) -> ToolkenConfig:

@@ -120,7 +120,8 @@ def train(
     dtype: DtypeOption = "auto",
 ) -> None:
     """Train toolkens for a toolset and save them as a checkpoint directory."""
-    from .data import NEGATIVE_EXAMPLES, count_calls, example_conversations, load_jsonl, needs_built_in_negatives
+    from .augment import needs_built_in_negatives
+    from .data import NEGATIVE_EXAMPLES, count_calls, example_conversations, load_jsonl
     from .model import load_model
     from .priors import PRIOR_KINDS
     from .toolkens import Toolkens

@@ -163,37 +163,17 @@ def example_conversations(toolset: Toolset, *, with_negatives: bool = True) -> l
                 messages += [Message("tool", result, tool_call_id=call.id, name=spec.name),
                              Message("assistant", f"The answer is {result}.")]
             conversations.append(Conversation(tuple(messages), source=f"{spec.name} example {n + 1}"))
-    return with_built_in_negatives(conversations) if with_negatives else conversations
+    if not with_negatives:
+        return conversations
+    from .augment import with_built_in_negatives  # augment builds on this module
+
+    return with_built_in_negatives(conversations)
 
 
 def answers_without_tools(conversation: Conversation) -> bool:
     """Whether the first assistant turn replies in words (a request that needed no tool)."""
     first = next((m for m in conversation.messages if m.role == "assistant"), None)
     return first is not None and not first.tool_calls
-
-
-def with_built_in_negatives(conversations: Sequence[Conversation]) -> list[Conversation]:
-    """``conversations`` plus :data:`NEGATIVE_EXAMPLES` when no request in them needed no tool.
-
-    Why: where every training reply starts with a call, the toolkens learn that every
-    reply starts with a call. Measured on Qwen2.5-0.5B with the FuncQA math tools
-    (lambda 0, 3 seeds): they then fired on all of 100 KAMEL questions; with these 16
-    requests added, on 41 of them, and test accuracy went from 0.83 to 0.86. Data that
-    already holds such requests is left as it is.
-    """
-    conversations = list(conversations)
-    return conversations + negative_conversations() if needs_built_in_negatives(conversations) else conversations
-
-
-def needs_built_in_negatives(conversations: Sequence[Conversation]) -> bool:
-    """Whether :func:`with_built_in_negatives` would add to ``conversations``: some, and every one calls a tool."""
-    return bool(conversations) and not any(answers_without_tools(c) for c in conversations)
-
-
-def negative_conversations() -> list[Conversation]:
-    """:data:`NEGATIVE_EXAMPLES` as conversations: a request, and a reply in words."""
-    return [Conversation((Message("user", prompt), Message("assistant", reply)), source=f"negative {n + 1}")
-            for n, (prompt, reply) in enumerate(NEGATIVE_EXAMPLES)]
 
 
 def _try_run(spec, args) -> str | None:

@@ -26,6 +26,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from .gate import CallGate
+
 
 class ToolkenHead(nn.Module):
     """``W`` ``(n_tools, d)`` initialized from prior rows; ``prior`` kept for the regularizer.
@@ -42,6 +44,7 @@ class ToolkenHead(nn.Module):
         self.bias = nn.Parameter(torch.zeros(prior.shape[0])) if bias else None  # (n_tools,)
         self.register_buffer("prior_bias", torch.zeros(prior.shape[0]))  # (n_tools,)
         self.mix = mix  # weight of the trained rows in the tool choice; 1: the plain head
+        self.gate: CallGate | None = None  # whether to call (toolken_agent.gate); None: the head's own margin
 
     def anchor_bias(self) -> None:
         """Record the current bias (the zero-shot calibration, before training) as ``prior_bias``."""
@@ -76,6 +79,7 @@ class ToolkenHead(nn.Module):
             head.prior_bias.copy_(self.prior_bias[indices])
             if self.bias is not None:
                 head.bias.copy_(self.bias[indices])
+        head.gate = self.gate  # the gate reads the best toolken's margin, whatever the order
         return head
 
 

@@ -18,18 +18,22 @@ from typing import Any, Callable, Iterator, Sequence
 
 import torch
 
-from .calibration import zero_shot_bias
+from .calibration import zero_shot_bias, zero_shot_head
 from .chat_format import ChatFormat
 from .checkpoint import ToolkenConfig, check_model, check_tools, load_checkpoint, save_checkpoint
 from .conversation import Conversation
-from .data import call_demos, split_holdout, with_built_in_negatives, with_demos
+from .augment import with_built_in_negatives, with_result_turns
+from .data import call_demos, split_holdout, with_demos
 from .errors import CheckpointError
 from .features import Features, check_context, extract_features
+from .gate import TARGET_FALSE_POSITIVES, CallGate
 from .head import ToolkenHead, joint_logits
 from .model import FrozenLM, load_model
 from .priors import DEFAULT_PRIOR, build_priors
+from .tool import ToolSpec
 from .toolset import Toolset
-from .training import TrainConfig, TrainingInterrupted, TrainResult, choose_lambda, choose_mix, selection_accuracy, train_head
+from .training import (TrainConfig, TrainingInterrupted, TrainResult, choose_lambda, choose_mix, selection_accuracy,
+                       train_gate, train_head)
 
 
 @dataclass
@@ -49,6 +53,8 @@ class FitReport:
     check_examples: int = 0  # real requests the tool-choice mix was chosen on
     mix: float = 1.0  # weight of the trained rows in the tool choice (ToolkenHead.mix)
     mix_scores: dict[str, float] = field(default_factory=dict)  # check-set decision accuracy per candidate
+    results_added: int = 0  # conversations given result turns and a reply after their calls
+    gate: dict[str, float] = field(default_factory=dict)  # the whether-to-call gate's threshold and rates
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -70,6 +76,8 @@ class FitReport:
             "check_examples": self.check_examples,
             "mix": self.mix,
             "mix_scores": self.mix_scores,
+            "results_added": self.results_added,
+            "gate": self.gate,
         }
 
 
@@ -118,6 +126,11 @@ class Toolkens:
     demos: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
 
     @property
+    def gate(self) -> CallGate | None:
+        """Whether to call (:mod:`toolken_agent.gate`); ``None``: the head's margin decides."""
+        return self.head.gate
+
+    @property
     def chat_format(self) -> ChatFormat:
         if not hasattr(self, "_format"):
             self._format = ChatFormat(self.lm.tokenizer, self.toolset.names, self.lm.vocab_size)
@@ -138,6 +151,47 @@ class Toolkens:
                 head.bias.copy_(zero_shot_bias(lm, head.weight))
         head.anchor_bias()
         return cls(lm, toolset, head, prior=prior, lambda_=lambda_)
+
+    @classmethod
+    def bind(cls, lm: FrozenLM, toolset: Toolset,
+             trained: tuple[ToolkenHead, ToolkenConfig] | None = None, *, where: str = "checkpoint") -> "Toolkens":
+        """Toolkens for exactly ``toolset``: trained rows where ``trained`` has the tool, zero-shot rows elsewhere.
+
+        The one way a head is put together for use (the CLI's ``chat``, the REPL, the
+        LangChain model): a checkpoint made for another model, or a tool changed since
+        its toolken was trained, is refused the same way everywhere. Zero-shot rows are
+        :func:`~toolken_agent.calibration.zero_shot_head`'s; a head of zero-shot rows
+        only keeps its standardized tool choice (``mix = 0``), one with trained rows the
+        checkpoint's mix and gate.
+        """
+        if trained is None:
+            return cls(lm, toolset, zero_shot_head(lm, toolset.specs), prior=DEFAULT_PRIOR)
+        head, config = trained
+        check_model(config, lm.fingerprint, lm.hidden_size, where=where)
+        check_tools(config, toolset.specs, where=where)
+        untrained = [s for s in toolset.specs if s.name not in config.tool_names]
+        fresh = zero_shot_head(lm, untrained, prior=config.prior)
+
+        def row(spec: ToolSpec) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+            """(row, prior row, bias, prior bias): an untrained tool's two ends of the mix are its zero-shot row."""
+            if spec.name in config.tool_names:
+                k = config.tool_names.index(spec.name)
+                bias = head.bias[k].detach() if head.bias is not None else torch.zeros(())
+                return head.weight[k].detach(), head.prior[k], bias, head.prior_bias[k] if head.bias is not None else bias
+            k = untrained.index(spec)
+            return fresh.weight[k].detach(), fresh.weight[k].detach(), fresh.bias[k].detach(), fresh.bias[k].detach()
+
+        rows, priors, biases, prior_biases = zip(*[row(s) for s in toolset.specs]) if toolset.specs else ((),) * 4
+        d = lm.hidden_size
+        out = ToolkenHead(torch.stack(priors) if priors else torch.zeros(0, d), bias=True, mix=head.mix)
+        with torch.no_grad():
+            if rows:
+                out.weight.copy_(torch.stack(rows))
+                out.bias.copy_(torch.stack(biases))
+                out.prior_bias.copy_(torch.stack(prior_biases))
+        out.gate = head.gate
+        return cls(lm, with_demos(toolset, config.demos), out, prior=config.prior, lambda_=config.lambda_,
+                   training=config.training, demos=config.demos)
 
     @torch.no_grad()
     def logits(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None, *, toolkens: bool = True) -> torch.Tensor:
@@ -166,6 +220,8 @@ class Toolkens:
         config: TrainConfig = TrainConfig(),
         holdout: float = 0.2,
         negatives: bool = True,
+        results: bool = True,
+        call_false_positives: float | None = TARGET_FALSE_POSITIVES,
         check: Sequence[Conversation] = (),
         on_cache_progress: Callable[[int], None] | None = None,
         on_epoch: Callable[[int, float], None] | None = None,
@@ -178,7 +234,13 @@ class Toolkens:
         among them on a split of the training share
         (:func:`~toolken_agent.training.choose_lambda`); else ``config.lambda_``.
         With ``negatives``, data in which every request needed a tool gets the built-in
-        no-tool requests (:func:`~toolken_agent.data.with_built_in_negatives`).
+        no-tool requests (:func:`~toolken_agent.augment.with_built_in_negatives`); with
+        ``results``, every call without a result gets one and a reply in words after it
+        (:func:`~toolken_agent.augment.with_result_turns`), so the reply after a result
+        is trained too. ``call_false_positives``: a whether-to-call gate is fitted and
+        thresholded for that false-positive rate on held-out decisions
+        (:func:`~toolken_agent.training.train_gate`); ``None`` leaves the decision to
+        the head's margin.
         ``check``: a few real requests with their calls, when the training texts are
         unlike them (synthetic); the tool choice then leans toward the priors as far as
         that decides these better (:func:`~toolken_agent.training.choose_mix`).
@@ -192,6 +254,10 @@ class Toolkens:
         given = len(conversations)
         conversations = with_built_in_negatives(conversations) if negatives else list(conversations)
         report.negatives_added = len(conversations) - given
+        if results:
+            augmented = with_result_turns(conversations, toolset)
+            report.results_added = sum(a is not c for a, c in zip(augmented, conversations))
+            conversations = augmented
         start = time.perf_counter()
 
         def count_tokens(n: int) -> None:
@@ -221,8 +287,14 @@ class Toolkens:
             report.train = train_head(toolkens.head, train_feats, config, on_epoch=on_epoch)
         except TrainingInterrupted as exc:
             report.train = exc.result
+            if call_false_positives is not None:  # the gate of the kept epoch: a second's work, not lost
+                toolkens.head.gate, report.gate = train_gate(toolkens.head, train_feats, held_feats,
+                                                             target=call_false_positives)
             toolkens.training = report.as_dict()
             raise FitInterrupted(exc.result, toolkens, "training") from None
+        if call_false_positives is not None:
+            toolkens.head.gate, report.gate = train_gate(toolkens.head, train_feats, held_feats,
+                                                         target=call_false_positives)
         if held_feats is not None:
             report.heldout = selection_accuracy(toolkens.head, held_feats)
         if check:
@@ -249,6 +321,7 @@ class Toolkens:
             toolset=self.toolset.source,
             demos=self.demos,
             mix=self.head.mix,
+            call_threshold=self.gate.threshold if self.gate is not None else None,
         )
 
     def save(self, path: str | Path) -> Path:

@@ -18,6 +18,7 @@ import torch
 
 from .data import split_holdout
 from .features import Features
+from .gate import TARGET_FALSE_POSITIVES, CallGate, choose_threshold, fit_gate
 from .head import ToolkenHead
 
 
@@ -118,10 +119,18 @@ def train_head(
 
 @torch.no_grad()
 def predict_decisions(head: ToolkenHead, features: Features, *, tool_bias: float = 0.0) -> torch.Tensor:
-    """At each row: the toolken that wins over every word (index), or -1 if a word wins."""
+    """At each row: the toolken that is called (index), or -1 if a word wins.
+
+    With a gate, the gate decides whether (at its threshold) and the head which;
+    without, the best toolken is called where it beats the best word.
+    """
     tool_logits = head(features.hidden) + tool_bias  # (N, n_tools)
     best, index = tool_logits.max(dim=-1)
-    return torch.where(best > features.vocab_max, index, -1)
+    if head.gate is not None:
+        fire = head.gate.probability(features.hidden, tool_logits, features.vocab_max) >= head.gate.threshold
+    else:
+        fire = best > features.vocab_max
+    return torch.where(fire, index, -1)
 
 
 @torch.no_grad()
@@ -190,7 +199,7 @@ def choose_lambda(
     scored apart: weighted as half the score, 16 of them outvoted hundreds of held-out
     calls and chose lambda 10 on Qwen's math tools (test accuracy 0.11 instead of
     0.87). Keeping the toolkens quiet on such requests is the training data's job
-    (:func:`toolken_agent.data.with_built_in_negatives`).
+    (:func:`toolken_agent.augment.with_built_in_negatives`).
 
     Each candidate trains a fresh head from ``make_head()`` on the rest of the
     examples; :func:`pick_lambda` picks among the scores. With too few examples to
@@ -235,3 +244,36 @@ def choose_mix(head: ToolkenHead, check: Features, *, mixes: Sequence[float] = M
         scores[mix] = selection_accuracy(head, check)["accuracy"]
     head.mix = pick_lambda(scores)  # the same rule: the best score, an exact tie to the larger value
     return head.mix, {str(mix): score for mix, score in scores.items()}
+
+
+@torch.no_grad()
+def _gate_inputs(head: ToolkenHead, features: Features) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    rows = features.subset(features.decision)
+    return rows.hidden, head(rows.hidden), rows.vocab_max, rows.tool_target >= 0
+
+
+def train_gate(head: ToolkenHead, train: Features, held: Features | None, *,
+               target: float = TARGET_FALSE_POSITIVES) -> tuple[CallGate | None, dict[str, float]]:
+    """Fit the whether-to-call gate on ``train``'s decisions; threshold it on ``held``'s.
+
+    The threshold is the lowest whose false-positive rate on held-out no-call decisions
+    is at most ``target`` (:func:`~toolken_agent.gate.choose_threshold`); without a
+    held-out share, on the training decisions. ``None`` when the decisions hold one
+    class only (no calls, or no answers in words): there is nothing to separate.
+    Returns the gate and its held-out figures (call and no-call rates at the threshold).
+    """
+    hidden, tool_logits, best, calls = _gate_inputs(head, train)
+    if not bool(calls.any()) or bool(calls.all()):
+        return None, {}
+    gate = fit_gate(hidden, tool_logits, best, calls)
+    score_on = held if held is not None and bool((held.decision & (held.tool_target < 0)).any()) else train
+    hidden, tool_logits, best, calls = _gate_inputs(head, score_on)
+    with torch.no_grad():
+        p = gate.probability(hidden, tool_logits, best)
+    gate.threshold = choose_threshold(p, calls, target=target)
+    fired = p >= gate.threshold
+    report = {"threshold": gate.threshold, "target_false_positives": target,
+              "call_rate": float(fired[calls].float().mean()) if bool(calls.any()) else float("nan"),
+              "false_positive_rate": float(fired[~calls].float().mean()) if bool((~calls).any()) else float("nan"),
+              "scored_on": "held-out" if score_on is held else "training"}
+    return gate, report

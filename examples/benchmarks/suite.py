@@ -24,7 +24,7 @@ text, so toolkens learn when *not* to fire); only initialization, regularizer, b
 accuracy (calls and no-calls) on a 20% split of its training data (an exact tie goes
 to the larger lambda); never on test data. This is what
 ``toolken-agent train`` does by default (:func:`toolken_agent.training.choose_lambda`,
-:func:`toolken_agent.data.with_built_in_negatives`).
+:func:`toolken_agent.augment.with_built_in_negatives`).
 
 Scoring happens where the toolken decides (teacher-forced test turns):
 
@@ -52,7 +52,7 @@ from safetensors.torch import load_file, save_file
 from toolken_agent.calibration import as_no_call_features, reply_start_decisions, zero_shot_bias
 from toolken_agent.chat_format import ChatFormat
 from toolken_agent.conversation import Conversation
-from toolken_agent.data import negative_conversations
+from toolken_agent.augment import negative_conversations
 from toolken_agent.features import Features, extract_features
 from toolken_agent.head import ToolkenHead
 from toolken_agent.model import FrozenLM, cache_dir

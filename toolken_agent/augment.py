@@ -1,0 +1,132 @@
+"""Training policy: what is added to the user's conversations before training.
+
+Whether to call is learned only at the positions the data shows. Public function-calling
+sets (xLAM/APIGen, Glaive) hold a request and its call, and nothing after: no tool
+result, no answer. Trained on them alone, toolkens have never seen the reply that
+follows a result, and fire there again and again. Two additions cover the positions a
+conversation reaches that such data leaves out:
+
+* :func:`with_result_turns`: after every call that has no result turn, a result and a
+  reply in words, so the reply start after a result is trained as "answer now", unless
+  the data shows a follow-up call there.
+* :func:`with_built_in_negatives`: when no request is answered in words, a few that
+  are (greetings, a haiku, a capital city), so not every reply starts with a call.
+"""
+
+from __future__ import annotations
+
+import inspect
+import typing
+from typing import Any, Callable, Sequence
+
+from .conversation import Conversation, Message, ToolCall
+from .data import NEGATIVE_EXAMPLES, answers_without_tools
+from .executor import run_tool
+from .tool import ToolSpec
+from .toolset import Toolset
+
+RESULT_TIMEOUT = 5.0  # seconds a read-only tool may take to give a training result
+
+# Placeholders for results a tool was not run for, by its declared return type: the
+# reply start after a result reads "a result came", whatever it says.
+_PLACEHOLDERS: dict[Any, str] = {int: "42", float: "3.14", bool: "true", str: "Done.", dict: "{}", list: "[]"}
+
+
+def placeholder_result(spec: ToolSpec) -> str:
+    """A stand-in result of ``spec``'s declared return type (``"Done."`` when unknown)."""
+    func = spec.func
+    annotation: Any = None
+    if func is not None:
+        try:
+            annotation = typing.get_type_hints(func).get("return")
+        except Exception:  # unresolvable annotations: fall back to the generic text
+            annotation = inspect.signature(func).return_annotation if callable(func) else None
+    origin = typing.get_origin(annotation) or annotation
+    return _PLACEHOLDERS.get(origin, "Done.")
+
+
+def training_result(spec: ToolSpec, args: dict[str, Any]) -> str:
+    """The result a call gets in synthesized training turns.
+
+    A tool declared ``read_only`` is run (a real result, as the model will see it);
+    any other tool may send mail or delete files, so it is never run here and gets
+    :func:`placeholder_result`. A read-only tool that fails also gets the placeholder.
+    """
+    if spec.read_only is True and spec.func is not None:
+        outcome = run_tool(spec, args, timeout=RESULT_TIMEOUT)
+        if not outcome.is_error:
+            return outcome.content
+    return placeholder_result(spec)
+
+
+def answer_text(results: Sequence[str]) -> str:
+    """The reply in words after results: quotes them, as the answers users want do."""
+    return "The result is " + ", ".join(results) + "." if len(results) == 1 else "The results are " + ", ".join(results) + "."
+
+
+def with_result_turns(conversations: Sequence[Conversation], toolset: Toolset, *,
+                      result: Callable[[ToolSpec, dict[str, Any]], str] = training_result) -> list[Conversation]:
+    """Each conversation with a result turn after every call that has none, then a reply in words.
+
+    The reply is added only where the data shows nothing after the calls (or a new user
+    message): an assistant turn already there, a follow-up call included, is kept.
+    """
+    return [_with_results(c, toolset, result) for c in conversations]
+
+
+def _with_results(conversation: Conversation, toolset: Toolset,
+                  result: Callable[[ToolSpec, dict[str, Any]], str]) -> Conversation:
+    messages = list(conversation.messages)
+    out: list[Message] = []
+    changed = False
+    for i, message in enumerate(messages):
+        out.append(message)
+        if message.role != "assistant" or not message.tool_calls:
+            continue
+        following = messages[i + 1] if i + 1 < len(messages) else None
+        if following is not None and following.role == "tool":
+            continue
+        results = []
+        for n, call in enumerate(message.tool_calls):
+            text = result(toolset.get(call.name), dict(call.args)) if call.name in toolset.names else "Done."
+            out.append(Message("tool", text, tool_call_id=call.id or f"call_{i}_{n}", name=call.name))
+            results.append(text)
+        if following is None or following.role == "user":
+            out.append(Message("assistant", answer_text(results)))
+        changed = True
+    if not changed:
+        return conversation
+    return Conversation(tuple(_with_ids(out)), source=conversation.source, meta=conversation.meta)
+
+
+def _with_ids(messages: list[Message]) -> list[Message]:
+    """Calls without ids get the ids their synthesized results point to."""
+    fixed = []
+    for i, m in enumerate(messages):
+        if m.role == "assistant" and any(c.id is None for c in m.tool_calls):
+            m = Message(m.role, m.content, tuple(ToolCall(c.name, c.args, c.id or f"call_{i}_{n}")
+                                                 for n, c in enumerate(m.tool_calls)), m.tool_call_id, m.name)
+        fixed.append(m)
+    return fixed
+
+
+def with_built_in_negatives(conversations: Sequence[Conversation]) -> list[Conversation]:
+    """``conversations`` plus :data:`~toolken_agent.data.NEGATIVE_EXAMPLES` when no request in them needed no tool.
+
+    Why: where every training reply starts with a call, the toolkens learn that every
+    reply starts with a call (docs/design-notes.md has the measurement). Data that
+    already holds such requests is left as it is.
+    """
+    conversations = list(conversations)
+    return conversations + negative_conversations() if needs_built_in_negatives(conversations) else conversations
+
+
+def needs_built_in_negatives(conversations: Sequence[Conversation]) -> bool:
+    """Whether :func:`with_built_in_negatives` would add to ``conversations``: some, and every one calls a tool."""
+    return bool(conversations) and not any(answers_without_tools(c) for c in conversations)
+
+
+def negative_conversations() -> list[Conversation]:
+    """:data:`~toolken_agent.data.NEGATIVE_EXAMPLES` as conversations: a request, and a reply in words."""
+    return [Conversation((Message("user", prompt), Message("assistant", reply)), source=f"negative {n + 1}")
+            for n, (prompt, reply) in enumerate(NEGATIVE_EXAMPLES)]
