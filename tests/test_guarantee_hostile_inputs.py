@@ -204,6 +204,13 @@ def ctrl_c_after_first_epoch(mp: pytest.MonkeyPatch, ws: Workspace) -> None:
     mp.setattr(toolkens_module, "train_head", train_head)
 
 
+def ctrl_c_while_fitting_the_gate(mp: pytest.MonkeyPatch, ws: Workspace) -> None:
+    def train_gate(*a, **k):
+        raise KeyboardInterrupt
+
+    mp.setattr(toolkens_module, "train_gate", train_gate)
+
+
 def ctrl_c_while_caching(mp: pytest.MonkeyPatch, ws: Workspace) -> None:
     def extract(*a, **k):
         raise KeyboardInterrupt
@@ -295,6 +302,9 @@ CASES = [
          "interrupted while choosing lambda, before training: nothing saved", code=130, patch=ctrl_c_in_lambda_sweep),
     Case("train: Ctrl-C after an epoch, over a finished run", lambda ws: ws.train("--out", str(ws.ckpt), "--epochs", "3"),
          "holds a finished run and is unchanged", code=130, patch=ctrl_c_after_first_epoch,
+         check=lambda r, ws: (ws.ckpt.with_name("ckpt.interrupted") / CONFIG_FILE).is_file()),
+    Case("train: Ctrl-C while fitting the call gate, over a finished run", lambda ws: ws.train("--out", str(ws.ckpt)),
+         "saved the 1 finished epochs to", code=130, patch=ctrl_c_while_fitting_the_gate,
          check=lambda r, ws: (ws.ckpt.with_name("ckpt.interrupted") / CONFIG_FILE).is_file()),
     # `eval` and `chat`
     Case("eval: checkpoint without --tools", lambda ws: ws.evaluate(), "pass --tools with the toolset"),

@@ -85,8 +85,8 @@ class FitInterrupted(TrainingInterrupted):
     """Ctrl-C in :meth:`Toolkens.fit`: ``toolkens`` is the last good state, ``stage`` where it stopped.
 
     Before the final training finishes an epoch, the last good state is the priors
-    (``result`` holds no epoch); during it, the last finished epoch; after it, the
-    trained toolkens with the tool-choice mix last chosen.
+    (``result`` holds no epoch); during it, the last finished epoch; after it (while
+    fitting the call gate or choosing the mix), the trained toolkens as far as they got.
     """
 
     def __init__(self, result: TrainResult, toolkens: "Toolkens", stage: str):
@@ -255,7 +255,8 @@ class Toolkens:
         conversations = with_built_in_negatives(conversations) if negatives else list(conversations)
         report.negatives_added = len(conversations) - given
         if results:
-            augmented = with_result_turns(conversations, toolset)
+            with _interruptible(toolkens, report, "adding result turns"):
+                augmented = with_result_turns(conversations, toolset)
             report.results_added = sum(a is not c for a, c in zip(augmented, conversations))
             conversations = augmented
         start = time.perf_counter()
@@ -293,8 +294,9 @@ class Toolkens:
             toolkens.training = report.as_dict()
             raise FitInterrupted(exc.result, toolkens, "training") from None
         if call_false_positives is not None:
-            toolkens.head.gate, report.gate = train_gate(toolkens.head, train_feats, held_feats,
-                                                         target=call_false_positives)
+            with _interruptible(toolkens, report, "fitting the call gate"):
+                toolkens.head.gate, report.gate = train_gate(toolkens.head, train_feats, held_feats,
+                                                             target=call_false_positives)
         if held_feats is not None:
             report.heldout = selection_accuracy(toolkens.head, held_feats)
         if check:
