@@ -3,8 +3,8 @@
 ToolkenGPT does not let the model write arguments in the middle of its running text:
 once a toolken fires it switches to a short prompt for that tool, with demonstrations of
 the tool in use, and the model fills in the arguments there. A small model needs this:
-asked inline, SmolLM2-135M filled ``{"numbers":[`` with ``1,2,3,4,...`` instead of the
-numbers in the question; shown three examples of the tool it copies them.
+asked inline it fills argument slots with patterns of its own instead of the request's
+values, and examples of the tool in use teach it to copy them (docs/design-notes.md).
 
 The prompt is a short chat: a system line on the task; demonstrations as user/assistant
 pairs (``Tool: name(args)`` and a request, answered with the JSON arguments), taken from
@@ -28,7 +28,7 @@ MAX_DEMOS = 4
 
 # Demonstrations of *other* tools, used when a tool brings fewer than two examples of its
 # own. The grammar forces the right keys; what these teach is the pattern of copying
-# values from the request (a zero-shot SmolLM2 asked for magic_function(3) wrote 123).
+# values from the request, which a small model shown no demonstration does not follow.
 GENERIC_DEMOS = [
     ("get_time(timezone: string)", "What time is it in Tokyo right now?", {"timezone": "Tokyo"}),
     ("square(x: number)", "Please square 17 for me.", {"x": 17}),

@@ -7,28 +7,22 @@ validates, and says when the object is complete so decoding stops right after ``
 
 Why llguidance
 --------------
-Compared with xgrammar, outlines-core and lm-format-enforcer on this project's machine
-(2 CPU cores, SmolLM2-135M-Instruct, greedy decoding of 20 tool schemas; the numbers and
-scripts are in the project notes, ``constrained-decoding.md``):
+It was compared with xgrammar, outlines-core and lm-format-enforcer (the figures, and
+where they came from, are in docs/design-notes.md, "Constrained decoding") and chosen
+because:
 
-* validity: in the argument-mode prompt (:mod:`toolken_agent.argument_mode`, compact
-  demonstrations) 19/20 calls parsed and validated, 13/20 with the right values
-  (xgrammar 18/20 and 12/20). Where the grammar forces text (``{"title":"``) llguidance
-  allows only the tokenizer's own tokens for it (``{"`` ``title`` ``":"``), so the
-  tokens the model writes are the ones training renders with
+* in the argument-mode prompt (:mod:`toolken_agent.argument_mode`) it gave the most
+  calls that parse, validate and carry the right values. Where the grammar forces text
+  (``{"title":"``) llguidance allows only the tokenizer's own tokens for it (``{"``
+  ``title`` ``":"``), so the tokens the model writes are the ones training renders with
   :func:`~toolken_agent.chat_format.arguments_text`; the others also allow ``{`` ``"``
-  ``t`` ``it``..., off the paths the model knows. (With a bare zero-shot prompt and no
-  demonstrations, forcing ``{"`` cost right values: 9/20 against 12/20; see the notes);
-* exact whitespace: fixed ``,`` and ``:`` separators, keys in schema order. With free
-  whitespace (xgrammar's and llguidance's default) valid calls fell to 16/20, partly
-  to runs of newlines (``"scores": [`` then newline after newline);
+  ``t`` ``it``..., off the paths the model knows;
+* whitespace can be fixed exactly (``,`` and ``:`` separators, keys in schema order),
+  because free whitespace lets a small model loop on newlines (``_COMPACT`` below);
 * it says when the object is complete (``is_stopped``), right after the ``}``;
-* compiling a schema takes 0.4-0.9 ms (median; 7 ms at most), against 3-10 ms for
-  xgrammar and 17-78 ms for outlines-core (over 1 s with ten optional properties). The
-  mask takes about 0.1 ms a token, the slowest of the three but under 0.5% of the
-  model's forward pass (about 35 ms);
-* one 3 MB abi3 wheel with no dependencies (xgrammar requires a 286 MB triton wheel;
-  lm-format-enforcer's transformers integration fails to import under transformers 5).
+* it compiles a schema fastest of the libraries compared, and its per-token mask, though
+  not the fastest, is a negligible share of the model's forward pass;
+* it is one small wheel with no dependencies.
 """
 
 from __future__ import annotations
@@ -87,7 +81,7 @@ class ArgumentConstraint:
 
     def _current(self) -> np.ndarray:
         # numpy rather than torch for these vocab-sized bool ops: torch splits them over
-        # its intra-op threads, which on a busy 2-core machine stalled for tens of ms.
+        # its intra-op threads, which stall when other work holds the cores.
         if self._allowed is None:
             # compute_bitmask() is a little-endian bitset of ceil(vocab/32) 32-bit words;
             # unpacking bytes with bitorder="little" turns it into one bool per token id.
@@ -156,7 +150,8 @@ class ArgumentGrammar:
 
         ``vocab_size`` is the model's logits width; it may exceed ``len(tokenizer)`` when
         the embedding matrix is padded, and defaults to the tokenizer's size. Building
-        the token trie takes 0.3-1 s, so build one per tokenizer and keep it.
+        the token trie costs far more than compiling a schema, so build one per tokenizer
+        and keep it.
         """
         try:
             self._tokenizer = llguidance.hf.from_tokenizer(tokenizer, n_vocab=vocab_size)
@@ -171,9 +166,8 @@ class ArgumentGrammar:
     def constraint(self, schema: Mapping[str, Any]) -> ArgumentConstraint:
         """A fresh :class:`ArgumentConstraint` for a tool's JSON argument schema.
 
-        The first call for a schema compiles it (under 1 ms for typical tool schemas);
-        later calls copy the cached start state (about 20 µs). Raises ValueError for a
-        schema that cannot be compiled.
+        The first call for a schema compiles it; later calls copy the cached start state,
+        which is cheaper still. Raises ValueError for a schema that cannot be compiled.
         """
         # Not sort_keys: property order is part of the schema (keys are generated in it).
         key = json.dumps(schema, ensure_ascii=False, separators=(",", ":"), default=str)

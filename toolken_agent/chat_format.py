@@ -58,8 +58,8 @@ def encode_ids(tokenizer: Any, text: str, *, split_special_tokens: bool = False)
     Rust backend and sets it at the start of each call, then encodes with the GIL
     released. A call for message text (special-token strings stay text) and one for
     template glue (they are special tokens) in two threads could each encode with the
-    other's setting: under ``ChatToolken.batch`` of 16 requests, 7 rounds in 10 gave some
-    request a different prompt, and message text could become real special tokens.
+    other's setting, so a request could get a different prompt and message text could
+    become real special tokens (docs/design-notes.md; tests/test_guarantee_concurrency.py).
     Every encode in the library goes through this lock, which keeps each call's setting
     its own; it costs nothing next to the serialized forward passes.
 
@@ -213,9 +213,9 @@ class ChatFormat:
     def _renders_tool_role(self) -> bool:
         """Whether the template was written for tool results (mentions tools and renders them).
 
-        A template that merely passes any role through (SmolLM2's) does not count: on
-        eight calls, SmolLM2-135M used the result in its answer 4 times when it came in a
-        ``tool`` turn and 8 times when it came as a ``<tool_response>`` user turn.
+        A template that merely passes any role through (SmolLM2's) does not count: a
+        model never tuned on a ``tool`` role uses a result more reliably when it comes as
+        a ``<tool_response>`` user turn (docs/design-notes.md).
         """
         if "tool" not in (self.template or ""):
             return False

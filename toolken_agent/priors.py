@@ -16,8 +16,7 @@ training (``lambda * ||W - W_prior||``). Kinds, selectable by name:
     Mean of the LM head's *output* rows of the name's tokens. These rows live where
     the logits are computed, so ``w . h`` is high exactly where the LM would say the
     tool's name; final hidden states instead share a large common direction and
-    fire everywhere. Measured here before the project started: better than ``name``
-    on every KAMEL size, trained and zero-shot.
+    fire everywhere (docs/design-notes.md compares it with ``name``).
 ``lm-head+description``
     ``lm-head`` with the description's output rows mixed in (weight
     ``DESCRIPTION_WEIGHT``): breaks ties between tools with the same name.

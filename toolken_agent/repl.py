@@ -145,9 +145,10 @@ def reply(decoder: Streams, history: list[Message], console: Console, config: De
           confirm: Confirm | None = None) -> list[Message]:
     """Decode one reply to ``history``, showing it; return the messages it adds.
 
-    Ctrl-C stops this reply only. The stream is closed explicitly because
-    ``Decoder.stream`` holds the model's lock across its yields: a generator abandoned
-    mid-reply would keep every later request waiting until it is garbage-collected.
+    Ctrl-C stops this reply only. The stream is closed explicitly so that the abandoned
+    generator's request state (its KV cache) is released now rather than whenever it is
+    garbage-collected. It holds no lock while suspended: ``Decoder._feed`` takes the
+    model's lock for one forward pass at a time, so later requests never wait on it.
     """
     transcript, printer = Transcript(), Printer(console)
     events = decoder.stream(history, config, run_tools=True, **({"confirm": confirm} if confirm is not None else {}))

@@ -142,8 +142,8 @@ _VALIDATORS: dict[str, Any] = {}
 
 
 def _validator(spec: ToolSpec) -> Any:
-    """One compiled validator per schema: checking the schema itself on every call cost
-    ~90% of loading a large data file."""
+    """One compiled validator per schema: checking the schema itself on every call
+    dominated the time to load a large data file."""
     key = spec.fingerprint
     if key not in _VALIDATORS:
         schema = dict(spec.parameters)

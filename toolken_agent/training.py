@@ -25,7 +25,7 @@ from .head import ToolkenHead
 @dataclass(frozen=True)
 class TrainConfig:
     epochs: int = 20
-    lr: float = 1e-3  # Adam; the prototype found 3e-4..1e-2 about equally good
+    lr: float = 1e-3  # Adam; results barely move over a wide range around it (docs/design-notes.md)
     lambda_: float = 0.01  # the paper's default; larger keeps rows nearer their prior
     batch_size: int = 128  # positions per step
     seed: int = 0
@@ -172,9 +172,8 @@ def pick_lambda(scores: dict[float, float]) -> float:
     """The best-scoring lambda; an exact tie goes to the larger one, the stronger pull to the prior.
 
     Why not the largest lambda within a standard error of the best (tried): the split
-    cannot see what a stronger pull costs on new questions. On Qwen2.5-0.5B's math tools
-    lambdas 0 to 0.01 scored 0.985 / 0.981 / 0.981 on the split; that rule took 0.01,
-    whose test accuracy was 0.71 against 0.86 for lambda 0.
+    cannot see what a stronger pull costs on new questions (docs/design-notes.md,
+    "Choosing lambda").
     """
     best = max(scores.values())
     return max(lam for lam, score in scores.items() if score == best)
@@ -191,15 +190,13 @@ def choose_lambda(
     """The regularizer weight that decides best on a split of ``features``' examples.
 
     Why a sweep: how far the rows may leave their priors depends on the data and the
-    model (on SmolLM2 the split picks 0.001-0.01 on most data sets; on Qwen2.5-0.5B's
-    math tools lambda 0.01 loses 0.15 of test accuracy to lambda 0). The score is
-    held-out decision accuracy (calls right *and* no-calls right): call accuracy alone
-    chose lambda 10 on the math toolset's examples, whose prior rows fire everywhere,
-    and held-out accuracy fell from 0.78 to 0.28. Requests that need no tool are not
-    scored apart: weighted as half the score, 16 of them outvoted hundreds of held-out
-    calls and chose lambda 10 on Qwen's math tools (test accuracy 0.11 instead of
-    0.87). Keeping the toolkens quiet on such requests is the training data's job
-    (:func:`toolken_agent.augment.with_built_in_negatives`).
+    model, so no one lambda suits every toolset. The score is held-out decision accuracy
+    (calls right *and* no-calls right) because call accuracy alone rewards prior rows
+    that fire everywhere. Requests that need no tool are not scored apart, because a
+    handful of them would outvote hundreds of held-out calls; keeping the toolkens quiet
+    on such requests is the training data's job
+    (:func:`toolken_agent.augment.with_built_in_negatives`). The measurements behind
+    each choice are in docs/design-notes.md ("Choosing lambda").
 
     Each candidate trains a fresh head from ``make_head()`` on the rest of the
     examples; :func:`pick_lambda` picks among the scores. With too few examples to
@@ -228,9 +225,8 @@ def choose_mix(head: ToolkenHead, check: Features, *, mixes: Sequence[float] = M
 
     ``check`` should be real requests, shaped like the ones the toolkens will see (a few
     per tool), not more of the training texts: a split of synthetic training texts rates
-    the trained head best whatever it does on real questions (KAMEL-234 on
-    Qwen2.5-0.5B: the split scored the trained head 0.79 and the untrained priors 0.18,
-    the test questions 0.40 and 0.43). Only the calls move with the mix (the trained head
+    the trained head best whatever it does on real questions (docs/design-notes.md,
+    "Tool-choice mix"). Only the calls move with the mix (the trained head
     keeps deciding whether to fire), so the score is held-out decision accuracy as for
     :func:`choose_lambda`; an exact tie goes to the larger mix, the trained head. Leaves
     ``head.mix`` at the choice; 1 when ``check`` holds no call.
