@@ -47,7 +47,6 @@ import json
 import threading
 from typing import Any, Callable, Iterator, Literal, Sequence
 
-import torch
 from langchain_core.callbacks import CallbackManagerForLLMRun
 from langchain_core.language_models import BaseChatModel, LanguageModelInput
 from langchain_core.messages import (

@@ -90,6 +90,7 @@ def tiny_model_dir(tmp_path_factory, tiny_lm) -> Path:
 class Add(Tool):
     """Add two numbers and return their sum."""
 
+    read_only = True
     examples = [ToolExample("What is 3 plus 4?", {"a": 3, "b": 4}), ("Add 10 and 5.", {"a": 10, "b": 5})]
 
     def run(self, a: float, b: float) -> float:
@@ -134,7 +135,7 @@ def pytest_collection_modifyitems(config, items):
 @pytest.fixture(scope="session")
 def math_toolkens_dir(tmp_path_factory, smol_lm) -> Path:
     """Toolkens for the built-in math toolset, trained once on the default model."""
-    from toolken_agent.data import example_conversations
+    from toolken_agent.augment import example_conversations
     from toolken_agent.toolkens import Toolkens
     from toolken_agent.toolset import load_toolset
 

@@ -7,8 +7,8 @@ import json
 import pytest
 
 from toolken_agent.conversation import Conversation, Message
-from toolken_agent.augment import with_built_in_negatives
-from toolken_agent.data import NEGATIVE_EXAMPLES, answers_without_tools, example_conversations, load_jsonl, split_holdout
+from toolken_agent.augment import example_conversations, with_built_in_negatives
+from toolken_agent.data import NEGATIVE_EXAMPLES, answers_without_tools, load_jsonl, split_holdout
 from toolken_agent.errors import DataError
 
 
@@ -82,7 +82,8 @@ def test_tool_examples_become_calls_with_results_plus_negatives(small_toolset):
     assert [c.tool_names[0] for c in calls] == ["add", "add", "weather_now"]
     first = calls[0].messages
     assert [m.role for m in first] == ["user", "assistant", "tool", "assistant"]
-    assert first[2].content == "7.0"
+    assert first[2].content == "7.0"  # add is read-only: run for a real result
+    assert calls[2].messages[2].content == "Done."  # weather_now declares nothing: never run, a placeholder
     assert any(not c.tool_names for c in conversations)
 
 

@@ -7,7 +7,8 @@ import copy
 import pytest
 import torch
 
-from toolken_agent.data import NEGATIVE_EXAMPLES, example_conversations
+from toolken_agent.augment import example_conversations
+from toolken_agent.data import NEGATIVE_EXAMPLES
 from toolken_agent.features import Features, extract_features
 from toolken_agent.head import ToolkenHead
 from toolken_agent.toolkens import Toolkens

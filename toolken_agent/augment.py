@@ -32,6 +32,23 @@ RESULT_TIMEOUT = 5.0  # seconds a read-only tool may take to give a training res
 _PLACEHOLDERS: dict[Any, str] = {int: "42", float: "3.14", bool: "true", str: "Done.", dict: "{}", list: "[]"}
 
 
+def example_conversations(toolset: Toolset, *, with_negatives: bool = True) -> list[Conversation]:
+    """Conversations built from the examples declared on the tools, each with its result and a reply.
+
+    The result turn is :func:`training_result`'s, as for calls in the user's data: a
+    read-only tool is run, an acting one never (an example of ``send_email`` must not
+    send mail at training time).
+    """
+    conversations = [
+        Conversation((Message("user", example.prompt),
+                      Message("assistant", tool_calls=(ToolCall(spec.name, dict(example.args), id=f"call_{n}"),))),
+                     source=f"{spec.name} example {n + 1}")
+        for spec in toolset for n, example in enumerate(spec.examples)
+    ]
+    conversations = with_result_turns(conversations, toolset)
+    return with_built_in_negatives(conversations) if with_negatives else conversations
+
+
 def placeholder_result(spec: ToolSpec) -> str:
     """A stand-in result of ``spec``'s declared return type (``"Done."`` when unknown)."""
     func = spec.func

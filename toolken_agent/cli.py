@@ -9,20 +9,20 @@ last JSON line) are alone on stdout: what tools print goes to stderr.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import re
 import sys
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Iterator, Optional, TextIO
+from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
-from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
+from .console import (DtypeOption, ModelOption, ToolsOption, TrustOption, err, load_trained, out,
+                      tool_prints_to_stderr, user_errors)
 from .errors import ToolkenError
 
 if TYPE_CHECKING:
@@ -35,41 +35,6 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-out = Console()
-err = Console(stderr=True)
-
-ToolsOption = Annotated[str, typer.Option("--tools", "-t", help="A .py file, a module path, or a registered toolset name (e.g. math).")]
-ModelOption = Annotated[Optional[str], typer.Option("--model", "-m", help="HF model id, local directory or .gguf file (default: embedded SmolLM2-135M-Instruct).")]
-DtypeOption = Annotated[str, typer.Option("--dtype", help="auto (bf16 where the CPU has it), float32 or bfloat16.")]
-TrustOption = Annotated[bool, typer.Option("--trust-toolset", help="Without --tools: use the toolset the checkpoint names if it is a registered toolset name (a file or module it names is never imported).")]
-
-
-@contextlib.contextmanager
-def user_errors(interrupted: str = "interrupted") -> Iterator[None]:
-    """Turn user-facing errors and Ctrl-C into one line and an exit code; ``interrupted`` is the Ctrl-C line."""
-    try:
-        yield
-    except ToolkenError as exc:
-        # Escaped: the message quotes user data, where "[/x]" would be read as markup and raise.
-        err.print(f"[red]error:[/red] {escape(str(exc))}", highlight=False, markup=True, soft_wrap=True)
-        raise typer.Exit(2) from None
-    except KeyboardInterrupt:
-        err.print(interrupted, highlight=False, markup=False, soft_wrap=True)
-        raise typer.Exit(130) from None
-
-
-@contextlib.contextmanager
-def tool_prints_to_stderr() -> Iterator[TextIO]:
-    """Send what tools print to stderr while they may run; yields the real stdout.
-
-    A tool that printed (at import, or when run for its examples or an evaluation)
-    wrote onto stdout, in front of the JSON line scripts read there.
-    """
-    stdout = sys.stdout
-    with contextlib.redirect_stdout(sys.stderr):
-        yield stdout
-
-
 def _progress() -> Progress:
     return Progress(
         TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[info]}"),
@@ -114,14 +79,16 @@ def train(
     calibrate: Annotated[bool, typer.Option("--calibrate/--no-calibrate", help="Start each bias where zero-shot toolkens have it: quiet on requests that need no tool.")] = True,
     holdout: Annotated[float, typer.Option(min=0.0, max=0.9, help="Share of conversations held out for accuracy.")] = 0.2,
     built_in_negatives: Annotated[bool, typer.Option("--built-in-negatives/--no-built-in-negatives", help="Add 16 requests that need no tool when the data holds none, so toolkens learn when not to fire.")] = True,
+    call_false_positives: Annotated[float, typer.Option("--call-false-positives", min=0.0, max=1.0, help="Share of held-out no-call decisions the whether-to-call gate may fire on; its threshold is chosen for it (chat --call-threshold moves it later).")] = 0.05,
+    result_turns: Annotated[bool, typer.Option("--result-turns/--no-result-turns", help="Give every call without a result a result turn and a reply in words, so toolkens learn to answer after results (read-only tools are run; others get a placeholder).")] = True,
     check: Annotated[Optional[Path], typer.Option("--check", help="A few real requests with their calls (JSONL, as --data), when the training data is synthetic: the tool choice leans toward the description priors as far as that decides these better.")] = None,
     lenient: Annotated[bool, typer.Option(help="Skip bad data lines (counted) instead of stopping.")] = False,
     seed: int = 0,
     dtype: DtypeOption = "auto",
 ) -> None:
     """Train toolkens for a toolset and save them as a checkpoint directory."""
-    from .augment import needs_built_in_negatives
-    from .data import NEGATIVE_EXAMPLES, count_calls, example_conversations, load_jsonl
+    from .augment import example_conversations, needs_built_in_negatives
+    from .data import NEGATIVE_EXAMPLES, count_calls, load_jsonl
     from .model import load_model
     from .priors import PRIOR_KINDS
     from .toolkens import Toolkens
@@ -182,6 +149,7 @@ def train(
             try:
                 toolkens, report = Toolkens.fit(lm, toolset, conversations, prior=prior, bias=bias, calibrate=calibrate,
                                                 lambdas=lambdas, config=config, holdout=holdout, negatives=built_in_negatives,
+                                                results=result_turns, call_false_positives=call_false_positives,
                                                 check=check_convs, on_cache_progress=on_cache, on_epoch=on_epoch)
             except TrainingInterrupted as exc:
                 progress.stop()
@@ -189,26 +157,6 @@ def train(
                 raise typer.Exit(130) from None
         saved = save_or_rescue(toolkens, out_dir)
     _print_fit(report, saved, time.perf_counter() - start)
-
-
-def load_trained(toolkens_dir: Path, tools_ref: str | None, *, trust_toolset: bool, model: str | None, dtype: str):
-    """A trained checkpoint with the tools the user names: a checkpoint never chooses code to run.
-
-    ``chat`` and ``eval`` used to import the toolset recorded in the checkpoint, and a
-    ``.py`` path there ran whatever file sat at it, one shipped with a download included.
-    """
-    from .checkpoint import load_checkpoint
-    from .toolkens import Toolkens
-    from .toolset import load_toolset
-
-    toolset = load_toolset(tools_ref) if tools_ref else None
-    if toolset is None and not trust_toolset:
-        _, config = load_checkpoint(toolkens_dir)
-        recorded = f" ({config.toolset!r})" if config.toolset else ""
-        raise ToolkenError(f"pass --tools with the toolset {toolkens_dir} was trained for{recorded}: a checkpoint holds "
-                           "weights, and the toolset it records is never imported (--trust-toolset uses it if it is "
-                           "a registered toolset name)")
-    return Toolkens.load(toolkens_dir, toolset, model=model, dtype=dtype, trust_toolset=trust_toolset)
 
 
 def _parse_lambda(text: str, candidates: tuple[float, ...]) -> tuple[tuple[float, ...] | None, float]:
@@ -277,6 +225,10 @@ def save_interrupted(exc: TrainingInterrupted, out_dir: Path) -> None:
               soft_wrap=True)
 
 
+def _rate(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.2f}"
+
+
 def _print_fit(report, out_dir: Path, seconds: float) -> None:
     figures = report.as_dict()
     out.print(
@@ -299,11 +251,19 @@ def _print_fit(report, out_dir: Path, seconds: float) -> None:
         out.print(f"tool choice: mix {report.mix:g} (the trained rows' share against the priors), chosen on "
                   f"{report.check_examples} check requests (decision accuracy per mix: "
                   + ", ".join(f"{k}: {v:.2f}" for k, v in report.mix_scores.items()) + ")", highlight=False)
+    if report.results_added:
+        out.print(f"result turns: {report.results_added} conversations got a result and a reply after their calls",
+                  highlight=False)
+    if report.gate:
+        g = report.gate
+        out.print(f"call gate: threshold {g['threshold']:.3f} for at most {g['target_false_positives']:.0%} false positives "
+                  f"({g['scored_on']}: calls {_rate(g['call_rate'])}, false positives {_rate(g['false_positive_rate'])})",
+                  highlight=False)
     if not report.heldout:
         out.print("no held-out accuracy: fewer than 10 conversations (or --holdout 0)", highlight=False)
     out.print(f"saved toolkens to {out_dir}", highlight=False, markup=False)
     # The figures as one JSON line last, unwrapped, for scripts.
-    print(json.dumps({k: v for k, v in figures.items() if k in ("heldout", "prior_heldout", "cache_seconds", "train_seconds", "lambda", "mix")}))
+    print(json.dumps({k: v for k, v in figures.items() if k in ("heldout", "prior_heldout", "cache_seconds", "train_seconds", "lambda", "mix", "gate")}))
 
 
 @app.command("eval")
@@ -347,7 +307,7 @@ def eval_command(
     print(json.dumps(figures))
 
 
-from .repl import chat_command  # noqa: E402  (after app: repl imports cli lazily)
+from .repl import chat_command  # noqa: E402
 
 app.command("chat")(chat_command)
 

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO, Iterator, Sequence
 
-from .conversation import Conversation, Message, ToolCall, json_problem, parse_messages
+from .conversation import Conversation, json_problem, parse_messages
 from .errors import DataError
 from .tool import ArgumentsError
 from .toolset import Toolset
@@ -147,42 +147,10 @@ def parse_line(raw: bytes, toolset: Toolset, *, source: str, path: str, line: in
     return Conversation(messages, source=source, meta=meta)
 
 
-def example_conversations(toolset: Toolset, *, with_negatives: bool = True) -> list[Conversation]:
-    """Conversations built from the examples declared on the tools.
-
-    When a tool can run, its result and a short answer follow the call, which teaches
-    the toolkens not to fire again once the result is in.
-    """
-    conversations = []
-    for spec in toolset:
-        for n, example in enumerate(spec.examples):
-            call = ToolCall(spec.name, dict(example.args), id=f"call_{n}")
-            messages = [Message("user", example.prompt), Message("assistant", tool_calls=(call,))]
-            result = _try_run(spec, example.args)
-            if result is not None:
-                messages += [Message("tool", result, tool_call_id=call.id, name=spec.name),
-                             Message("assistant", f"The answer is {result}.")]
-            conversations.append(Conversation(tuple(messages), source=f"{spec.name} example {n + 1}"))
-    if not with_negatives:
-        return conversations
-    from .augment import with_built_in_negatives  # augment builds on this module
-
-    return with_built_in_negatives(conversations)
-
-
 def answers_without_tools(conversation: Conversation) -> bool:
     """Whether the first assistant turn replies in words (a request that needed no tool)."""
     first = next((m for m in conversation.messages if m.role == "assistant"), None)
     return first is not None and not first.tool_calls
-
-
-def _try_run(spec, args) -> str | None:
-    if spec.func is None:
-        return None
-    try:
-        return str(spec.func(**spec.validate(args)))
-    except Exception:  # an example whose tool fails simply has no result turn
-        return None
 
 
 def split_holdout(n: int, fraction: float, *, seed: int = 0, minimum: int = 10) -> tuple[list[int], list[int]]:

@@ -29,7 +29,7 @@ from .chat_format import CALL_CLOSE, CALL_SEPARATOR, call_prefix
 from .conversation import Message, ToolCall
 from .executor import DEFAULT_TIMEOUT, run_call
 from .memo import memo
-from .processors import ToolChoice, sample
+from .processors import ResultCopy, ToolChoice, sample
 from .provenance import call_key, calls_made, untraceable
 from .tool import ArgumentsError, ToolSpec, parse_arguments
 from .toolkens import Toolkens
@@ -115,6 +115,9 @@ class DecodeConfig:
     # A reply may not be empty: the end token and whitespace cannot come before visible
     # text (after a tool result a small model often ends at once). False: plain generation.
     nonempty_reply: bool = True
+    # Added to the logits of a tool result's tokens in the reply after it, until the
+    # reply quotes the result (processors.ResultCopy); 0 turns it off.
+    result_copy_bias: float = 2.0
     trace_arguments: bool = True  # argument values must come from the conversation (provenance)
 
 
@@ -278,10 +281,13 @@ class Decoder:
         turn = _Turn()
         text = _TextStream(self.lm.tokenizer, tuple(config.stop))
         after_result = bool(messages) and messages[-1].role == "tool"
+        copy = self._result_copy(messages, config) if after_result else None
         while turn.reason is None:
             logits = self._joint_logits(state)
             gate = self._gate(state, logits, choice, config) if choice.tools_open() else None
             logits = choice.process_logits(state.ids, logits, gate=gate)
+            if copy is not None:
+                logits = copy.process_logits(state.ids, logits, reply=text.visible)
             if not turn.calls and (config.nonempty_reply or (after_result and config.json_echo_guard)) \
                     and not text.visible.strip():
                 logits = self._reply_start_guard(logits, blank=config.nonempty_reply,
@@ -322,6 +328,20 @@ class Decoder:
             yield TextChunk(rest)
         turn.text = text.emitted
         return turn
+
+    def _result_copy(self, messages: Sequence[Message], config: DecodeConfig) -> ResultCopy | None:
+        """The :class:`ResultCopy` for the results that end ``messages`` (short ones: a reply quotes a value, not a page)."""
+        results = []
+        for message in reversed(messages):
+            if message.role != "tool":
+                break
+            if not message.content.startswith("Error") and 0 < len(message.content) <= 200:
+                results.append(message.content)
+        if not results or config.result_copy_bias == 0:
+            return None
+        ids = {i for r in results for text in (r, " " + r) for i in self.format.encode_text(text)}
+        ids -= set(self.end_ids)
+        return ResultCopy(results, sorted(ids), config.result_copy_bias)
 
     def _gate(self, state: _State, logits: torch.Tensor, choice: ToolChoice, config: DecodeConfig) -> bool | None:
         """The separate whether-to-call decision at this step, when the toolkens have a gate."""

@@ -21,8 +21,6 @@ toolkens keep (their bias is calibrated instead, :mod:`toolken_agent.calibration
 
 from __future__ import annotations
 
-from typing import Sequence
-
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -102,22 +100,26 @@ def fit_gate(hidden: torch.Tensor, tool_logits: torch.Tensor, best_word: torch.T
 
 
 def choose_threshold(probabilities: torch.Tensor, calls: torch.Tensor, *,
-                     target: float = TARGET_FALSE_POSITIVES, candidates: Sequence[float] | None = None) -> float:
+                     target: float = TARGET_FALSE_POSITIVES) -> float:
     """The threshold that gets the most calls right while at most ``target`` of no-call rows fire.
 
-    Ties go to the higher threshold (the quieter gate). With no no-call rows to measure
-    false positives on, 0.5.
+    Among equally good thresholds, the one that fires on fewest no-call rows; and since
+    every threshold between two neighbouring rows does the same on these rows, the
+    middle of that gap (in logits), which leaves the most room on both sides for rows
+    not seen here, as a maximum-margin boundary does. Without no-call rows, 0.5.
     """
-    negatives = probabilities[~calls]
-    if len(negatives) == 0:
+    if not bool((~calls).any()):
         return 0.5
-    candidates = candidates or [0.5] + sorted({float(p) + 1e-6 for p in probabilities.tolist()})
-    best, best_hits = None, -1.0
-    for t in sorted(candidates, reverse=True):
-        false_positive = float((negatives >= t).float().mean())
+    eps = 1e-4
+    levels = sorted({min(max(float(p), eps), 1 - eps) for p in probabilities.tolist()})
+    best_key, best_gap = None, (0.5, 0.5)
+    for i, t in enumerate(levels + [1.0]):  # threshold t (just above the previous level) fires rows with p >= t
+        false_positive = float((probabilities[~calls] >= t).float().mean())
         if false_positive > target + 1e-9:
             continue
         hits = float((probabilities[calls] >= t).float().mean()) if bool(calls.any()) else 0.0
-        if hits > best_hits:
-            best, best_hits = t, hits
-    return min(max(best if best is not None else float(negatives.max()) + 1e-6, 1e-4), 1 - 1e-4)
+        key = (hits, -false_positive)
+        if best_key is None or key > best_key:
+            best_key, best_gap = key, (levels[i - 1] if i > 0 else eps, min(t, 1 - eps))
+    low, high = (torch.logit(torch.tensor(x)).item() for x in best_gap)
+    return float(torch.sigmoid(torch.tensor((low + high) / 2)))

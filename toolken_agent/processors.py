@@ -135,3 +135,26 @@ def sample(logits: torch.Tensor, *, temperature: float = 0.0, top_p: float = 1.0
         sorted_probs = torch.where(keep, sorted_probs, torch.zeros_like(sorted_probs))
         probs = torch.zeros_like(probs).scatter(0, order, sorted_probs)
     return int(torch.multinomial(probs, 1, generator=generator))
+
+
+@dataclass
+class ResultCopy:
+    """Leans the reply after tool results toward quoting them.
+
+    A small frozen model asked to answer from a result often paraphrases it away or
+    invents another number; the user wanted the result. While a result's text is not
+    yet in the reply, the tokens of that text get ``bias`` added, so the model, which
+    still writes every word, finds the result's tokens easier to pick. Once every result
+    appears in the reply the processor does nothing.
+    """
+
+    results: Sequence[str]  # the tool results the reply should quote
+    token_ids: Sequence[int]  # the vocabulary ids of their tokens
+    bias: float = 2.0
+
+    def process_logits(self, input_ids: Sequence[int], logits: torch.Tensor, *, reply: str = "") -> torch.Tensor:
+        if self.bias == 0 or not self.token_ids or all(r.strip() in reply for r in self.results):
+            return logits
+        logits = logits.clone()
+        logits[list(self.token_ids)] += self.bias
+        return logits

@@ -20,6 +20,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from .chat_format import arguments_text
+from .console import DtypeOption, ModelOption, TrustOption, err, load_trained, out, user_errors
 from .conversation import Message, ToolCall
 from .decoding import ArgumentsChunk, CallFinished, DecodeConfig, Event, Finished, TextChunk, ToolResult
 from .tool import ToolSpec
@@ -217,15 +218,15 @@ def prompt_lines(console: Console) -> Iterator[str]:
 def chat_command(
     tools: Annotated[Optional[str], typer.Option("--tools", "-t", help="A .py file, a module path, or a registered toolset name (e.g. math).")] = None,
     toolkens: Annotated[Optional[Path], typer.Option("--toolkens", "-k", help="A trained checkpoint directory (from `toolken-agent train`), with the --tools it was trained for.")] = None,
-    trust_toolset: Annotated[bool, typer.Option("--trust-toolset", help="With --toolkens and no --tools: use the toolset the checkpoint names if it is a registered toolset name (a file or module it names is never imported).")] = False,
+    trust_toolset: TrustOption = False,
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Run every tool the model calls without asking (tools not declared read-only are otherwise confirmed on a terminal, and declined when input is piped).")] = False,
-    model: Annotated[Optional[str], typer.Option("--model", "-m", help="HF model id, local directory or .gguf file (default: the checkpoint's model, else SmolLM2-135M-Instruct).")] = None,
+    model: ModelOption = None,
     temperature: Annotated[float, typer.Option(min=0.0, help="Sampling temperature; 0 is greedy.")] = 0.0,
     max_tokens: Annotated[int, typer.Option("--max-tokens", min=1, help="Text tokens per assistant turn.")] = 256,
-    dtype: Annotated[str, typer.Option("--dtype", help="auto (bf16 where the CPU has it), float32 or bfloat16.")] = "auto",
+    dtype: DtypeOption = "auto",
+    call_threshold: Annotated[Optional[float], typer.Option("--call-threshold", min=0.0, max=1.0, help="Probability a call needs from a trained checkpoint's whether-to-call gate: lower calls more readily (default: the one chosen at training).")] = None,
 ) -> None:
     """Chat with the model; it calls tools through its toolkens. Reads one message per line when piped."""
-    from .cli import err, load_trained, out, user_errors  # lazily: cli registers this command
     from .decoding import Decoder
     from .errors import ToolkenError
     from .model import load_model
@@ -236,13 +237,13 @@ def chat_command(
         if toolkens is not None:
             trained = load_trained(toolkens, tools, trust_toolset=trust_toolset, model=model, dtype=dtype)
         elif tools is not None:
-            trained = Toolkens.from_priors(load_model(model, dtype=dtype), load_toolset(tools))
+            trained = Toolkens.bind(load_model(model, dtype=dtype), load_toolset(tools))
             err.print("using untrained toolkens (priors only); train them with `toolken-agent train` for reliable calls",
                       style="dim", highlight=False)
         else:
             raise ToolkenError("pass --tools FILE_OR_MODULE (zero-shot) or --toolkens DIR (a trained checkpoint)")
         decoder = Decoder(trained)
-    config = DecodeConfig(max_new_tokens=max_tokens, temperature=temperature)
+    config = DecodeConfig(max_new_tokens=max_tokens, temperature=temperature, call_threshold=call_threshold)
     interactive = sys.stdin.isatty()
     if interactive:
         names = ", ".join(trained.toolset.names)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import copy
 import time
 from dataclasses import asdict, dataclass, field
-from typing import Callable, Sequence
+from typing import Any, Callable, Sequence
 
 import torch
 
@@ -249,7 +249,7 @@ def _gate_inputs(head: ToolkenHead, features: Features) -> tuple[torch.Tensor, t
 
 
 def train_gate(head: ToolkenHead, train: Features, held: Features | None, *,
-               target: float = TARGET_FALSE_POSITIVES) -> tuple[CallGate | None, dict[str, float]]:
+               target: float = TARGET_FALSE_POSITIVES) -> tuple[CallGate | None, dict[str, Any]]:
     """Fit the whether-to-call gate on ``train``'s decisions; threshold it on ``held``'s.
 
     The threshold is the lowest whose false-positive rate on held-out no-call decisions
@@ -269,7 +269,7 @@ def train_gate(head: ToolkenHead, train: Features, held: Features | None, *,
     gate.threshold = choose_threshold(p, calls, target=target)
     fired = p >= gate.threshold
     report = {"threshold": gate.threshold, "target_false_positives": target,
-              "call_rate": float(fired[calls].float().mean()) if bool(calls.any()) else float("nan"),
-              "false_positive_rate": float(fired[~calls].float().mean()) if bool((~calls).any()) else float("nan"),
+              "call_rate": float(fired[calls].float().mean()) if bool(calls.any()) else None,
+              "false_positive_rate": float(fired[~calls].float().mean()) if bool((~calls).any()) else None,
               "scored_on": "held-out" if score_on is held else "training"}
     return gate, report
