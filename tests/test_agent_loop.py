@@ -7,6 +7,7 @@ import torch
 
 from toolken_agent.augment import placeholder_result, with_result_turns
 from toolken_agent.conversation import Conversation, Message, ToolCall
+from toolken_agent.decoding import Decoder
 from toolken_agent.gate import CallGate, choose_threshold, fit_gate
 from toolken_agent.provenance import calls_made, untraceable
 from toolken_agent.tool import Tool, ToolExample, to_spec
@@ -167,3 +168,34 @@ def test_binding_a_checkpoint_gives_trained_rows_for_its_tools_and_zero_shot_row
         assert torch.equal(bound.head.weight[toolset.index(name)], trained.head.weight[small_toolset.index(name)])
     zero = Toolkens.bind(tiny_lm, make_toolset([Double]))
     assert torch.allclose(bound.head.weight[toolset.index("double")], zero.head.weight[0])
+
+
+# -- reply processors -------------------------------------------------------------------
+def test_the_reply_start_guard_bans_its_tokens_only_until_the_reply_shows_text():
+    from toolken_agent.processors import ReplyStartGuard
+
+    guard = ReplyStartGuard(torch.tensor([0, 2]))
+    logits = torch.tensor([5.0, 1.0, 4.0, 0.5])
+    assert guard.process_logits([], logits).tolist() == [float("-inf"), 1.0, float("-inf"), 0.5]
+    assert guard.process_logits([], logits, reply="  ").tolist()[0] == float("-inf")  # blank is not text
+    assert torch.equal(guard.process_logits([], logits, reply="Hi"), logits)
+
+
+def test_result_copy_lifts_the_results_tokens_until_the_reply_quotes_it():
+    from toolken_agent.processors import ResultCopy
+
+    copy = ResultCopy(["104"], [1, 3], bias=2.0)
+    logits = torch.zeros(4)
+    assert copy.process_logits([], logits, reply="It is").tolist() == [0.0, 2.0, 0.0, 2.0]
+    assert torch.equal(copy.process_logits([], logits, reply="It is 104 degrees"), logits)
+
+
+def test_a_reply_never_opens_with_call_markup_written_as_text(tiny_lm):
+    from toolken_agent.decoding import markup_openers
+
+    decoder = Decoder(Toolkens.from_priors(tiny_lm, make_toolset([Double])))
+    banned = set(markup_openers(tiny_lm.tokenizer, tiny_lm.vocab_size).tolist())
+    lt = tiny_lm.tokenizer.convert_tokens_to_ids("<") if "<" in tiny_lm.tokenizer.get_vocab() else None
+    assert lt is None or lt in banned
+    guard = decoder._reply_start_guard(blank=True, brace=False)
+    assert banned <= set(guard.banned.tolist()) and set(decoder.end_ids) <= set(guard.banned.tolist())

@@ -29,7 +29,7 @@ from .chat_format import CALL_CLOSE, CALL_SEPARATOR, call_prefix
 from .conversation import Message, ToolCall
 from .executor import DEFAULT_TIMEOUT, run_call
 from .memo import memo
-from .processors import ResultCopy, ToolChoice, sample
+from .processors import ReplyStartGuard, ResultCopy, ToolChoice, sample
 from .provenance import call_key, calls_made, untraceable
 from .tool import ArgumentsError, ToolSpec, parse_arguments
 from .toolkens import Toolkens
@@ -49,6 +49,13 @@ def brace_openers(tokenizer: Any, vocab_size: int) -> torch.Tensor:
     """
     return memo(tokenizer, f"brace_openers:{vocab_size}", lambda: _tokens_where(
         tokenizer, vocab_size, lambda raw: "{" in raw or raw.startswith("<0x"), lambda text: text.lstrip().startswith("{")))
+
+
+def markup_openers(tokenizer: Any, vocab_size: int) -> torch.Tensor:
+    """Ids of the tokens whose text, leading spaces aside, starts with ``<``: a reply that opens
+    with one is almost always the model writing call markup (``<tool_call>``) as text."""
+    return memo(tokenizer, f"markup_openers:{vocab_size}", lambda: _tokens_where(
+        tokenizer, vocab_size, lambda raw: "<" in raw, lambda text: text.lstrip().startswith("<")))
 
 
 _BLANK_RAW = set(" \t\n\r\u0120\u010a\u0109\u010d\u2581")  # byte-level BPE and SentencePiece spellings of whitespace
@@ -282,16 +289,15 @@ class Decoder:
         text = _TextStream(self.lm.tokenizer, tuple(config.stop))
         after_result = bool(messages) and messages[-1].role == "tool"
         copy = self._result_copy(messages, config) if after_result else None
+        guard = self._reply_start_guard(blank=config.nonempty_reply, brace=after_result and config.json_echo_guard)
         while turn.reason is None:
             logits = self._joint_logits(state)
             gate = self._gate(state, logits, choice, config) if choice.tools_open() else None
             logits = choice.process_logits(state.ids, logits, gate=gate)
             if copy is not None:
                 logits = copy.process_logits(state.ids, logits, reply=text.visible)
-            if not turn.calls and (config.nonempty_reply or (after_result and config.json_echo_guard)) \
-                    and not text.visible.strip():
-                logits = self._reply_start_guard(logits, blank=config.nonempty_reply,
-                                                 brace=after_result and config.json_echo_guard)
+            if not turn.calls:
+                logits = guard.process_logits(state.ids, logits, reply=text.visible)
             token = sample(logits, temperature=config.temperature, top_p=config.top_p, generator=run.generator)
             if token >= vocab:
                 tool = token - vocab
@@ -353,17 +359,12 @@ class Decoder:
         probability = gate.probability(state.hidden, logits[vocab:] + config.tool_bias, logits[:vocab].max())
         return bool(probability >= threshold)
 
-    def _reply_start_guard(self, logits: torch.Tensor, *, blank: bool, brace: bool) -> torch.Tensor:
-        """Before any visible text: with ``blank``, neither the end token nor whitespace
-        (no empty reply); with ``brace``, no ``{`` (right after a tool result, an echo of
-        the call as JSON)."""
-        logits = logits.clone()
-        if blank:
-            logits[sorted(self.end_ids)] = float("-inf")
-            logits[blank_tokens(self.lm.tokenizer, self.lm.vocab_size)] = float("-inf")
-        if brace:
-            logits[brace_openers(self.lm.tokenizer, self.lm.vocab_size)] = float("-inf")
-        return logits
+    def _reply_start_guard(self, *, blank: bool, brace: bool) -> ReplyStartGuard:
+        """With ``blank``: no end token, whitespace or ``<`` first; with ``brace``: no ``{`` first."""
+        tok, vocab = self.lm.tokenizer, self.lm.vocab_size
+        parts = ([torch.tensor(sorted(self.end_ids), dtype=torch.long), blank_tokens(tok, vocab), markup_openers(tok, vocab)]
+                 if blank else []) + ([brace_openers(tok, vocab)] if brace else [])
+        return ReplyStartGuard(torch.cat(parts) if parts else torch.zeros(0, dtype=torch.long))
 
     def _run_calls(self, turn: "_Turn", messages: list[Message], config: DecodeConfig,
                    confirm: Confirm | None) -> Iterator[Event]:

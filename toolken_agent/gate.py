@@ -25,7 +25,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-TARGET_FALSE_POSITIVES = 0.05  # default share of no-call decisions allowed to fire
+TARGET_FALSE_POSITIVES = 0.1  # default share of no-call decisions allowed to fire
 
 
 class CallGate(nn.Module):
@@ -78,7 +78,7 @@ def fit_gate(hidden: torch.Tensor, tool_logits: torch.Tensor, best_word: torch.T
     hidden = hidden.float()
     with torch.no_grad():
         gate.mean.copy_(hidden.mean(dim=0))
-        gate.scale.copy_(hidden.std(dim=0).clamp(min=1e-4) * hidden.shape[-1] ** 0.5)
+        gate.scale.copy_(hidden.std(dim=0).clamp(min=1e-4))
     y = calls.float()
     n_pos, n_neg = float(y.sum()), float((1 - y).sum())
     if n_pos == 0 or n_neg == 0:

@@ -1,7 +1,11 @@
 """Logits processors over the joint logits ``[vocab ; toolkens]``.
 
-``tool_choice`` is a constraint on decoding like any other, so it is a small processor
-with one ``process_logits(input_ids, logits)`` method that masks with ``-inf``:
+Every constraint on decoding is a small object with one method,
+``process_logits(input_ids, logits, *, reply="")`` (``reply``: the visible text of the
+turn so far), that returns a masked or shifted copy: :class:`ToolChoice` (which
+toolkens may fire), :class:`ReplyStartGuard` (what a reply may not open with) and
+:class:`ResultCopy` (quote the result); argument constraints follow the same shape
+(:class:`toolken_agent.arguments.ArgumentConstraint`). ``tool_choice``:
 
 =================  ==============================================================
 ``auto``           toolkens compete with words (optionally shifted by a bias)
@@ -68,7 +72,8 @@ class ToolChoice:
             return False  # a named tool: one call
         return self.anywhere or self.at_decision
 
-    def process_logits(self, input_ids: Sequence[int], logits: torch.Tensor, *, gate: bool | None = None) -> torch.Tensor:
+    def process_logits(self, input_ids: Sequence[int], logits: torch.Tensor, *, reply: str = "",
+                       gate: bool | None = None) -> torch.Tensor:
         """``logits`` ``(V + n_tools,)`` -> masked copy; ``input_ids`` is the context so far.
 
         Unless ``anywhere``, a call may start only at a decision point: the first
@@ -158,3 +163,20 @@ class ResultCopy:
         logits = logits.clone()
         logits[list(self.token_ids)] += self.bias
         return logits
+
+
+@dataclass
+class ReplyStartGuard:
+    """Tokens a reply may not open with: until the reply holds visible text, ``banned`` are ``-inf``.
+
+    The decoder bans the end token, whitespace and ``<`` (no empty reply, and no call
+    markup written as text, which ends the reply empty at its stop) and, right after a
+    tool result, ``{`` (an echo of the call as JSON instead of an answer).
+    """
+
+    banned: torch.Tensor  # (k,) long
+
+    def process_logits(self, input_ids: Sequence[int], logits: torch.Tensor, *, reply: str = "") -> torch.Tensor:
+        if reply.strip() or not len(self.banned):
+            return logits
+        return logits.index_fill(0, self.banned, NEG_INF)

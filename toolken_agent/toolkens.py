@@ -18,7 +18,7 @@ from typing import Any, Callable, Iterator, Sequence
 
 import torch
 
-from .calibration import zero_shot_bias, zero_shot_head
+from .calibration import as_no_call_features, negative_decisions, zero_shot_bias, zero_shot_head
 from .chat_format import ChatFormat
 from .checkpoint import ToolkenConfig, check_model, check_tools, load_checkpoint, save_checkpoint
 from .conversation import Conversation
@@ -277,6 +277,7 @@ class Toolkens:
         held_feats = feats.for_examples(held_idx) if held_idx else None
         if held_feats is not None:
             report.prior_heldout = selection_accuracy(toolkens.head, held_feats)
+        quiet = as_no_call_features(lm, *negative_decisions(lm)) if call_false_positives is not None else None
         if lambdas:
             with _interruptible(toolkens, report, "choosing lambda"):
                 chosen, report.lambda_sweep = choose_lambda(lambda: copy.deepcopy(toolkens.head), train_feats, config,
@@ -289,13 +290,13 @@ class Toolkens:
         except TrainingInterrupted as exc:
             report.train = exc.result
             if call_false_positives is not None:  # the gate of the kept epoch: a second's work, not lost
-                toolkens.head.gate, report.gate = train_gate(toolkens.head, train_feats, held_feats,
+                toolkens.head.gate, report.gate = train_gate(toolkens.head, train_feats, held_feats, quiet=quiet,
                                                              target=call_false_positives)
             toolkens.training = report.as_dict()
             raise FitInterrupted(exc.result, toolkens, "training") from None
         if call_false_positives is not None:
             with _interruptible(toolkens, report, "fitting the call gate"):
-                toolkens.head.gate, report.gate = train_gate(toolkens.head, train_feats, held_feats,
+                toolkens.head.gate, report.gate = train_gate(toolkens.head, train_feats, held_feats, quiet=quiet,
                                                              target=call_false_positives)
         if held_feats is not None:
             report.heldout = selection_accuracy(toolkens.head, held_feats)

@@ -248,22 +248,29 @@ def _gate_inputs(head: ToolkenHead, features: Features) -> tuple[torch.Tensor, t
     return rows.hidden, head(rows.hidden), rows.vocab_max, rows.tool_target >= 0
 
 
-def train_gate(head: ToolkenHead, train: Features, held: Features | None, *,
+def train_gate(head: ToolkenHead, train: Features, held: Features | None, *, quiet: Features | None = None,
                target: float = TARGET_FALSE_POSITIVES) -> tuple[CallGate | None, dict[str, Any]]:
-    """Fit the whether-to-call gate on ``train``'s decisions; threshold it on ``held``'s.
+    """Fit the whether-to-call gate on ``train``'s decisions; threshold it on ``held``'s and ``quiet``'s.
 
-    The threshold is the lowest whose false-positive rate on held-out no-call decisions
-    is at most ``target`` (:func:`~toolken_agent.gate.choose_threshold`); without a
-    held-out share, on the training decisions. ``None`` when the decisions hold one
-    class only (no calls, or no answers in words): there is nothing to separate.
-    Returns the gate and its held-out figures (call and no-call rates at the threshold).
+    The threshold gets the most held-out calls right while at most ``target`` of the
+    no-call decisions fire (:func:`~toolken_agent.gate.choose_threshold`); without a
+    held-out share, on the training decisions. ``quiet``: reply starts of requests that
+    need no tool (the built-in ones), counted as no-call decisions too, because
+    call-only data holds few such requests and the replies after results it gets are
+    easy to keep quiet: thresholded on those alone, the gate fired on requests about
+    nothing the tools do. ``None`` when the decisions hold one class only.
+    Returns the gate and its figures at the threshold.
     """
     hidden, tool_logits, best, calls = _gate_inputs(head, train)
     if not bool(calls.any()) or bool(calls.all()):
         return None, {}
     gate = fit_gate(hidden, tool_logits, best, calls)
     score_on = held if held is not None and bool((held.decision & (held.tool_target < 0)).any()) else train
-    hidden, tool_logits, best, calls = _gate_inputs(head, score_on)
+    if quiet is not None and len(quiet):
+        score_on_quiet = score_on.extended(quiet)
+    else:
+        score_on_quiet = score_on
+    hidden, tool_logits, best, calls = _gate_inputs(head, score_on_quiet)
     with torch.no_grad():
         p = gate.probability(hidden, tool_logits, best)
     gate.threshold = choose_threshold(p, calls, target=target)

@@ -42,6 +42,7 @@ from typing import Any, Sequence
 
 ROOT = Path(__file__).resolve().parents[2]
 TEST_FILE = ROOT / "examples" / "agent_loop" / "test.jsonl"
+TRAIN_FILE = ROOT / "examples" / "agent_loop" / "train.jsonl"
 RECURSION_LIMIT = 12
 
 
@@ -228,6 +229,43 @@ def run_question(agent: Any, question: str, *, recursion_limit: int = RECURSION_
     return messages, False, None
 
 
+# Methods as configurations of the product's own ``Toolkens.fit`` (the names of suite.py).
+METHODS: dict[str, dict[str, Any]] = {
+    "toolkengpt": dict(prior="random", bias=False, calibrate=False, lambda_=0.0, negatives=False, results=False,
+                       call_false_positives=None),
+    "paper": dict(prior="name", bias=False, calibrate=False, lambda_=0.01, negatives=False, results=False,
+                  call_false_positives=None),
+    "ours": dict(),  # toolken-agent train's defaults
+    "ours-no-gate": dict(call_false_positives=None),  # ablation: the head's margin decides whether to call
+    "ours-no-results": dict(results=False),  # ablation: call-only data as it is
+    "ours-placeholders": dict(placeholders=True),  # ablation: every synthesized result a placeholder, no tool run
+}
+
+
+def train_method(method: str, model: str | None, out_dir: Path, data: Path = TRAIN_FILE) -> dict:
+    """Train ``method`` on the call-only training file and save it to ``out_dir``; returns the fit report."""
+    from examples.agent_loop import office_tools
+    from toolken_agent.augment import placeholder_result, with_result_turns
+    from toolken_agent.data import load_jsonl
+    from toolken_agent.model import load_model
+    from toolken_agent.toolkens import Toolkens
+    from toolken_agent.toolset import make_toolset
+    from toolken_agent.training import LAMBDAS, TrainConfig
+
+    kwargs = dict(METHODS[method])
+    lm = load_model(model)
+    toolset = make_toolset(office_tools.TOOLS, "examples/agent_loop/office_tools.py")
+    conversations = load_jsonl(data, toolset).conversations
+    if kwargs.pop("placeholders", False):
+        conversations = with_result_turns(conversations, toolset, result=lambda spec, args: placeholder_result(spec))
+    lambda_ = kwargs.pop("lambda_", None)
+    lambdas = None if lambda_ is not None else LAMBDAS
+    toolkens, report = Toolkens.fit(lm, toolset, conversations, lambdas=lambdas,
+                                    config=TrainConfig(lambda_=lambda_ if lambda_ is not None else 0.01), **kwargs)
+    toolkens.save(out_dir)
+    return report.as_dict()
+
+
 def main(argv: Sequence[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--toolkens", default=None, help="checkpoint from `toolken-agent train` (default: zero-shot)")
@@ -236,7 +274,20 @@ def main(argv: Sequence[str] | None = None) -> dict:
     parser.add_argument("--max-tokens", type=int, default=64, help="per model call")
     parser.add_argument("--test", type=Path, default=TEST_FILE)
     parser.add_argument("--out", type=Path, default=None, help="write the summary and per-question records here (JSON)")
+    parser.add_argument("--prompted", action="store_true",
+                        help="the anchor: prompted function calling through the model's chat template (no toolkens)")
+    parser.add_argument("--train", choices=sorted(METHODS), default=None,
+                        help="train this method on examples/agent_loop/train.jsonl first (into a temporary directory)")
     args = parser.parse_args(argv)
+    fit_report = None
+    if args.train:
+        import tempfile
+
+        args.toolkens = str(Path(tempfile.mkdtemp(prefix="agent-loop-")) / args.train)
+        t0 = time.perf_counter()
+        fit_report = train_method(args.train, args.model, Path(args.toolkens))
+        fit_report["wall_seconds"] = round(time.perf_counter() - t0, 1)
+        print(f"trained {args.train} in {fit_report['wall_seconds']} s: held-out {fit_report['heldout']}", file=sys.stderr)
 
     from langchain.agents import create_agent
 
@@ -245,15 +296,26 @@ def main(argv: Sequence[str] | None = None) -> dict:
 
     items = load_questions(args.test, args.max_questions)
     start = time.perf_counter()
-    # Load the model (and build zero-shot rows) before the clock runs per question.
-    ChatToolken(model=args.model, toolkens=args.toolkens, max_tokens=1).bind_tools(office_tools.TOOLS).invoke("Hello")
+    if args.prompted:
+        from examples.benchmarks.prompted_chat import PromptedChat
+        from toolken_agent.model import load_model
+
+        lm = load_model(args.model)
+
+        def make_llm() -> Any:
+            return PromptedChat(lm=lm, max_tokens=max(args.max_tokens, 96))
+    else:
+        # Load the model (and build zero-shot rows) before the clock runs per question.
+        ChatToolken(model=args.model, toolkens=args.toolkens, max_tokens=1).bind_tools(office_tools.TOOLS).invoke("Hello")
+
+        def make_llm() -> Any:
+            return ChatToolken(model=args.model, toolkens=args.toolkens, max_tokens=args.max_tokens)
     load_seconds = time.perf_counter() - start
 
     records = []
     for i, item in enumerate(items, 1):
         office_tools.reset()
-        llm = ChatToolken(model=args.model, toolkens=args.toolkens, max_tokens=args.max_tokens)
-        agent = create_agent(llm, office_tools.TOOLS)
+        agent = create_agent(make_llm(), office_tools.TOOLS)
         t0 = time.perf_counter()
         messages, recursion_error, error = run_question(agent, item["question"])
         record = score(item, messages, time.perf_counter() - t0, recursion_error=recursion_error, error=error)
@@ -267,6 +329,10 @@ def main(argv: Sequence[str] | None = None) -> dict:
     summary = summarise(records)
     summary["model_load_seconds"] = round(load_seconds, 1)
     summary["toolkens"] = args.toolkens
+    summary["method"] = "prompted" if args.prompted else args.train or ("zero-shot" if args.toolkens is None else "checkpoint")
+    summary["model"] = args.model or "SmolLM2-135M-Instruct"
+    if fit_report is not None:
+        summary["fit"] = {k: fit_report.get(k) for k in ("heldout", "lambda", "gate", "results_added", "wall_seconds")}
     print(json.dumps(summary))
     if args.out:
         write_out(args, summary, records)
