@@ -7,7 +7,9 @@ SmolLM2's. It needs no files and no network, and exercises the same code paths.
 
 from __future__ import annotations
 
+import json
 import os
+import textwrap
 from pathlib import Path
 
 # Everything runs offline: the default model comes from a PyPI wheel, never the hub.
@@ -142,3 +144,28 @@ def math_toolkens_dir(tmp_path_factory, smol_lm) -> Path:
     toolset = load_toolset("math")
     toolkens, _ = Toolkens.fit(smol_lm, toolset, example_conversations(toolset), holdout=0.0)
     return toolkens.save(tmp_path_factory.mktemp("toolkens") / "math")
+
+
+# A toolset file and JSONL lines in the shapes users write, for the CLI tests.
+CLI_TOOLS = textwrap.dedent('''
+    from langchain_core.tools import tool
+
+    @tool
+    def add(a: float, b: float) -> float:
+        """Add two numbers and return their sum."""
+        return a + b
+
+    @tool
+    def weather_now(city: str) -> str:
+        """Get the current weather for a city."""
+        return "sunny"
+''')
+
+
+def cli_conversation(i: int) -> dict:
+    if i % 3 == 0:
+        return {"messages": [{"role": "user", "content": f"Hello number {i}"}, {"role": "assistant", "content": "Hello! How can I help?"}]}
+    name, args = ("add", {"a": i, "b": 2}) if i % 3 == 1 else ("weather_now", {"city": "Paris"})
+    return {"messages": [{"role": "user", "content": f"question {i}"},
+                         {"role": "assistant", "tool_calls": [{"id": "c", "type": "function",
+                                                               "function": {"name": name, "arguments": json.dumps(args)}}]}]}

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import textwrap
 
 import pytest
 from typer.testing import CliRunner
@@ -14,28 +13,7 @@ from toolken_agent.training import LAMBDAS
 
 runner = CliRunner()
 
-TOOLS = textwrap.dedent('''
-    from langchain_core.tools import tool
-
-    @tool
-    def add(a: float, b: float) -> float:
-        """Add two numbers and return their sum."""
-        return a + b
-
-    @tool
-    def weather_now(city: str) -> str:
-        """Get the current weather for a city."""
-        return "sunny"
-''')
-
-
-def conversation(i):
-    if i % 3 == 0:
-        return {"messages": [{"role": "user", "content": f"Hello number {i}"}, {"role": "assistant", "content": "Hello! How can I help?"}]}
-    name, args = ("add", {"a": i, "b": 2}) if i % 3 == 1 else ("weather_now", {"city": "Paris"})
-    return {"messages": [{"role": "user", "content": f"question {i}"},
-                         {"role": "assistant", "tool_calls": [{"id": "c", "type": "function",
-                                                               "function": {"name": name, "arguments": json.dumps(args)}}]}]}
+from conftest import CLI_TOOLS as TOOLS, cli_conversation as conversation  # noqa: E402
 
 
 @pytest.fixture()

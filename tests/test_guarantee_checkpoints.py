@@ -14,7 +14,6 @@ import json
 import os
 import pathlib
 import pickle
-import warnings
 from pathlib import Path
 
 import pytest
@@ -25,7 +24,7 @@ from typer.testing import CliRunner
 import toolken_agent.checkpoint as checkpoint
 import toolken_agent.toolkens as toolkens_module
 import toolken_agent.training as training
-from test_cli import TOOLS, conversation
+from conftest import CLI_TOOLS as TOOLS, cli_conversation as conversation
 from toolken_agent.checkpoint import CONFIG_FILE, WEIGHTS_FILE, load_checkpoint
 from toolken_agent.cli import app
 from toolken_agent.errors import CheckpointError

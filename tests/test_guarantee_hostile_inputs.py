@@ -31,7 +31,7 @@ import toolken_agent.checkpoint as checkpoint
 import toolken_agent.model as model_module
 import toolken_agent.toolkens as toolkens_module
 import toolken_agent.training as training
-from test_cli import TOOLS, conversation
+from conftest import CLI_TOOLS as TOOLS, cli_conversation as conversation
 from toolken_agent.checkpoint import CONFIG_FILE, WEIGHTS_FILE
 from toolken_agent.cli import app
 from toolken_agent.toolkens import Toolkens

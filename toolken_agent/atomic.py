@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import hashlib
 import os
 import secrets
 import shutil
@@ -164,3 +165,12 @@ def _mtime(path: Path) -> float:
 def glob_escape(name: str) -> str:
     """``name`` with glob metacharacters taken literally."""
     return "".join(f"[{c}]" if c in "*?[" else c for c in name)
+
+
+def file_sha256(path: Path) -> str:
+    """sha256 of a file's bytes, read in 1 MiB chunks (model files are hundreds of MB)."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()

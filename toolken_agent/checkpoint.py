@@ -37,7 +37,7 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 from typing_extensions import TypedDict
 
-from .atomic import clean_stale, share_like_dir, swap_into_place, temp_dir, writer_lock
+from .atomic import clean_stale, file_sha256, share_like_dir, swap_into_place, temp_dir, writer_lock
 from .errors import CheckpointError
 from .gate import CallGate
 from .head import ToolkenHead
@@ -125,7 +125,7 @@ def _write_into_place(path: Path, head: ToolkenHead, config: ToolkenConfig) -> N
             save_file(tensors, str(tmp / WEIGHTS_FILE), metadata={"config_sha256": config_digest(asdict(config))})
         except SafetensorError as exc:  # safetensors reports a full disk this way
             raise OSError(f"cannot write {tmp / WEIGHTS_FILE}: {exc}") from None
-        config.weights_sha256 = _sha256(tmp / WEIGHTS_FILE)
+        config.weights_sha256 = file_sha256(tmp / WEIGHTS_FILE)
         (tmp / CONFIG_FILE).write_text(json.dumps(asdict(config), indent=2, ensure_ascii=False) + "\n")
         share_like_dir(tmp)
         for f in tmp.iterdir():
@@ -211,7 +211,7 @@ def load_checkpoint(path: str | Path) -> tuple[ToolkenHead, ToolkenConfig]:
     if isinstance(version, int) and version != FORMAT_VERSION:
         raise CheckpointError(f"{path} has format version {version}; this release reads {FORMAT_VERSION}")
     config = parse_config(raw, where=config_path)
-    if config.weights_sha256 != _sha256(weights_path):
+    if config.weights_sha256 != file_sha256(weights_path):
         raise CheckpointError(f"{weights_path} does not match the hash in {CONFIG_FILE} (truncated or modified)")
     try:
         with safe_open(str(weights_path), framework="pt") as f:
@@ -317,9 +317,3 @@ def config_digest(record: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps(body, sort_keys=True, ensure_ascii=False).encode()).hexdigest()
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()

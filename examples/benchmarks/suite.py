@@ -49,16 +49,17 @@ from typing import Any
 import torch
 from safetensors.torch import load_file, save_file
 
-from toolken_agent.calibration import as_no_call_features, reply_start_decisions, zero_shot_bias
+from toolken_agent.calibration import as_no_call_features, negative_decisions, reply_start_decisions, zero_shot_bias
 from toolken_agent.chat_format import ChatFormat
 from toolken_agent.conversation import Conversation
 from toolken_agent.augment import negative_conversations
 from toolken_agent.features import Features, extract_features
 from toolken_agent.head import ToolkenHead
+from toolken_agent.memo import memo
 from toolken_agent.model import FrozenLM, cache_dir
 from toolken_agent.priors import build_priors
 from toolken_agent.tool import ToolSpec
-from toolken_agent.training import LAMBDAS, TrainConfig, choose_mix, no_call_rate, train_head
+from toolken_agent.training import LAMBDAS, TrainConfig, choose_mix, no_call_rate, predict_decisions, train_gate, train_head
 from toolken_agent.training import choose_lambda as training_choose_lambda
 
 
@@ -72,6 +73,7 @@ class Method:
     calibrated: bool = False  # bias starts at the zero-shot calibration (else 0)
     negatives: bool = False  # trained with the built-in no-tool requests added
     check: bool = False  # tool-choice mix with the priors chosen on real questions, where the data set has spare ones
+    gate: bool = False  # a whether-to-call gate fitted on the training decisions (toolken_agent.gate)
 
     def describe(self) -> str:
         bias = "calibrated bias" if self.calibrated else ("bias" if self.bias else "no bias")
@@ -86,7 +88,7 @@ METHODS = (
     Method("zero-shot", "lm-head+description", None, True, trained=False, calibrated=True),
     Method("toolkengpt", "random", 0.0, False),
     Method("paper", "name", 0.01, False),
-    Method("ours", "lm-head+description", None, True, calibrated=True, negatives=True, check=True),
+    Method("ours", "lm-head+description", None, True, calibrated=True, negatives=True, check=True, gate=True),
 )
 
 
@@ -132,7 +134,6 @@ def initial_head(lm: FrozenLM, specs: Sequence[ToolSpec], method: Method, seed: 
     return head
 
 
-_NEGATIVES: dict[tuple[int, tuple[str, ...]], Features] = {}
 
 
 def training_features(lm: FrozenLM, specs: Sequence[ToolSpec], method: Method, feats: Features) -> Features:
@@ -143,10 +144,8 @@ def training_features(lm: FrozenLM, specs: Sequence[ToolSpec], method: Method, f
     """
     if not method.negatives:
         return feats
-    key = (id(lm), tuple(s.name for s in specs))
-    if key not in _NEGATIVES:
-        _NEGATIVES[key] = cached_features(lm, specs, negative_conversations())[0]
-    return feats.extended(_NEGATIVES[key])
+    key = "bench_negatives:" + ",".join(s.name for s in specs)
+    return feats.extended(memo(lm, key, lambda: cached_features(lm, specs, negative_conversations())[0]))
 
 
 def train(lm: FrozenLM, specs: Sequence[ToolSpec], method: Method, feats: Features, *, seed: int,
@@ -154,7 +153,11 @@ def train(lm: FrozenLM, specs: Sequence[ToolSpec], method: Method, feats: Featur
     """A trained head; for a method with ``check``, its tool-choice mix chosen on ``check`` (real questions)."""
     head = initial_head(lm, specs, method, seed)
     if method.trained:
-        train_head(head, training_features(lm, specs, method, feats), TrainConfig(epochs=epochs, lambda_=lambda_, seed=seed))
+        train_feats = training_features(lm, specs, method, feats)
+        train_head(head, train_feats, TrainConfig(epochs=epochs, lambda_=lambda_, seed=seed))
+        if method.gate:  # as Toolkens.fit does, thresholded on the training decisions (the suite holds none out)
+            quiet = as_no_call_features(lm, *negative_decisions(lm))
+            head.gate, _ = train_gate(head, train_feats, None, quiet=quiet)
         if method.check and check is not None:
             choose_mix(head, check)
     return head
@@ -194,12 +197,12 @@ def score(head: ToolkenHead, feats: Features, *, all_calls: bool = False) -> dic
     out: dict[str, float] = {"calls": len(call_rows), "text_decisions": len(text_rows)}
     if len(call_rows):
         calls = feats.subset(call_rows)
-        logits = head(calls.hidden)
-        best, index = logits.max(dim=-1)
+        index = head(calls.hidden).argmax(dim=-1)
+        called = predict_decisions(head, calls)  # the gate decides whether, where the head has one
         gold = calls.tool_target
-        out["select"] = float(((index == gold) & (best > calls.vocab_max)).float().mean())
+        out["select"] = float((called == gold).float().mean())
         out["choice"] = float((index == gold).float().mean())
-        out["fired"] = float((best > calls.vocab_max).float().mean())
+        out["fired"] = float((called >= 0).float().mean())
     if len(text_rows):
         text = feats.subset(text_rows)
         out["no_call"] = no_call_rate(head, text)
