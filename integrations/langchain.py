@@ -45,6 +45,7 @@ from __future__ import annotations
 
 import json
 import threading
+from dataclasses import replace
 from typing import Any, Callable, Iterator, Literal, Sequence
 
 from langchain_core.callbacks import CallbackManagerForLLMRun
@@ -158,12 +159,12 @@ class ChatToolken(BaseChatModel):
     ) -> Runnable[LanguageModelInput, AIMessage]:
         """Bind tools; each becomes a toolken (trained or zero-shot). No prompt is added."""
         specs = [to_spec(t) for t in tools]
-        return super().bind(tools=[s.to_openai() for s in specs], tool_choice=_tool_choice(tool_choice, specs), **kwargs)
+        return super().bind(tools=[bound_tool(s) for s in specs], tool_choice=_tool_choice(tool_choice, specs), **kwargs)
 
     # -- generation ----------------------------------------------------------------------
     def _decode(self, messages: list[BaseMessage], stop: list[str] | None, **kwargs: Any) -> Iterator[Any]:
         runtime = _runtime(kwargs.get("model") or self.model, self.dtype, self.toolkens)
-        specs = [to_spec(t) for t in kwargs.get("tools") or []]
+        specs = [spec_of_bound(t) for t in kwargs.get("tools") or []]
         toolkens = runtime.toolkens(specs)
         config = DecodeConfig(
             max_new_tokens=kwargs.get("max_tokens") or self.max_tokens or 256,
@@ -176,6 +177,8 @@ class ChatToolken(BaseChatModel):
             tool_bias=self.tool_bias,
             tool_timeout=self.tool_timeout,
             seed=self.seed,
+            # Structured output's arguments are the answer itself, written by the model: no source to trace.
+            trace_arguments="ls_structured_output_format" not in kwargs,
         )
         decoder = Decoder(toolkens, runtime.grammar)
         yield from decoder.stream(to_messages(messages), config, run_tools=False)
@@ -220,6 +223,28 @@ class ChatToolken(BaseChatModel):
 
     def _model_name(self) -> str:
         return self.model or "SmolLM2-135M-Instruct"
+
+
+READ_ONLY_KEY = "x-read-only"  # in a bound tool's function dict: its declared side-effect level
+
+
+def bound_tool(spec: ToolSpec) -> dict[str, Any]:
+    """``spec`` as the OpenAI dict LangChain binds, with its declared side-effect level kept.
+
+    Bound tools reach ``_generate`` as dicts; without the flag a read-only tool would
+    be taken for an acting one there (its arguments then traced to the request alone).
+    """
+    tool = spec.to_openai()
+    if spec.read_only is not None:
+        tool["function"][READ_ONLY_KEY] = spec.read_only
+    return tool
+
+
+def spec_of_bound(tool: Any) -> ToolSpec:
+    """The spec of a tool as bound by :func:`bound_tool` (or any other tool definition)."""
+    spec = to_spec(tool)
+    flag = tool.get("function", {}).get(READ_ONLY_KEY) if isinstance(tool, dict) else None
+    return replace(spec, read_only=flag) if isinstance(flag, bool) else spec
 
 
 def call_chunk(event: CallFinished) -> dict[str, Any]:

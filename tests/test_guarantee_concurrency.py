@@ -37,6 +37,11 @@ def weather_now(city: str) -> str:
     return f"sunny in {city}"
 
 
+# Read-only: the tiny random model's city names come from nowhere, and an acting tool's
+# untraceable arguments would be refused (toolken_agent.provenance), leaving no calls to compare.
+weather_now.metadata = {"read_only": True}
+
+
 # Varied on purpose: special-token and call markup written as text (rendering must keep it
 # text in every thread), long and short, non-ASCII, requests for each tool and for none.
 PROMPTS = [

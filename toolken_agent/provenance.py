@@ -75,11 +75,9 @@ def untraceable(spec: ToolSpec, args: Mapping[str, Any], messages: Sequence[Mess
     """Why ``args`` may not be used for ``spec`` in this conversation, or ``None`` if they may.
 
     Matching is on normalized text (case, Unicode form and runs of whitespace ignored),
-    so ``"paris"`` in the request traces ``"Paris"``. A schema-only tool (structured
-    output) never runs: its arguments are the answer itself and need no source.
+    so ``"paris"`` in the request traces ``"Paris"``. Structured output, whose arguments
+    are the answer itself, is not checked (``DecodeConfig.trace_arguments``).
     """
-    if spec.func is None:
-        return None
     read_only = spec.read_only is True
     text = sources(messages, results=read_only)
     demo_values = {_normal(v) for e in spec.examples for _, v in _strings(dict(e.args), spec.parameters, "", spec.parameters)}
