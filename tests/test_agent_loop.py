@@ -199,3 +199,16 @@ def test_a_reply_never_opens_with_call_markup_written_as_text(tiny_lm):
     assert lt is None or lt in banned
     guard = decoder._reply_start_guard(blank=True, brace=False)
     assert banned <= set(guard.banned.tolist()) and set(decoder.end_ids) <= set(guard.banned.tolist())
+
+
+def test_toolkens_bound_without_training_answer_after_their_first_result(tiny_lm, small_toolset):
+    toolkens = Toolkens.bind(tiny_lm, small_toolset)
+    assert toolkens.calls_after_results is False
+    with torch.no_grad():
+        toolkens.head.bias.fill_(1e4)  # every toolken would win everywhere
+    history = [Message("user", "What is 3 plus 4?"), Message("assistant", tool_calls=(ToolCall("add", {"a": 3, "b": 4}, "c"),)),
+               Message("tool", "7", tool_call_id="c", name="add")]
+    from toolken_agent.decoding import CallFinished, DecodeConfig
+
+    events = list(Decoder(toolkens).stream(history, DecodeConfig(max_new_tokens=3)))
+    assert not any(isinstance(e, CallFinished) for e in events) and events[-1].messages[-1].content

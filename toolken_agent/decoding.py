@@ -263,7 +263,8 @@ class Decoder:
         """
         messages = list(messages)
         names = self.toolkens.toolset.names
-        choice = ToolChoice(config.tool_choice, self.lm.vocab_size, names, config.max_calls, config.tool_bias,
+        max_calls = config.max_calls if self.toolkens.calls_after_results else min(config.max_calls, 1)
+        choice = ToolChoice(config.tool_choice, self.lm.vocab_size, names, max_calls, config.tool_bias,
                             config.calls_anywhere, prior_calls=len(calls_made(messages)),
                             per_turn=config.calls_per_turn)
         run = _Run(config, choice, torch.Generator().manual_seed(config.seed) if config.seed is not None else None,

@@ -124,6 +124,9 @@ class Toolkens:
     lambda_: float = 0.01
     training: dict[str, Any] = field(default_factory=dict)
     demos: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    # Whether a request may call again after a result. Toolkens bound without training
+    # never saw a reply after a result, so they make one call per request, then answer.
+    calls_after_results: bool = True
 
     @property
     def gate(self) -> CallGate | None:
@@ -165,7 +168,7 @@ class Toolkens:
         checkpoint's mix and gate.
         """
         if trained is None:
-            return cls(lm, toolset, zero_shot_head(lm, toolset.specs), prior=DEFAULT_PRIOR)
+            return cls(lm, toolset, zero_shot_head(lm, toolset.specs), prior=DEFAULT_PRIOR, calls_after_results=False)
         head, config = trained
         check_model(config, lm.fingerprint, lm.hidden_size, where=where)
         check_tools(config, toolset.specs, where=where)
