@@ -112,6 +112,8 @@ class ChatToolken(BaseChatModel):
     toolkens: str | None = None
     """Checkpoint directory from ``toolken-agent train`` (optional)."""
     temperature: float = 0.0
+    top_p: float = 1.0
+    """Nucleus sampling (with ``temperature`` > 0): sample from the smallest set of tokens holding this much probability."""
     max_tokens: int | None = 256
     stop: list[str] | None = Field(default=None, alias="stop_sequences")
     tool_bias: float = 0.0
@@ -139,14 +141,14 @@ class ChatToolken(BaseChatModel):
     def _identifying_params(self) -> dict[str, Any]:
         """Every setting that changes the output: LangChain's cache keys on these."""
         return {"model": self.model or "default", "toolkens": self.toolkens, "temperature": self.temperature,
-                "max_tokens": self.max_tokens, "stop": self.stop, "tool_bias": self.tool_bias, "seed": self.seed,
+                "max_tokens": self.max_tokens, "top_p": self.top_p, "stop": self.stop, "tool_bias": self.tool_bias, "seed": self.seed,
                 "dtype": self.dtype, "max_calls": self.max_calls, "max_hops": self.max_hops,
                 "call_threshold": self.call_threshold}
 
     def _get_ls_params(self, stop: list[str] | None = None, **kwargs: Any):
         params = super()._get_ls_params(stop=stop, **kwargs)
         params["ls_provider"] = "toolken"
-        params["ls_model_name"] = kwargs.get("model") or self.model or "default"
+        params["ls_model_name"] = kwargs.get("model") or self._model_name()  # as response_metadata names it
         return params
 
     # -- tools ---------------------------------------------------------------------------
@@ -169,6 +171,7 @@ class ChatToolken(BaseChatModel):
         config = DecodeConfig(
             max_new_tokens=kwargs.get("max_tokens") or self.max_tokens or 256,
             temperature=kwargs.get("temperature", self.temperature),
+            top_p=kwargs.get("top_p", self.top_p),
             stop=tuple(stop or self.stop or ()),
             tool_choice=kwargs.get("tool_choice") or "auto",
             max_calls=self.max_hops,

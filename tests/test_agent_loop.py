@@ -212,3 +212,13 @@ def test_toolkens_bound_without_training_answer_after_their_first_result(tiny_lm
 
     events = list(Decoder(toolkens).stream(history, DecodeConfig(max_new_tokens=3)))
     assert not any(isinstance(e, CallFinished) for e in events) and events[-1].messages[-1].content
+
+
+def test_chat_toolken_cache_keys_differ_for_every_setting_that_changes_output():
+    from toolken_agent import ChatToolken
+
+    base = ChatToolken()._get_llm_string()
+    for change in ({"tool_bias": 5.0}, {"seed": 1}, {"dtype": "float32"}, {"max_calls": 2}, {"max_hops": 1},
+                   {"call_threshold": 0.3}, {"top_p": 0.5}):
+        assert ChatToolken(**change)._get_llm_string() != base, change
+    assert ChatToolken()._get_ls_params()["ls_model_name"] == "SmolLM2-135M-Instruct"
