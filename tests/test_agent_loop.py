@@ -222,3 +222,23 @@ def test_chat_toolken_cache_keys_differ_for_every_setting_that_changes_output():
                    {"call_threshold": 0.3}, {"top_p": 0.5}):
         assert ChatToolken(**change)._get_llm_string() != base, change
     assert ChatToolken()._get_ls_params()["ls_model_name"] == "SmolLM2-135M-Instruct"
+
+
+def test_when_the_gates_call_is_refused_the_reply_is_words_not_another_tool(tiny_lm):
+    from toolken_agent.decoding import CallFinished, CallRefused, DecodeConfig
+
+    class Note(Tool):
+        """Write a note for the team."""
+
+        def run(self, text: str) -> str:
+            return "noted"
+
+    toolkens = Toolkens.from_priors(tiny_lm, make_toolset([Note, Double]), prior="random")
+    gate = CallGate(tiny_lm.hidden_size)
+    with torch.no_grad():
+        toolkens.head.bias.copy_(torch.tensor([1e4, 1e3]))  # note first, double next
+        gate.bias.fill_(100.0)  # the gate says "call" everywhere
+    toolkens.head.gate = gate
+    events = list(Decoder(toolkens).stream([Message("user", "hi")], DecodeConfig(max_new_tokens=3), run_tools=False))
+    assert [e.call.name for e in events if isinstance(e, CallRefused)] == ["note"]  # its text traces to nothing
+    assert not any(isinstance(e, CallFinished) for e in events)

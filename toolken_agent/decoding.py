@@ -355,6 +355,8 @@ class Decoder:
         gate = self.toolkens.gate
         if gate is None or choice.forced or choice.choice != "auto":
             return None
+        if choice.banned:  # the call the gate opened for was refused: answer in words, not with another tool
+            return False
         threshold = config.call_threshold if config.call_threshold is not None else gate.threshold
         vocab = self.lm.vocab_size
         probability = gate.probability(state.hidden, logits[vocab:] + config.tool_bias, logits[:vocab].max())
