@@ -67,6 +67,11 @@ def test_a_request_that_needs_no_tool_gets_an_answer_and_no_call(office_checkpoi
 
 
 def test_zero_shot_tools_fire_on_a_clear_request_and_the_loop_ends(smol_lm):
-    ais, calls, _ = ask("What's the weather in Paris?", None)
-    assert [c["name"] for c in calls] == ["get_weather"] and calls[0]["args"] == {"city": "Paris"}
-    assert not ais[-1].tool_calls and ais[-1].content.strip()
+    ais, calls, _ = ask("The thermostat reads 40 degrees Celsius. Tell me the Fahrenheit equivalent.", None)
+    assert [c["name"] for c in calls] == ["celsius_to_fahrenheit"] and calls[0]["args"] == {"celsius": 40}
+    assert len(ais) == 2 and not ais[-1].tool_calls and "104" in ais[-1].content
+
+
+def test_zero_shot_tools_stay_quiet_on_a_request_about_nothing_they_do(smol_lm):
+    ais, calls, _ = ask("Write a limerick about a cat.", None)
+    assert calls == [] and ais[-1].content.strip()

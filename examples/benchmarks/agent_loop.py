@@ -330,7 +330,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
     summary["model_load_seconds"] = round(load_seconds, 1)
     summary["toolkens"] = args.toolkens
     summary["method"] = "prompted" if args.prompted else args.train or ("zero-shot" if args.toolkens is None else "checkpoint")
-    summary["model"] = args.model or "SmolLM2-135M-Instruct"
+    summary["model"] = Path(args.model).stem if args.model else "SmolLM2-135M-Instruct"
     if fit_report is not None:
         summary["fit"] = {k: fit_report.get(k) for k in ("heldout", "lambda", "gate", "results_added", "wall_seconds")}
     print(json.dumps(summary))

@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 
 COLUMNS = [
+    ("n", "requests"),
     ("right_tool", "right first tool"),
     ("right_args", "right arguments"),
     ("answer_has_result", "answer quotes the result"),
