@@ -155,3 +155,15 @@ def test_train_with_check_requests_chooses_and_records_the_tool_choice_mix(files
     config = json.loads((out / CONFIG_FILE).read_text())
     assert config["mix"] == figures["mix"] == config["training"]["mix"]
     assert config["training"]["check_examples"] == 6
+
+
+def test_help_does_not_import_torch():
+    import subprocess
+    import sys
+
+    code = ("import sys; from typer.testing import CliRunner; from toolken_agent.cli import app; "
+            "r = CliRunner().invoke(app, ['--help']); assert r.exit_code == 0, r.output; "
+            "print(sorted(m for m in ('torch', 'transformers') if m in sys.modules))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"

@@ -5,9 +5,7 @@ from a prior embedding of its name and description, and trained on cached featur
 """
 
 from .errors import CheckpointError, DataError, ModelError, ToolkenError, ToolsetError
-from .model import FrozenLM, load_model
 from .tool import Tool, ToolExample, ToolSpec, to_spec
-from .toolkens import Toolkens
 from .toolset import Toolset, load_toolset, make_toolset
 
 __version__ = "0.1.0"
@@ -15,14 +13,20 @@ __version__ = "0.1.0"
 __all__ = [
     "CheckpointError", "DataError", "FrozenLM", "ModelError", "Tool", "ToolExample", "ToolSpec",
     "ToolkenError", "Toolkens", "Toolset", "ToolsetError", "load_model", "load_toolset",
-    "make_toolset", "to_spec", "ChatToolken",
+    "make_toolset", "to_spec", "ChatToolken", "load_jsonl", "example_conversations",
 ]
+
+# Names whose modules import torch (or LangChain's model stack) load on first use, so
+# that `import toolken_agent` and the CLI's --help stay light.
+_LAZY = {
+    "FrozenLM": ".model", "load_model": ".model", "Toolkens": ".toolkens",
+    "ChatToolken": ".integrations.langchain", "load_jsonl": ".data", "example_conversations": ".augment",
+}
 
 
 def __getattr__(name: str):
-    # The LangChain chat model loads lazily so that core imports stay light.
-    if name == "ChatToolken":
-        from .integrations.langchain import ChatToolken
+    if name in _LAZY:
+        import importlib
 
-        return ChatToolken
+        return getattr(importlib.import_module(_LAZY[name], __name__), name)
     raise AttributeError(name)

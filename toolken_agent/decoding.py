@@ -27,11 +27,13 @@ import torch
 from .argument_mode import argument_messages
 from .chat_format import CALL_CLOSE, CALL_SEPARATOR, call_prefix
 from .conversation import Message, ToolCall
-from .executor import DEFAULT_TIMEOUT, run_call
+from .executor import run_call
 from .memo import memo
+from .events import (ArgumentsChunk, CallFinished, CallRefused, CallStarted, Confirm, DecodeConfig, Event,  # noqa: F401
+                     Finished, TextChunk, ToolResult)
 from .processors import ReplyStartGuard, ResultCopy, ToolChoice, sample
 from .provenance import call_key, calls_made, untraceable
-from .tool import ArgumentsError, ToolSpec, parse_arguments
+from .tool import ArgumentsError, parse_arguments
 from .toolkens import Toolkens
 
 _END_TOKENS = ("<|im_end|>", "<|endoftext|>", "<|eot_id|>", "<|end|>", "</s>")
@@ -95,92 +97,6 @@ def visible_text(text: str, *, final: bool) -> str:
                     text = text[: -k]
                     break
     return text
-
-
-@dataclass(frozen=True)
-class DecodeConfig:
-    max_new_tokens: int = 256  # text tokens; call arguments have their own budget
-    temperature: float = 0.0  # 0 is greedy
-    top_p: float = 1.0
-    stop: tuple[str, ...] = ()
-    tool_choice: str = "auto"
-    max_calls: int = 4  # multi-hop limit per request
-    max_argument_tokens: int = 256
-    tool_bias: float = 0.0  # added to every toolken logit (ToolkenGPT's inference-time bias)
-    calls_anywhere: bool = False  # True: a toolken may fire mid-text (ToolkenGPT's inline calls)
-    # After a tool result the reply may not open with "{": models trained on native
-    # function calling echo the call there as JSON text instead of answering, and a
-    # toolken can fire inside the echo where it names a tool (docs/design-notes.md).
-    # False: such a reply may open with JSON.
-    json_echo_guard: bool = True
-    tool_timeout: float = DEFAULT_TIMEOUT
-    seed: int | None = None
-    calls_per_turn: int | None = None  # calls in one assistant turn; None: up to max_calls
-    # The whether-to-call probability a call needs (Toolkens.gate); None: the toolkens' own.
-    call_threshold: float | None = None
-    no_repeat_calls: bool = True  # an identical call is made once per request
-    # A reply may not be empty: the end token and whitespace cannot come before visible
-    # text (after a tool result a small model often ends at once). False: plain generation.
-    nonempty_reply: bool = True
-    # Added to the logits of a tool result's tokens in the reply after it, until the
-    # reply quotes the result (processors.ResultCopy); 0 turns it off.
-    result_copy_bias: float = 2.0
-    trace_arguments: bool = True  # argument values must come from the conversation (provenance)
-
-
-# -- events ------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class TextChunk:
-    text: str
-
-
-@dataclass(frozen=True)
-class CallStarted:
-    index: int
-    id: str
-    name: str
-
-
-@dataclass(frozen=True)
-class ArgumentsChunk:
-    index: int
-    text: str
-
-
-@dataclass(frozen=True)
-class CallFinished:
-    index: int
-    call: ToolCall
-    error: str | None = None  # set when the arguments did not validate
-    raw_arguments: str = ""  # the JSON text the model wrote
-
-
-@dataclass(frozen=True)
-class CallRefused:
-    """A toolken fired but its call was not made (see :mod:`toolken_agent.provenance`); decoding goes on."""
-
-    index: int
-    call: ToolCall
-    reason: str
-
-
-@dataclass(frozen=True)
-class ToolResult:
-    call: ToolCall
-    content: str
-    is_error: bool
-
-
-@dataclass(frozen=True)
-class Finished:
-    reason: str  # "stop", "length", "tool_calls"
-    prompt_tokens: int
-    completion_tokens: int
-    messages: tuple[Message, ...] = ()  # the conversation after this request, calls and results included
-
-
-Event = TextChunk | CallStarted | ArgumentsChunk | CallFinished | CallRefused | ToolResult | Finished
-Confirm = Callable[[ToolCall, ToolSpec], bool]  # asked before an acting tool runs
 
 
 @dataclass

@@ -22,7 +22,7 @@ from rich.markup import escape
 from .chat_format import arguments_text
 from .console import DtypeOption, ModelOption, TrustOption, err, load_trained, out, user_errors
 from .conversation import Message, ToolCall
-from .decoding import ArgumentsChunk, CallFinished, DecodeConfig, Event, Finished, TextChunk, ToolResult
+from .events import ArgumentsChunk, CallFinished, DecodeConfig, Event, Finished, TextChunk, ToolResult
 from .tool import ToolSpec
 from .toolset import Toolset
 

@@ -25,6 +25,8 @@ from pydantic import ConfigDict
 from toolken_agent.model import FrozenLM
 
 _CALL = re.compile(r"<tool_call>\s*(\{.*?\})\s*</tool_call>", re.S)
+# Small models also write the call as a fenced JSON block; a user's parser would take it.
+_FENCED = re.compile(r"```(?:json)?\s*(\{.*?\})\s*```", re.S)
 
 
 def to_dicts(messages: Sequence[BaseMessage]) -> list[dict]:
@@ -46,9 +48,10 @@ def to_dicts(messages: Sequence[BaseMessage]) -> list[dict]:
 
 
 def parse_calls(text: str) -> tuple[str, list[dict]]:
-    """The text outside ``<tool_call>`` blocks, and the calls that parse as JSON with a name."""
+    """The text outside ``<tool_call>`` (else fenced JSON) blocks, and the calls that parse as JSON with a name."""
     calls = []
-    for block in _CALL.findall(text):
+    pattern = _CALL if _CALL.search(text) else _FENCED
+    for block in pattern.findall(text):
         try:
             data = json.loads(block)
         except ValueError:
@@ -56,7 +59,7 @@ def parse_calls(text: str) -> tuple[str, list[dict]]:
         if isinstance(data, dict) and isinstance(data.get("name"), str):
             args = data.get("arguments") if isinstance(data.get("arguments"), dict) else {}
             calls.append({"name": data["name"], "args": args, "id": f"call_{uuid.uuid4().hex[:12]}", "type": "tool_call"})
-    return _CALL.sub("", text).strip(), calls
+    return (pattern.sub("", text).strip() if calls else text.strip()), calls
 
 
 class PromptedChat(BaseChatModel):
