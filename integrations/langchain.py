@@ -346,5 +346,7 @@ def as_langchain_tool(tool: Any, *, timeout: float | None = DEFAULT_TIMEOUT) -> 
             raise ToolException(outcome.content)
         return outcome.content
 
+    metadata = {"read_only": spec.read_only} if spec.read_only is not None else None
     return StructuredTool.from_function(func=run, name=spec.name, description=spec.description,
-                                        args_schema=spec.args_model or dict(spec.parameters), handle_tool_error=True)
+                                        args_schema=spec.args_model or dict(spec.parameters), handle_tool_error=True,
+                                        metadata=metadata)

@@ -40,12 +40,16 @@ def release_slow_tools():
 class Raises(Tool):
     """Look up a value that is not there."""
 
+    read_only = True  # the tiny model's arguments trace to nothing (toolken_agent.provenance)
+
     def run(self, key: str) -> str:
         raise RuntimeError(f"no value for {key}")
 
 
 class Exits(Tool):
     """Run a command-line program that gives up."""
+
+    read_only = True  # the tiny model's arguments trace to nothing (toolken_agent.provenance)
 
     def run(self, key: str) -> str:
         sys.exit(3)
@@ -54,12 +58,16 @@ class Exits(Tool):
 class ReturnsObject(Tool):
     """Build an object that is not text."""
 
+    read_only = True  # the tiny model's arguments trace to nothing (toolken_agent.provenance)
+
     def run(self, key: str) -> object:
         return object()
 
 
 class ReturnsCircular(Tool):
     """Build data that refers to itself."""
+
+    read_only = True  # the tiny model's arguments trace to nothing (toolken_agent.provenance)
 
     def run(self, key: str) -> list:
         data: list[Any] = [key]
@@ -69,6 +77,8 @@ class ReturnsCircular(Tool):
 
 class ReturnsTooDeep(Tool):
     """Build data nested deeper than any JSON writer goes."""
+
+    read_only = True  # the tiny model's arguments trace to nothing (toolken_agent.provenance)
 
     def run(self, key: str) -> list:
         data: list[Any] = []
@@ -80,12 +90,16 @@ class ReturnsTooDeep(Tool):
 class Interrupts(Tool):
     """Wait for an answer typed at a terminal."""
 
+    read_only = True  # the tiny model's arguments trace to nothing (toolken_agent.provenance)
+
     def run(self, key: str) -> str:
         raise KeyboardInterrupt  # the tool's own, not the user's Ctrl-C: it escaped run_tool and the decoder
 
 
 class Hangs(Tool):
     """Wait for a slow service."""
+
+    read_only = True  # the tiny model's arguments trace to nothing (toolken_agent.provenance)
 
     def run(self, key: str) -> str:
         RELEASE.wait(10)
