@@ -242,3 +242,17 @@ def test_when_the_gates_call_is_refused_the_reply_is_words_not_another_tool(tiny
     events = list(Decoder(toolkens).stream([Message("user", "hi")], DecodeConfig(max_new_tokens=3), run_tools=False))
     assert [e.call.name for e in events if isinstance(e, CallRefused)] == ["note"]  # its text traces to nothing
     assert not any(isinstance(e, CallFinished) for e in events)
+
+
+def test_a_forced_call_is_made_even_when_its_arguments_trace_to_nothing(tiny_lm):
+    from toolken_agent.decoding import CallFinished, DecodeConfig
+
+    class Note(Tool):
+        """Write a note for the team."""
+
+        def run(self, text: str) -> str:
+            return "noted"
+
+    toolkens = Toolkens.from_priors(tiny_lm, make_toolset([Note]), prior="random")
+    events = list(Decoder(toolkens).stream([Message("user", "hi")], DecodeConfig(tool_choice="note", max_new_tokens=2)))
+    assert [e.call.name for e in events if isinstance(e, CallFinished)] == ["note"]

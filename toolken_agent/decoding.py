@@ -220,7 +220,8 @@ class Decoder:
                 tool = token - vocab
                 separate = bool(text.ids) and not text.emitted.endswith(("\n", " "))
                 call, error, used = yield from self._call(
-                    state, messages, names_of(self.toolkens)[tool], run, first=not turn.calls, separate=separate)
+                    state, messages, names_of(self.toolkens)[tool], run, first=not turn.calls, separate=separate,
+                    trace=config.trace_arguments and not choice.forced)
                 run.completion_tokens += 1 + used
                 if error is _REFUSED:
                     choice.refused(tool)
@@ -301,14 +302,16 @@ class Decoder:
             messages.append(Message("tool", outcome_text, tool_call_id=call.id, name=call.name))
 
     def _call(self, state: _State, messages: Sequence[Message], name: str, run: "_Run", *, first: bool,
-              separate: bool) -> Generator[Event, None, tuple[ToolCall, str | None, int]]:
+              separate: bool, trace: bool = True) -> Generator[Event, None, tuple[ToolCall, str | None, int]]:
         """The toolken for ``name`` fired: write its arguments under its schema.
 
         Returns the call, an error message if the arguments are incomplete (the
         argument budget ran out), or :data:`_REFUSED` if the call may not be made (a
         repeat of one already made for this request, or values from nowhere in the
         conversation: :mod:`toolken_agent.provenance`), and the number of argument tokens.
-        A refused call leaves the main context untouched.
+        A refused call leaves the main context untouched. ``trace`` is off for a call the
+        caller forced (``tool_choice`` a name or ``required``, structured output): the
+        caller asked for exactly this call, and refusing it would break that contract.
         """
         config = run.config
         spec = self.toolkens.toolset.get(name)
@@ -340,7 +343,7 @@ class Decoder:
         if args is not None:
             refusal = ("the same call was already made for this request"
                        if call_key(name, args) in run.seen and config.no_repeat_calls else
-                       untraceable(spec, args, messages) if config.trace_arguments else None)
+                       untraceable(spec, args, messages) if trace else None)
             if refusal is not None:
                 yield CallRefused(index, ToolCall(name, args, call_id), refusal)
                 return ToolCall(name, args, call_id), _REFUSED, len(arg_ids)
