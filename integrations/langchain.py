@@ -180,8 +180,6 @@ class ChatToolken(BaseChatModel):
             tool_bias=self.tool_bias,
             tool_timeout=self.tool_timeout,
             seed=self.seed,
-            # Structured output's arguments are the answer itself, written by the model: no source to trace.
-            trace_arguments="ls_structured_output_format" not in kwargs,
         )
         decoder = Decoder(toolkens, runtime.grammar)
         yield from decoder.stream(to_messages(messages), config, run_tools=False)
