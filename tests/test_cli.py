@@ -167,3 +167,15 @@ def test_help_does_not_import_torch():
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "[]"
+
+
+def test_train_and_the_python_api_share_the_gate_default():
+    import inspect
+
+    from toolken_agent.cli import train
+    from toolken_agent.gate import TARGET_FALSE_POSITIVES
+    from toolken_agent.toolkens import Toolkens
+
+    cli_default = inspect.signature(train).parameters["call_false_positives"].default
+    api_default = inspect.signature(Toolkens.fit).parameters["call_false_positives"].default
+    assert cli_default == api_default == TARGET_FALSE_POSITIVES

@@ -79,7 +79,7 @@ def train(
     calibrate: Annotated[bool, typer.Option("--calibrate/--no-calibrate", help="Start each bias where zero-shot toolkens have it: quiet on requests that need no tool.")] = True,
     holdout: Annotated[float, typer.Option(min=0.0, max=0.9, help="Share of conversations held out for accuracy.")] = 0.2,
     built_in_negatives: Annotated[bool, typer.Option("--built-in-negatives/--no-built-in-negatives", help="Add 16 requests that need no tool when the data holds none, so toolkens learn when not to fire.")] = True,
-    call_false_positives: Annotated[float, typer.Option("--call-false-positives", min=0.0, max=1.0, help="Share of held-out no-call decisions the whether-to-call gate may fire on; its threshold is chosen for it (chat --call-threshold moves it later).")] = 0.05,
+    call_false_positives: Annotated[float, typer.Option("--call-false-positives", min=0.0, max=1.0, help="Share of held-out no-call decisions the whether-to-call gate may fire on; its threshold is chosen for it (chat --call-threshold moves it later).")] = 0.1,
     result_turns: Annotated[bool, typer.Option("--result-turns/--no-result-turns", help="Give every call without a result a result turn and a reply in words, so toolkens learn to answer after results (read-only tools are run; others get a placeholder).")] = True,
     check: Annotated[Optional[Path], typer.Option("--check", help="A few real requests with their calls (JSONL, as --data), when the training data is synthetic: the tool choice leans toward the description priors as far as that decides these better.")] = None,
     lenient: Annotated[bool, typer.Option(help="Skip bad data lines (counted) instead of stopping.")] = False,
