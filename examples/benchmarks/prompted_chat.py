@@ -27,6 +27,7 @@ from toolken_agent.model import FrozenLM
 _CALL = re.compile(r"<tool_call>\s*(\{.*?\})\s*</tool_call>", re.S)
 # Small models also write the call as a fenced JSON block; a user's parser would take it.
 _FENCED = re.compile(r"```(?:json)?\s*(\{.*?\})\s*```", re.S)
+_BARE = re.compile(r"^\s*(\{.*\})\s*$", re.S)  # the whole reply one JSON object
 
 
 def to_dicts(messages: Sequence[BaseMessage]) -> list[dict]:
@@ -48,9 +49,10 @@ def to_dicts(messages: Sequence[BaseMessage]) -> list[dict]:
 
 
 def parse_calls(text: str) -> tuple[str, list[dict]]:
-    """The text outside ``<tool_call>`` (else fenced JSON) blocks, and the calls that parse as JSON with a name."""
+    """The text outside ``<tool_call>`` blocks (else fenced JSON, else a reply that is one JSON
+    object), and the calls that parse as JSON with a name."""
     calls = []
-    pattern = _CALL if _CALL.search(text) else _FENCED
+    pattern = _CALL if _CALL.search(text) else _FENCED if _FENCED.search(text) else _BARE
     for block in pattern.findall(text):
         try:
             data = json.loads(block)
