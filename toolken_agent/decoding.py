@@ -220,7 +220,7 @@ class Decoder:
                 tool = token - vocab
                 separate = bool(text.ids) and not text.emitted.endswith(("\n", " "))
                 call, error, used = yield from self._call(
-                    state, messages, names_of(self.toolkens)[tool], run, first=not turn.calls, separate=separate,
+                    state, messages, self.toolkens.toolset.names[tool], run, first=not turn.calls, separate=separate,
                     trace=config.trace_arguments and not choice.forced)
                 run.completion_tokens += 1 + used
                 if error is _REFUSED:
@@ -362,10 +362,6 @@ class Decoder:
 _REFUSED = "refused"  # sentinel error: the call was not made
 
 
-def names_of(toolkens: Toolkens) -> list[str]:
-    return toolkens.toolset.names
-
-
 @dataclass
 class _Run:
     """What one request's turns share: settings, the tool-choice state, counters."""
@@ -405,15 +401,12 @@ class _TextStream:
         self.ids: list[int] = []
         self.emitted = ""
         self.stopped = False
-
-    @property
-    def visible(self) -> str:
-        return visible_text(self.tokenizer.decode(self.ids, skip_special_tokens=True), final=False)
+        self.visible = ""  # the turn's text so far, markup removed: decoded once per token, in add()
 
     def add(self, token: int) -> str:
         """Take ``token``; return the text that became safe to show."""
         self.ids.append(token)
-        text = self.visible
+        self.visible = text = visible_text(self.tokenizer.decode(self.ids, skip_special_tokens=True), final=False)
         stop_at = _find_stop(text, self.stops)
         if stop_at is not None:
             self.stopped = True

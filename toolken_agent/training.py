@@ -266,11 +266,7 @@ def train_gate(head: ToolkenHead, train: Features, held: Features | None, *, qui
         return None, {}
     gate = fit_gate(hidden, tool_logits, best, calls)
     score_on = held if held is not None and bool((held.decision & (held.tool_target < 0)).any()) else train
-    if quiet is not None and len(quiet):
-        score_on_quiet = score_on.extended(quiet)
-    else:
-        score_on_quiet = score_on
-    hidden, tool_logits, best, calls = _gate_inputs(head, score_on_quiet)
+    hidden, tool_logits, best, calls = _gate_inputs(head, score_on.extended(quiet) if quiet is not None else score_on)
     with torch.no_grad():
         p = gate.probability(hidden, tool_logits, best)
     gate.threshold = choose_threshold(p, calls, target=target)
