@@ -1,6 +1,8 @@
-"""Training and evaluation data: OpenAI chat-format JSONL, or the tools' own examples.
+"""Training and evaluation data: chat-format JSONL, or the tools' own examples.
 
-Each line is ``{"messages": [...]}`` as in OpenAI's chat fine-tuning format: assistant
+Each line is ``{"messages": [...]}`` as in OpenAI's chat fine-tuning format, or one of
+the public function-calling shapes :mod:`.formats` reads (xLAM/APIGen, ShareGPT with
+tool roles). Assistant
 turns with ``tool_calls`` are calls, assistant turns without are negatives (the model
 should answer in words), ``tool`` turns carry results. Other keys (``tools``,
 ``parallel_tool_calls``, metadata) are ignored, except that ``answer`` is kept as the
@@ -20,6 +22,7 @@ from typing import BinaryIO, Iterator, Sequence
 
 from .conversation import Conversation, json_problem, parse_messages
 from .errors import DataError
+from .formats import EXPECTED, as_openai_messages
 from .tool import ArgumentsError
 from .toolset import Toolset
 
@@ -127,10 +130,10 @@ def parse_line(raw: bytes, toolset: Toolset, *, source: str, path: str, line: in
         record = json.loads(raw)
     except (ValueError, RecursionError) as exc:  # JSONDecodeError, bad UTF-8, huge integers, deep nesting
         raise DataError(f"not valid JSON ({json_problem(exc)})", path=path, line=line) from None
-    if not isinstance(record, dict) or "messages" not in record:
-        raise DataError("expected an object with 'messages'", path=path, line=line)
+    if not isinstance(record, dict):
+        raise DataError(EXPECTED, path=path, line=line)
     try:
-        messages = parse_messages(record["messages"])
+        messages = parse_messages(as_openai_messages(record))
     except ValueError as exc:
         raise DataError(str(exc), path=path, line=line) from None
     for message in messages:

@@ -20,6 +20,7 @@ from langchain_core.tools import tool
 
 REMINDERS: list[dict[str, str]] = []
 OUTBOX: list[dict[str, str]] = []
+ACTED = {"reminders": REMINDERS, "messages": OUTBOX}  # what the acting tools did, by store
 
 
 def reset() -> None:

@@ -1,13 +1,14 @@
-"""Agent-loop benchmark: a LangChain agent on ChatToolken over everyday office tools.
+"""Agent-loop benchmark: a LangChain agent on ChatToolken over everyday tools.
 
-    python -m examples.benchmarks.agent_loop [--toolkens DIR] [--model SPEC] [--max-questions N] [--out results.json]
+    python -m examples.benchmarks.agent_loop [--toolset office|home] [--train METHOD | --toolkens DIR]
+        [--model SPEC] [--max-questions N] [--out results.json]
 
-(from the repository root). For each request of ``examples/agent_loop/test.jsonl`` a
-fresh ``langchain.agents.create_agent(ChatToolken(...), TOOLS)`` runs with
-``recursion_limit`` 12 (a ``GraphRecursionError`` is caught and counted). Without
-``--toolkens`` the tools are bound zero-shot (description priors only). The acting tools
-(``create_reminder``, ``send_message``) run against their in-memory stubs, emptied
-before each request.
+(from the repository root). For each held-out request of the toolset (office:
+``examples/agent_loop/test.jsonl``; home: ``home_test.jsonl``) a fresh
+``langchain.agents.create_agent(ChatToolken(...), TOOLS)`` runs with ``recursion_limit``
+12 (a ``GraphRecursionError`` is caught and counted). Without ``--toolkens`` or
+``--train`` the tools are bound zero-shot (description priors only). The acting tools
+run against in-memory stubs (the module's ``ACTED`` stores), emptied before each request.
 
 What the loop should do on a tool request: call the right tool once with the right
 arguments, then answer in words quoting the result: two model calls. Per request the
@@ -43,6 +44,13 @@ from typing import Any, Sequence
 ROOT = Path(__file__).resolve().parents[2]
 TEST_FILE = ROOT / "examples" / "agent_loop" / "test.jsonl"
 TRAIN_FILE = ROOT / "examples" / "agent_loop" / "train.jsonl"
+# Toolsets: (module with TOOLS, reset() and ACTED, call-only training file, held-out requests).
+# "home" was written after every default had been chosen on "office", and is in xLAM's shape.
+TOOLSETS = {
+    "office": ("examples.agent_loop.office_tools", TRAIN_FILE, TEST_FILE),
+    "home": ("examples.agent_loop.home_tools", ROOT / "examples" / "agent_loop" / "home_train.jsonl",
+             ROOT / "examples" / "agent_loop" / "home_test.jsonl"),
+}
 RECURSION_LIMIT = 12
 
 
@@ -242,9 +250,14 @@ METHODS: dict[str, dict[str, Any]] = {
 }
 
 
-def train_method(method: str, model: str | None, out_dir: Path, data: Path = TRAIN_FILE) -> dict:
-    """Train ``method`` on the call-only training file and save it to ``out_dir``; returns the fit report."""
-    from examples.agent_loop import office_tools
+def tools_module(name: str) -> Any:
+    import importlib
+
+    return importlib.import_module(TOOLSETS[name][0])
+
+
+def train_method(method: str, model: str | None, out_dir: Path, toolset_name: str = "office") -> dict:
+    """Train ``method`` on the toolset's call-only training file and save it to ``out_dir``; returns the fit report."""
     from toolken_agent.augment import placeholder_result, with_result_turns
     from toolken_agent.data import load_jsonl
     from toolken_agent.model import load_model
@@ -254,10 +267,11 @@ def train_method(method: str, model: str | None, out_dir: Path, data: Path = TRA
 
     kwargs = dict(METHODS[method])
     lm = load_model(model)
-    toolset = make_toolset(office_tools.TOOLS, "examples/agent_loop/office_tools.py")
+    module, data = tools_module(toolset_name), TOOLSETS[toolset_name][1]
+    toolset = make_toolset(module.TOOLS, module.__file__)
     conversations = load_jsonl(data, toolset).conversations
     if kwargs.pop("placeholders", False):
-        conversations = with_result_turns(conversations, toolset, result=lambda spec, args: placeholder_result(spec))
+        conversations = with_result_turns(conversations, toolset, result=placeholder_result)
     lambda_ = kwargs.pop("lambda_", None)
     lambdas = None if lambda_ is not None else LAMBDAS
     toolkens, report = Toolkens.fit(lm, toolset, conversations, lambdas=lambdas,
@@ -272,27 +286,31 @@ def main(argv: Sequence[str] | None = None) -> dict:
     parser.add_argument("--model", default=None, help="model spec (default: the embedded SmolLM2-135M-Instruct)")
     parser.add_argument("--max-questions", type=int, default=None)
     parser.add_argument("--max-tokens", type=int, default=64, help="per model call")
-    parser.add_argument("--test", type=Path, default=TEST_FILE)
+    parser.add_argument("--toolset", choices=sorted(TOOLSETS), default="office",
+                        help="tools, training data and held-out requests (home: not used to choose any default)")
+    parser.add_argument("--test", type=Path, default=None, help="held-out requests (default: the toolset's)")
     parser.add_argument("--out", type=Path, default=None, help="write the summary and per-question records here (JSON)")
     parser.add_argument("--prompted", action="store_true",
                         help="the anchor: prompted function calling through the model's chat template (no toolkens)")
     parser.add_argument("--train", choices=sorted(METHODS), default=None,
-                        help="train this method on examples/agent_loop/train.jsonl first (into a temporary directory)")
+                        help="train this method on the toolset's training file first (into a temporary directory)")
     args = parser.parse_args(argv)
+    args.test = args.test or TOOLSETS[args.toolset][2]
     fit_report = None
     if args.train:
         import tempfile
 
         args.toolkens = str(Path(tempfile.mkdtemp(prefix="agent-loop-")) / args.train)
         t0 = time.perf_counter()
-        fit_report = train_method(args.train, args.model, Path(args.toolkens))
+        fit_report = train_method(args.train, args.model, Path(args.toolkens), args.toolset)
         fit_report["wall_seconds"] = round(time.perf_counter() - t0, 1)
         print(f"trained {args.train} in {fit_report['wall_seconds']} s: held-out {fit_report['heldout']}", file=sys.stderr)
 
     from langchain.agents import create_agent
 
-    from examples.agent_loop import office_tools
     from toolken_agent import ChatToolken
+
+    tools = tools_module(args.toolset)
 
     items = load_questions(args.test, args.max_questions)
     start = time.perf_counter()
@@ -306,7 +324,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
             return PromptedChat(lm=lm, max_tokens=max(args.max_tokens, 96))
     else:
         # Load the model (and build zero-shot rows) before the clock runs per question.
-        ChatToolken(model=args.model, toolkens=args.toolkens, max_tokens=1).bind_tools(office_tools.TOOLS).invoke("Hello")
+        ChatToolken(model=args.model, toolkens=args.toolkens, max_tokens=1).bind_tools(tools.TOOLS).invoke("Hello")
 
         def make_llm() -> Any:
             return ChatToolken(model=args.model, toolkens=args.toolkens, max_tokens=args.max_tokens)
@@ -314,12 +332,12 @@ def main(argv: Sequence[str] | None = None) -> dict:
 
     records = []
     for i, item in enumerate(items, 1):
-        office_tools.reset()
-        agent = create_agent(make_llm(), office_tools.TOOLS)
+        tools.reset()
+        agent = create_agent(make_llm(), tools.TOOLS)
         t0 = time.perf_counter()
         messages, recursion_error, error = run_question(agent, item["question"])
         record = score(item, messages, time.perf_counter() - t0, recursion_error=recursion_error, error=error)
-        record["acted"] = {"reminders": list(office_tools.REMINDERS), "messages": list(office_tools.OUTBOX)}
+        record["acted"] = {name: list(store) for name, store in tools.ACTED.items()}
         records.append(record)
         if args.out:  # written as it goes: an interrupted run keeps what it measured
             write_out(args, summarise(records), records)
@@ -330,6 +348,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
     summary["model_load_seconds"] = round(load_seconds, 1)
     summary["toolkens"] = args.toolkens
     summary["method"] = "prompted" if args.prompted else args.train or ("zero-shot" if args.toolkens is None else "checkpoint")
+    summary["toolset"] = args.toolset
     summary["model"] = Path(args.model).stem if args.model else "SmolLM2-135M-Instruct"
     if fit_report is not None:
         summary["fit"] = {k: fit_report.get(k) for k in ("heldout", "lambda", "gate", "results_added", "wall_seconds")}
