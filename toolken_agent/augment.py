@@ -15,7 +15,10 @@ conversation reaches that such data leaves out:
 
 from __future__ import annotations
 
-import inspect
+import hashlib
+import json
+import random
+import types
 import typing
 from typing import Any, Callable, Sequence
 
@@ -29,7 +32,7 @@ RESULT_TIMEOUT = 5.0  # seconds a read-only tool may take to give a training res
 
 # Placeholders for results a tool was not run for, by its declared return type: the
 # reply start after a result reads "a result came", whatever it says.
-_PLACEHOLDERS: dict[Any, str] = {int: "42", float: "3.14", bool: "true", str: "Done.", dict: "{}", list: "[]"}
+_PLACEHOLDERS: dict[Any, str] = {bool: "true", str: "Done.", dict: "{}", list: "[]"}
 
 
 def example_conversations(toolset: Toolset, *, with_negatives: bool = True) -> list[Conversation]:
@@ -49,17 +52,31 @@ def example_conversations(toolset: Toolset, *, with_negatives: bool = True) -> l
     return with_built_in_negatives(conversations) if with_negatives else conversations
 
 
-def placeholder_result(spec: ToolSpec) -> str:
-    """A stand-in result of ``spec``'s declared return type (``"Done."`` when unknown)."""
-    func = spec.func
-    annotation: Any = None
-    if func is not None:
-        try:
-            annotation = typing.get_type_hints(func).get("return")
-        except Exception:  # unresolvable annotations: fall back to the generic text
-            annotation = inspect.signature(func).return_annotation if callable(func) else None
-    origin = typing.get_origin(annotation) or annotation
-    return _PLACEHOLDERS.get(origin, "Done.")
+def placeholder_result(spec: ToolSpec, args: dict[str, Any] | None = None) -> str:
+    """A stand-in result of ``spec``'s declared return type (``"Done."`` when unknown).
+
+    Numbers vary from call to call (seeded by the call, so training is repeatable): with
+    one constant number after every call, "answer now" was learned for that number only,
+    and calls fired again after real results.
+    """
+    kind = _return_type(spec)
+    if kind in (int, float):
+        rng = random.Random(hashlib.sha256(json.dumps([spec.name, args], sort_keys=True, default=str).encode()).digest())
+        if kind is int:
+            return str(rng.randint(2, 999))
+        return str(round(rng.uniform(1, 1000) / 10 ** rng.randint(0, 2), 2))
+    return _PLACEHOLDERS.get(kind, "Done.")
+
+
+def _return_type(spec: ToolSpec) -> Any:
+    """The declared return type of ``spec``; of a union, its first member."""
+    annotation = spec.returns
+    members = [m for m in typing.get_args(annotation) if m is not type(None)] if _is_union(annotation) else [annotation]
+    return typing.get_origin(members[0]) or members[0] if members else None
+
+
+def _is_union(annotation: Any) -> bool:
+    return typing.get_origin(annotation) in (typing.Union, types.UnionType)
 
 
 def training_result(spec: ToolSpec, args: dict[str, Any]) -> str:
@@ -73,7 +90,7 @@ def training_result(spec: ToolSpec, args: dict[str, Any]) -> str:
         outcome = run_tool(spec, args, timeout=RESULT_TIMEOUT)
         if not outcome.is_error:
             return outcome.content
-    return placeholder_result(spec)
+    return placeholder_result(spec, args)
 
 
 def answer_text(results: Sequence[str]) -> str:

@@ -27,6 +27,7 @@ import hashlib
 import inspect
 import json
 import re
+import typing
 from dataclasses import dataclass, field
 from typing import Any, Callable, ClassVar, Mapping, Sequence, get_type_hints
 
@@ -71,6 +72,7 @@ class ToolSpec:
     examples: tuple[ToolExample, ...] = ()
     args_model: type[pydantic.BaseModel] | None = field(default=None, compare=False, repr=False)
     read_only: bool | None = field(default=None, compare=False)
+    returns: Any = field(default=None, compare=False, repr=False)  # the declared return type, if any
 
     def __post_init__(self) -> None:
         if not _NAME_RE.match(self.name):
@@ -187,6 +189,7 @@ class Tool:
             examples=tuple(_as_example(e) for e in cls.examples),
             args_model=model,
             read_only=cls.read_only,
+            returns=return_annotation(self.run),
         )
 
 
@@ -270,7 +273,7 @@ def function_spec(func: Callable[..., Any], name: str | None = None) -> ToolSpec
     model = args_model_from_signature(func, f"{tool_name}_args", arg_docs)
     examples = tuple(_as_example(e) for e in getattr(func, "examples", ()))
     return ToolSpec(tool_name, description, json_schema(model), func, examples, model,
-                    read_only=declared_read_only(getattr(func, "__dict__", {})))
+                    read_only=declared_read_only(getattr(func, "__dict__", {})), returns=return_annotation(func))
 
 
 def langchain_spec(tool: Any) -> ToolSpec:
@@ -289,7 +292,18 @@ def langchain_spec(tool: Any) -> ToolSpec:
         func=lambda **kwargs: tool.invoke(kwargs),
         examples=examples,
         read_only=declared_read_only(tool.metadata or {}),
+        returns=return_annotation(getattr(tool, "func", None) or getattr(tool, "coroutine", None)),
     )
+
+
+def return_annotation(func: Callable[..., Any] | None) -> Any:
+    """``func``'s declared return type, or None (not declared, or not resolvable)."""
+    if func is None:
+        return None
+    try:
+        return typing.get_type_hints(func).get("return")
+    except Exception:  # a forward reference that does not resolve: take it as undeclared
+        return None
 
 
 def declared_read_only(metadata: Mapping[str, Any]) -> bool | None:
