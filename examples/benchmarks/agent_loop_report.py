@@ -34,18 +34,19 @@ def rows(directory: Path) -> list[dict]:
         if summary.get("n", 0) < 1 or "method" not in summary:
             continue  # an interrupted run without its final summary
         out.append(summary)
-    return sorted(out, key=lambda s: (s.get("model", ""), ORDER.index(s["method"]) if s["method"] in ORDER else 99))
+    return sorted(out, key=lambda s: (s.get("toolset", "office") != "office", s.get("toolset", "office"), s.get("model", ""),
+                                      ORDER.index(s["method"]) if s["method"] in ORDER else 99))
 
 
 def table(summaries: list[dict]) -> str:
-    head = "| model | method | " + " | ".join(label for _, label in COLUMNS) + " |"
-    lines = [head, "|" + "---|" * (len(COLUMNS) + 2)]
+    head = "| toolset | model | method | " + " | ".join(label for _, label in COLUMNS) + " |"
+    lines = [head, "|" + "---|" * (len(COLUMNS) + 3)]
     for s in summaries:
         cells = []
         for key, _ in COLUMNS:
             value = s.get(key)
             cells.append("" if value is None else f"{value:.2f}" if isinstance(value, float) else str(value))
-        lines.append(f"| {s.get('model', '')} | {s['method']} | " + " | ".join(cells) + " |")
+        lines.append(f"| {s.get('toolset', 'office')} | {s.get('model', '')} | {s['method']} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
