@@ -73,7 +73,7 @@ def test_train_without_any_data_saves_the_priors_and_says_so(tmp_path, tiny_mode
         (["--tools", "{tools}", "--data", "missing.jsonl"], "no such file"),
         (["--tools", "{tools}", "--data", "{bad}"], "bad.jsonl:2: unknown tool 'fly'"),
         (["--tools", "{tools}", "--data", "{data}", "--model", "/no/such/model"], "no model at /no/such/model"),
-        (["--tools", "{tools}", "--data", "{data}", "--prior", "magic"], "unknown prior 'magic'"),
+        (["--tools", "{tools}", "--data", "{data}", "--prior", "magic"], "Invalid value for '--prior'"),  # a typer choice
         (["--tools", "{tools}", "--data", "{data}", "--lambda", "banana"], "--lambda must be auto or a number >= 0, not 'banana'"),
         (["--tools", "{tools}", "--data", "{data}", "--lambda=-1"], "--lambda must be auto or a number >= 0, not '-1'"),
         (["--tools", "{tools}", "--data", "{data}", "--lambda", "nan"], "--lambda must be auto or a number >= 0, not 'nan'"),
