@@ -324,7 +324,7 @@ def _print_fit(report, out_dir: Path, phases: dict[str, float], seconds: float) 
     if not report.heldout:
         out.print("no held-out accuracy: fewer than 10 conversations (or --holdout 0)", highlight=False)
     out.print(f"saved toolkens to {out_dir}", highlight=False, markup=False)
-    out.print("time: " + ", ".join(f"{name} {t:.1f} s" for name, t in phases.items() if t >= 0.05)
+    out.print("time: " + ", ".join(f"{name} {t:.1f} s" for name, t in phases.items())
               + f"; total {seconds:.1f} s", highlight=False, markup=False, soft_wrap=True)
     # The figures as one JSON line last, unwrapped, for scripts; as_dict has no NaN, and allow_nan=False proves it.
     keep = ("heldout", "prior_heldout", "cache_seconds", "train_seconds", "lambda", "mix", "gate", "phase_seconds")

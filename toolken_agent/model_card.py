@@ -10,6 +10,7 @@ never reads it, and the config's hashes do not cover it.
 
 from __future__ import annotations
 
+import json
 import math
 from typing import TYPE_CHECKING, Any, Mapping
 
@@ -91,7 +92,7 @@ def card_text(config: "ToolkenConfig", descriptions: Mapping[str, str] | None = 
         training_text=_training_text(config, training),
         heldout_text=_heldout_text(training),
         ref=ref,
-        tools_arg=repr(config.toolset) if config.toolset else "[...]",
+        tools_arg=json.dumps(config.toolset) if config.toolset else "[...]",
         tools_cli=config.toolset or "mytools.py",
     )
     return str(card)
