@@ -79,10 +79,11 @@ class _Runtime:
 
     def __init__(self, model: str | None, dtype: str, toolkens: str | None):
         from ..arguments import ArgumentGrammar
+        from ..hub import resolve_checkpoint
 
         self.lm: FrozenLM = load_model(model, dtype=dtype)
         self.where = toolkens or ""
-        self.trained = load_checkpoint(toolkens) if toolkens is not None else None
+        self.trained = load_checkpoint(resolve_checkpoint(toolkens)) if toolkens is not None else None  # a dir or a Hub repo id
         if self.trained is not None:
             check_model(self.trained[1], self.lm.fingerprint, self.lm.hidden_size, where=self.where)
         self.grammar = ArgumentGrammar(self.lm.tokenizer, self.lm.vocab_size)

@@ -73,7 +73,7 @@ def test_train_without_any_data_saves_the_priors_and_says_so(tmp_path, tiny_mode
         (["--tools", "{tools}", "--data", "missing.jsonl"], "no such file"),
         (["--tools", "{tools}", "--data", "{bad}"], "bad.jsonl:2: unknown tool 'fly'"),
         (["--tools", "{tools}", "--data", "{data}", "--model", "/no/such/model"], "no model at /no/such/model"),
-        (["--tools", "{tools}", "--data", "{data}", "--prior", "magic"], "unknown prior 'magic'"),
+        (["--tools", "{tools}", "--data", "{data}", "--prior", "magic"], "Invalid value for '--prior'"),  # a typer choice
         (["--tools", "{tools}", "--data", "{data}", "--lambda", "banana"], "--lambda must be auto or a number >= 0, not 'banana'"),
         (["--tools", "{tools}", "--data", "{data}", "--lambda=-1"], "--lambda must be auto or a number >= 0, not '-1'"),
         (["--tools", "{tools}", "--data", "{data}", "--lambda", "nan"], "--lambda must be auto or a number >= 0, not 'nan'"),
@@ -179,3 +179,116 @@ def test_train_and_the_python_api_share_the_gate_default():
     cli_default = inspect.signature(train).parameters["call_false_positives"].default
     api_default = inspect.signature(Toolkens.fit).parameters["call_false_positives"].default
     assert cli_default == api_default == TARGET_FALSE_POSITIVES
+
+
+def test_train_and_the_python_api_read_one_set_of_defaults():
+    """Every default `train` shares with `Toolkens.fit` (and its TrainConfig) is FIT's, so both train alike."""
+    import inspect
+
+    from toolken_agent.cli import train
+    from toolken_agent.defaults import FIT
+    from toolken_agent.toolkens import Toolkens
+    from toolken_agent.training import TrainConfig
+
+    cli = {name: p.default for name, p in inspect.signature(train).parameters.items()}
+    api = {name: p.default for name, p in inspect.signature(Toolkens.fit).parameters.items()}
+    config = TrainConfig()
+    assert cli["prior"].value == api["prior"] == FIT.prior
+    assert cli["lambda_"] == "auto" and tuple(api["lambdas"]) == FIT.lambdas == LAMBDAS  # both sweep by default
+    assert cli["epochs"] == config.epochs == FIT.epochs and cli["lr"] == config.lr == FIT.lr
+    assert cli["seed"] == config.seed == FIT.seed and config.lambda_ == FIT.lambda_
+    for cli_name, api_name in (("bias", "bias"), ("calibrate", "calibrate"), ("holdout", "holdout"),
+                               ("built_in_negatives", "negatives"), ("result_turns", "results"),
+                               ("call_false_positives", "call_false_positives")):
+        assert cli[cli_name] == api[api_name] == getattr(FIT, api_name), cli_name
+
+
+def test_every_option_and_argument_has_help_text():
+    import typer
+
+    from toolken_agent.cli import app
+
+    root = typer.main.get_command(app)
+    missing = [f"{name} {param.name}" for name, command in [("", root), *root.commands.items()]
+               for param in command.params
+               if param.name != "help" and not (getattr(param, "help", None) or "").strip()]
+    assert missing == []
+    assert set(root.commands) == {"tools", "train", "eval", "chat"}
+    assert sum(len(c.params) for c in root.commands.values()) > 30  # the walk saw every command's options
+
+
+def test_version_prints_the_version():
+    from toolken_agent import __version__
+
+    result = runner.invoke(app, ["--version"])
+    assert result.exit_code == 0 and result.output.strip() == f"toolken-agent {__version__}"
+
+
+def test_prior_and_dtype_are_choices(files, tmp_path, tiny_model_dir):
+    from toolken_agent.console import Dtype
+    from toolken_agent.model import parse_dtype
+
+    assert [parse_dtype(d) for d in Dtype] == [parse_dtype(d.value) for d in Dtype]  # members are the strings it reads
+    tools, data = files
+    for option, value in (("--dtype", "float16"), ("--prior", "magic")):
+        result = runner.invoke(app, ["train", "--tools", str(tools), "--data", str(data), option, value])
+        assert result.exit_code == 2 and f"Invalid value for '{option}'" in result.output
+    out = tmp_path / "ckpt"
+    result = runner.invoke(app, ["train", "--tools", str(tools), "--data", str(data), "--model", str(tiny_model_dir),
+                                 "--out", str(out), "--epochs", "1", "--lambda", "0.01", "--dtype", "float32",
+                                 "--prior", "name"])
+    assert result.exit_code == 0, result.output
+    assert json.loads((out / CONFIG_FILE).read_text())["prior"] == "name"
+
+
+def test_tools_json_is_a_machine_readable_list(files):
+    result = runner.invoke(app, ["tools", str(files[0]), "--json"])
+    assert result.exit_code == 0, result.output
+    listing = json.loads(result.stdout)
+    assert [t["name"] for t in listing] == ["add", "weather_now"]
+    assert listing[0]["description"] == "Add two numbers and return their sum."
+    assert listing[0]["parameters"]["required"] == ["a", "b"] and listing[0]["parameters"]["type"] == "object"
+
+
+def test_train_json_is_valid_with_a_call_less_heldout_split_and_says_so(tmp_path, tiny_model_dir, files):
+    from toolken_agent.data import split_holdout
+
+    tools, _ = files
+    n = 12
+    _, held = split_holdout(n, 0.2, seed=0)
+    data = tmp_path / "calls-only-in-training.jsonl"
+    data.write_text("\n".join(json.dumps(conversation(0 if i in held else 1)) for i in range(n)) + "\n")
+    result = runner.invoke(app, ["train", "--tools", str(tools), "--data", str(data), "--model", str(tiny_model_dir),
+                                 "--out", str(tmp_path / "ckpt"), "--epochs", "1", "--dtype", "float32"])
+    assert result.exit_code == 0, result.output
+
+    def refuse(constant):
+        raise ValueError(f"{constant} is not JSON")
+
+    figures = json.loads(result.stdout.strip().splitlines()[-1], parse_constant=refuse)
+    assert figures["heldout"]["call_accuracy"] is None and figures["heldout"]["no_call_accuracy"] is not None
+    assert "the held-out split has no calls" in " ".join(result.stderr.split())
+    saved = json.loads((tmp_path / "ckpt" / CONFIG_FILE).read_text(), parse_constant=refuse)
+    assert saved["training"]["heldout"]["call_accuracy"] is None
+
+
+def test_train_shows_a_bar_per_phase_and_one_line_of_phase_times(files, tiny_model_dir, tmp_path):
+    tools, data = files
+    result = runner.invoke(app, ["train", "--tools", str(tools), "--data", str(data), "--model", str(tiny_model_dir),
+                                 "--out", str(tmp_path / "ckpt"), "--epochs", "2", "--dtype", "float32"])
+    assert result.exit_code == 0, result.output
+    bars = " ".join(result.stderr.split())
+    assert f"choosing lambda" in bars and f"{2 * len(LAMBDAS)}/{2 * len(LAMBDAS)} epochs" in bars.replace("━", "")
+    assert "training toolkens" in bars and "caching frozen features" in bars
+    [line] = [line for line in result.stdout.splitlines() if line.startswith("time: ")]
+    assert all(phase in line for phase in ("model", "caching", "lambda sweep", "total"))
+    figures = json.loads(result.stdout.strip().splitlines()[-1])
+    assert {"caching", "lambda sweep", "training"} <= set(figures["phase_seconds"])
+
+
+def test_the_data_loaders_are_exported_at_the_top_level():
+    import toolken_agent
+    from toolken_agent.augment import example_conversations
+    from toolken_agent.data import load_jsonl
+
+    assert toolken_agent.load_jsonl is load_jsonl and toolken_agent.example_conversations is example_conversations

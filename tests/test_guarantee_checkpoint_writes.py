@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from toolken_agent.checkpoint import CONFIG_FILE, WEIGHTS_FILE, check_output, load_checkpoint, save_checkpoint
+from toolken_agent.checkpoint import CARD_FILE, CONFIG_FILE, WEIGHTS_FILE, check_output, load_checkpoint, save_checkpoint
 from toolken_agent.errors import CheckpointError
 from toolken_agent.toolkens import Toolkens
 
@@ -88,7 +88,8 @@ def test_checkpoint_files_follow_the_umask(source, tmp_path):
     finally:
         os.umask(old)
     assert target.stat().st_mode & 0o777 == 0o775
-    assert {f.name: f.stat().st_mode & 0o777 for f in target.iterdir()} == {CONFIG_FILE: 0o664, WEIGHTS_FILE: 0o664}
+    assert {f.name: f.stat().st_mode & 0o777 for f in target.iterdir()} == {CONFIG_FILE: 0o664, WEIGHTS_FILE: 0o664,
+                                                                                 CARD_FILE: 0o664}
 
 
 def test_a_symlinked_destination_is_followed_not_replaced(source, tmp_path):

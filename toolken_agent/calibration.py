@@ -11,7 +11,7 @@ closest to winning. A request about the tool's subject then lifts it over the li
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Callable, Sequence
 
 import torch
 
@@ -29,8 +29,12 @@ MARGIN = 0.5  # logits below the closest negative; small, so related requests st
 
 
 @torch.inference_mode()
-def reply_start_decisions(lm: FrozenLM, requests: Sequence[str]) -> tuple[torch.Tensor, torch.Tensor]:
-    """Hidden states ``(m, d)`` and best word logits ``(m,)`` where replies to ``requests`` start."""
+def reply_start_decisions(lm: FrozenLM, requests: Sequence[str], *,
+                          on_request: Callable[[], None] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Hidden states ``(m, d)`` and best word logits ``(m,)`` where replies to ``requests`` start.
+
+    ``on_request`` is called after each request (a progress bar's tick).
+    """
     fmt = ChatFormat(lm.tokenizer, [], lm.vocab_size)
     hidden, best = [], []
     for request in requests:
@@ -38,12 +42,15 @@ def reply_start_decisions(lm: FrozenLM, requests: Sequence[str]) -> tuple[torch.
         h, _ = lm.hidden_states(torch.tensor([ids], device=lm.device))
         hidden.append(h[0, -1].float().cpu())
         best.append(lm.vocab_logits(h[0, -1]).float().max().cpu())
+        if on_request is not None:
+            on_request()
     return torch.stack(hidden), torch.stack(best)
 
 
-def negative_decisions(lm: FrozenLM) -> tuple[torch.Tensor, torch.Tensor]:
+def negative_decisions(lm: FrozenLM, *, on_request: Callable[[], None] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """:func:`reply_start_decisions` for the built-in negatives, computed once per loaded model."""
-    return memo(lm, "negative_decisions", lambda: reply_start_decisions(lm, [prompt for prompt, _ in NEGATIVE_EXAMPLES]))
+    return memo(lm, "negative_decisions", lambda: reply_start_decisions(lm, [prompt for prompt, _ in NEGATIVE_EXAMPLES],
+                                                                        on_request=on_request))
 
 
 def as_no_call_features(lm: FrozenLM, hidden: torch.Tensor, best: torch.Tensor) -> Features:

@@ -4,7 +4,8 @@
 
     my-toolkens/
         toolkens.safetensors   # weight (n_tools, d), prior (n_tools, d), bias and prior_bias (n_tools,), fp32
-        toolken_config.json    # model spec + fingerprint, tools + spec hashes, prior, lambda, figures
+        toolken_config.json    # base model + fingerprint, tools + spec hashes, prior, lambda, figures
+        README.md              # the model card (toolken_agent.model_card): documentation, never read back
 
 Only what was trained is saved, never the LM. The directory is written next to its
 destination and renamed into place, one writer at a time, so a crash, Ctrl-C or a second
@@ -38,6 +39,7 @@ from safetensors.torch import save_file
 from typing_extensions import TypedDict
 
 from .atomic import clean_stale, file_sha256, share_like_dir, swap_into_place, temp_dir, writer_lock
+from .base_model import BaseModelRecord
 from .errors import CheckpointError
 from .gate import CallGate
 from .head import ToolkenHead
@@ -45,6 +47,7 @@ from .tool import ToolSpec
 
 WEIGHTS_FILE = "toolkens.safetensors"
 CONFIG_FILE = "toolken_config.json"
+CARD_FILE = "README.md"
 FORMAT_VERSION = 1
 
 
@@ -81,6 +84,7 @@ class ToolkenConfig:
     demos: dict[str, list[Demo]] = field(default_factory=dict)  # argument-mode demonstrations from the data
     mix: float = 1.0  # weight of the trained rows in the tool choice (ToolkenHead.mix)
     call_threshold: float | None = None  # the gate's threshold when the checkpoint has a gate (toolken_agent.gate)
+    base_model: BaseModelRecord | None = None  # what `model` is (toolken_agent.base_model); None before it was recorded
     format_version: int = FORMAT_VERSION
     weights_sha256: str = ""
 
@@ -93,8 +97,11 @@ class ToolkenConfig:
         return [{"name": s.name, "fingerprint": s.fingerprint} for s in specs]
 
 
-def save_checkpoint(path: str | Path, head: ToolkenHead, config: ToolkenConfig) -> Path:
-    """Write ``head`` and ``config`` to the directory ``path`` atomically; return where they went.
+def save_checkpoint(path: str | Path, head: ToolkenHead, config: ToolkenConfig, *, card: str | None = None) -> Path:
+    """Write ``head``, ``config`` and a model card to the directory ``path`` atomically; return where they went.
+
+    ``card``: the ``README.md`` text; by default one is made from ``config`` alone
+    (:func:`toolken_agent.model_card.card_text`, without the tools' descriptions).
 
     Writers of one place take turns; what a killed writer left beside ``path`` is
     cleaned up first. Refuses to replace a file or a directory that is not a checkpoint.
@@ -107,11 +114,11 @@ def save_checkpoint(path: str | Path, head: ToolkenHead, config: ToolkenConfig) 
     with writer_lock(path.parent):
         clean_stale(path)
         check_replaceable(path)
-        _write_into_place(path, head, config)
+        _write_into_place(path, head, config, card)
     return path
 
 
-def _write_into_place(path: Path, head: ToolkenHead, config: ToolkenConfig) -> None:
+def _write_into_place(path: Path, head: ToolkenHead, config: ToolkenConfig, card: str | None) -> None:
     """Write the checkpoint into a new directory beside ``path``, then swap it in."""
     tmp = temp_dir(path)
     try:
@@ -127,6 +134,11 @@ def _write_into_place(path: Path, head: ToolkenHead, config: ToolkenConfig) -> N
             raise OSError(f"cannot write {tmp / WEIGHTS_FILE}: {exc}") from None
         config.weights_sha256 = file_sha256(tmp / WEIGHTS_FILE)
         (tmp / CONFIG_FILE).write_text(json.dumps(asdict(config), indent=2, ensure_ascii=False) + "\n")
+        if card is None:
+            from .model_card import card_text
+
+            card = card_text(config, ref=path.name)
+        (tmp / CARD_FILE).write_text(card, encoding="utf-8")
         share_like_dir(tmp)
         for f in tmp.iterdir():
             with open(f, "rb") as fh:

@@ -10,19 +10,22 @@ last JSON line) are alone on stdout: what tools print goes to stderr.
 from __future__ import annotations
 
 import json
+import math
 import re
 import sys
 import time
+from enum import Enum
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Optional
+from typing import TYPE_CHECKING, Annotated, Any, Optional
 
 import typer
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
-from .console import (DtypeOption, ModelOption, ToolsOption, TrustOption, err, load_trained, out,
-                      tool_prints_to_stderr, user_errors)
+from .console import (DtypeOption, ModelOption, ToolsOption, TrustOption, err, load_trained, out, tool_prints_to_stderr,
+                      toolkens_option, user_errors)
+from .defaults import FIT, PRIOR_KINDS
 from .errors import ToolkenError
 
 if TYPE_CHECKING:
@@ -35,6 +38,32 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
+
+Prior = Enum("Prior", {kind: kind for kind in PRIOR_KINDS}, type=str)  # typer shows and checks the choices
+
+
+def _version(value: bool) -> None:
+    if value:
+        from importlib.metadata import PackageNotFoundError, version
+
+        from . import __version__
+
+        try:
+            number = version("toolken-agent")
+        except PackageNotFoundError:  # run from a source tree that is not installed
+            number = __version__
+        print(f"toolken-agent {number}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main_options(
+    version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
+                                          help="Print the version and exit.")] = False,
+) -> None:
+    """Tool calling for frozen language models through learned toolkens."""
+
+
 def _progress() -> Progress:
     return Progress(
         TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[info]}"),
@@ -42,17 +71,59 @@ def _progress() -> Progress:
     )
 
 
+class PhaseBars:
+    """A progress bar per phase of :meth:`Toolkens.fit` that has a total (:class:`~toolken_agent.toolkens.FitProgress`).
+
+    Every bar knows its total from the start (tokens, epochs, requests); a phase with
+    nothing to count (the call gate, result turns) is timed but drawn as no bar. A
+    phase that ends short of its total keeps what it did as its total.
+    """
+
+    UNITS = {"no-tool requests": "requests", "caching": "tokens", "lambda sweep": "epochs", "training": "epochs",
+             "tool-choice mix": "tokens"}
+    LABELS = {"no-tool requests": "reading the no-tool requests", "caching": "caching frozen features",
+              "lambda sweep": "choosing lambda", "training": "training toolkens",
+              "tool-choice mix": "choosing the tool-choice mix"}
+
+    def __init__(self, progress: Progress):
+        self.progress = progress
+        self.tasks: dict[str, Any] = {}
+
+    def start(self, phase: str, total: int) -> None:
+        if total > 0:
+            self.tasks[phase] = self.progress.add_task(self.LABELS.get(phase, phase), total=total,
+                                                       info=self.UNITS.get(phase, ""))
+
+    def advance(self, phase: str, n: int = 1, info: str = "") -> None:
+        if phase in self.tasks:
+            self.progress.update(self.tasks[phase], advance=n, **({"info": info} if info else {}))
+
+    def end(self, phase: str) -> None:
+        task = self.tasks.pop(phase, None)
+        if task is not None:
+            done = self.progress.tasks[self.progress.task_ids.index(task)].completed
+            self.progress.update(task, total=done, completed=done)
+
+
 def _slug(ref: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "-", Path(ref).stem if ref.endswith(".py") else ref).strip("-") or "toolset"
 
 
 @app.command()
-def tools(ref: Annotated[str, typer.Argument(help="A .py file, a module path, or a registered toolset name.")]) -> None:
+def tools(ref: Annotated[str, typer.Argument(help="A .py file, a module path, or a registered toolset name.")],
+          as_json: Annotated[bool, typer.Option("--json", help="Print the tools as one JSON list (name, description, "
+                                                                "parameters as JSON schema, read_only, examples) for scripts.")] = False,
+          ) -> None:
     """List the tools of a toolset with their descriptions and arguments."""
     from .toolset import load_toolset
 
-    with user_errors():
+    with user_errors(), tool_prints_to_stderr() as stdout:
         toolset = load_toolset(ref)
+    if as_json:
+        listing = [{"name": s.name, "description": s.description, "parameters": dict(s.parameters), "read_only": s.read_only,
+                    "examples": [{"prompt": e.prompt, "args": dict(e.args)} for e in s.examples]} for s in toolset]
+        print(json.dumps(listing, ensure_ascii=False, default=str), file=stdout)
+        return
     table = Table(title=f"{len(toolset)} tools from {escape(ref)}")
     for column in ("tool", "description", "arguments", "examples"):
         table.add_column(column)
@@ -71,26 +142,25 @@ def train(
     data: Annotated[Optional[Path], typer.Option("--data", "-d", help="OpenAI chat-format JSONL; default: the tools' own examples.")] = None,
     model: ModelOption = None,
     out_dir: Annotated[Optional[Path], typer.Option("--out", "-o", help="Checkpoint directory (default: toolkens-<toolset>).")] = None,
-    epochs: Annotated[int, typer.Option(min=0, help="Passes over the cached features.")] = 20,
-    prior: Annotated[str, typer.Option(help="random | name | name+description | lm-head | lm-head+description")] = "lm-head+description",
-    lambda_: Annotated[str, typer.Option("--lambda", help="Weight of ||W - W_prior||, or auto: trained once per candidate (0, 0.001, 0.01, 0.1, 1, 10) on 80% of the training share, chosen on the rest.")] = "auto",
-    lr: Annotated[float, typer.Option(min=0.0, help="Adam learning rate.")] = 1e-3,
-    bias: Annotated[bool, typer.Option("--bias/--no-bias", help="Learn a firing bias per toolken.")] = True,
-    calibrate: Annotated[bool, typer.Option("--calibrate/--no-calibrate", help="Start each bias where zero-shot toolkens have it: quiet on requests that need no tool.")] = True,
-    holdout: Annotated[float, typer.Option(min=0.0, max=0.9, help="Share of conversations held out for accuracy.")] = 0.2,
-    built_in_negatives: Annotated[bool, typer.Option("--built-in-negatives/--no-built-in-negatives", help="Add 16 requests that need no tool when the data holds none, so toolkens learn when not to fire.")] = True,
-    call_false_positives: Annotated[float, typer.Option("--call-false-positives", min=0.0, max=1.0, help="Share of held-out no-call decisions the whether-to-call gate may fire on; its threshold is chosen for it (chat --call-threshold moves it later).")] = 0.1,
-    result_turns: Annotated[bool, typer.Option("--result-turns/--no-result-turns", help="Give every call without a result a result turn and a reply in words, so toolkens learn to answer after results (read-only tools are run; others get a placeholder).")] = True,
+    epochs: Annotated[int, typer.Option(min=0, help="Passes over the cached features.")] = FIT.epochs,
+    prior: Annotated[Prior, typer.Option(help="Where each toolken's row starts (toolken_agent/priors.py).")] = Prior(FIT.prior),
+    lambda_: Annotated[str, typer.Option("--lambda", help=f"Weight of ||W - W_prior||, or auto: trained once per candidate ({', '.join(f'{v:g}' for v in FIT.lambdas)}) on 80% of the training share, chosen on the rest.")] = "auto",
+    lr: Annotated[float, typer.Option(min=0.0, help="Adam learning rate.")] = FIT.lr,
+    bias: Annotated[bool, typer.Option("--bias/--no-bias", help="Learn a firing bias per toolken.")] = FIT.bias,
+    calibrate: Annotated[bool, typer.Option("--calibrate/--no-calibrate", help="Start each bias where zero-shot toolkens have it: quiet on requests that need no tool.")] = FIT.calibrate,
+    holdout: Annotated[float, typer.Option(min=0.0, max=0.9, help="Share of conversations held out for accuracy.")] = FIT.holdout,
+    built_in_negatives: Annotated[bool, typer.Option("--built-in-negatives/--no-built-in-negatives", help="Add 16 requests that need no tool when the data holds none, so toolkens learn when not to fire.")] = FIT.negatives,
+    call_false_positives: Annotated[float, typer.Option("--call-false-positives", min=0.0, max=1.0, help="Share of held-out no-call decisions the whether-to-call gate may fire on; its threshold is chosen for it (chat --call-threshold moves it later).")] = FIT.call_false_positives,
+    result_turns: Annotated[bool, typer.Option("--result-turns/--no-result-turns", help="Give every call without a result a result turn and a reply in words, so toolkens learn to answer after results (read-only tools are run; others get a placeholder).")] = FIT.results,
     check: Annotated[Optional[Path], typer.Option("--check", help="A few real requests with their calls (JSONL, as --data), when the training data is synthetic: the tool choice leans toward the description priors as far as that decides these better.")] = None,
     lenient: Annotated[bool, typer.Option(help="Skip bad data lines (counted) instead of stopping.")] = False,
-    seed: int = 0,
+    seed: Annotated[int, typer.Option(help="Seed of the held-out split, the shuffling and the random prior.")] = FIT.seed,
     dtype: DtypeOption = "auto",
 ) -> None:
     """Train toolkens for a toolset and save them as a checkpoint directory."""
     from .augment import example_conversations, needs_built_in_negatives
     from .data import NEGATIVE_EXAMPLES, count_calls, load_jsonl
     from .model import load_model
-    from .priors import PRIOR_KINDS
     from .toolkens import Toolkens
     from .toolset import load_toolset
     from .training import LAMBDAS, TrainConfig, TrainingInterrupted
@@ -98,8 +168,7 @@ def train(
     out_dir = out_dir or Path(f"toolkens-{_slug(tools_ref)}")
     with user_errors(f"interrupted: nothing saved, {out_dir} unchanged"), tool_prints_to_stderr():
         _check_out(out_dir)
-        if prior not in PRIOR_KINDS:
-            raise ToolkenError(f"unknown prior {prior!r} (choose from {', '.join(PRIOR_KINDS)})")
+        prior_kind = Prior(prior).value
         lambdas, lambda_value = _parse_lambda(lambda_, LAMBDAS)
         toolset = load_toolset(tools_ref)
         err.print(f"toolset [bold]{escape(tools_ref)}[/bold]: {len(toolset)} tools ({escape(', '.join(toolset.names))})",
@@ -120,43 +189,31 @@ def train(
         added = len(NEGATIVE_EXAMPLES) if built_in_negatives and needs_built_in_negatives(conversations) else 0  # fit adds them
         config = TrainConfig(epochs=epochs, lr=lr, lambda_=lambda_value, seed=seed)
         start = time.perf_counter()
-        lm = load_model(model, dtype=dtype)
-        err.print(f"model [bold]{escape(lm.name)}[/bold] ({str(lm.dtype).replace('torch.', '')}, loaded in {time.perf_counter() - start:.1f} s)", highlight=False)
+        lm = load_model(model, dtype=getattr(dtype, "value", dtype))
+        model_seconds = time.perf_counter() - start
+        err.print(f"model [bold]{escape(lm.name)}[/bold] ({str(lm.dtype).replace('torch.', '')}, loaded in {model_seconds:.1f} s)", highlight=False)
         if not conversations:
-            toolkens = Toolkens.from_priors(lm, toolset, prior=prior, bias=bias, seed=seed, lambda_=lambda_value, calibrate=calibrate)
+            toolkens = Toolkens.from_priors(lm, toolset, prior=prior_kind, bias=bias, seed=seed, lambda_=lambda_value, calibrate=calibrate)
             saved = save_or_rescue(toolkens, out_dir)
-            out.print(f"No training data (no --data and no examples on the tools): saved the {prior} priors alone, "
+            out.print(f"No training data (no --data and no examples on the tools): saved the {prior_kind} priors alone, "
                       f"untrained, to {saved}", highlight=False, markup=False)
             return
         err.print(f"data: {len(conversations)} conversations from {origin}, {count_calls(conversations)} tool calls"
                   + (f"; +{added} built-in requests that need no tool" if added else ""), highlight=False, markup=False)
         with _progress() as progress:
-            est_tokens = 0
-            caching = progress.add_task("caching frozen features", total=None, info="tokens")
-            training = progress.add_task("training toolkens", total=epochs, info="", start=False)
-
-            def on_cache(n: int) -> None:
-                nonlocal est_tokens
-                est_tokens += n
-                progress.update(caching, advance=n, info=f"{est_tokens} tokens")
-
-            def on_epoch(epoch: int, loss: float) -> None:
-                if epoch == 0:
-                    progress.update(caching, total=est_tokens, completed=est_tokens)
-                    progress.start_task(training)
-                progress.update(training, advance=1, info=f"loss {loss:.4f}")
-
             try:
-                toolkens, report = Toolkens.fit(lm, toolset, conversations, prior=prior, bias=bias, calibrate=calibrate,
+                toolkens, report = Toolkens.fit(lm, toolset, conversations, prior=prior_kind, bias=bias, calibrate=calibrate,
                                                 lambdas=lambdas, config=config, holdout=holdout, negatives=built_in_negatives,
                                                 results=result_turns, call_false_positives=call_false_positives,
-                                                check=check_convs, on_cache_progress=on_cache, on_epoch=on_epoch)
+                                                check=check_convs, progress=PhaseBars(progress))
             except TrainingInterrupted as exc:
                 progress.stop()
                 save_interrupted(exc, out_dir)
                 raise typer.Exit(130) from None
+        saving = time.perf_counter()
         saved = save_or_rescue(toolkens, out_dir)
-    _print_fit(report, saved, time.perf_counter() - start)
+        phases = {"model": model_seconds, **report.phase_seconds, "saving": time.perf_counter() - saving}
+    _print_fit(report, saved, phases, time.perf_counter() - start)
 
 
 def _parse_lambda(text: str, candidates: tuple[float, ...]) -> tuple[tuple[float, ...] | None, float]:
@@ -229,14 +286,18 @@ def _rate(value: float | None) -> str:
     return "n/a" if value is None else f"{value:.2f}"
 
 
-def _print_fit(report, out_dir: Path, seconds: float) -> None:
+def _print_fit(report, out_dir: Path, phases: dict[str, float], seconds: float) -> None:
     figures = report.as_dict()
     out.print(
         f"trained {figures['epochs_done']} epochs on {report.positions} positions "
-        f"({report.call_positions} calls) from {report.examples} conversations: "
-        f"caching {report.cache_seconds:.1f} s, training {report.train.seconds:.2f} s, total {seconds:.1f} s",
+        f"({report.call_positions} calls) from {report.examples} conversations",
         highlight=False,
     )
+    for split, rates in (("held-out", report.heldout), ("held-out (priors only)", report.prior_heldout)):
+        for key, what in (("call_accuracy", "calls"), ("no_call_accuracy", "decisions without a call")):
+            if rates and not _is_number(rates.get(key)):
+                err.print(f"warning: the {split} split has no {what}: its {key} is null", style="yellow",
+                          highlight=False, markup=False, soft_wrap=True)
     if report.lambda_sweep:
         out.print(f"lambda {report.lambda_:g}, chosen on a split of the training data (held-out decision accuracy: "
                   + ", ".join(f"{k}: {v:.2f}" for k, v in report.lambda_sweep.items()) + ")", highlight=False)
@@ -245,7 +306,8 @@ def _print_fit(report, out_dir: Path, seconds: float) -> None:
         for column in ("", "accuracy", "calls right", "no-call right", "decisions"):
             table.add_column(column)
         for label, acc in (("priors only", report.prior_heldout), ("trained", report.heldout)):
-            table.add_row(label, f"{acc['accuracy']:.3f}", f"{acc['call_accuracy']:.3f}", f"{acc['no_call_accuracy']:.3f}", str(acc["decisions"]))
+            table.add_row(label, *(f"{acc[k]:.3f}" if _is_number(acc[k]) else "n/a" for k in
+                                   ("accuracy", "call_accuracy", "no_call_accuracy")), str(acc["decisions"]))
         out.print(table)
     if report.mix_scores:
         out.print(f"tool choice: mix {report.mix:g} (the trained rows' share against the priors), chosen on "
@@ -262,13 +324,20 @@ def _print_fit(report, out_dir: Path, seconds: float) -> None:
     if not report.heldout:
         out.print("no held-out accuracy: fewer than 10 conversations (or --holdout 0)", highlight=False)
     out.print(f"saved toolkens to {out_dir}", highlight=False, markup=False)
-    # The figures as one JSON line last, unwrapped, for scripts.
-    print(json.dumps({k: v for k, v in figures.items() if k in ("heldout", "prior_heldout", "cache_seconds", "train_seconds", "lambda", "mix", "gate")}))
+    out.print("time: " + ", ".join(f"{name} {t:.1f} s" for name, t in phases.items())
+              + f"; total {seconds:.1f} s", highlight=False, markup=False, soft_wrap=True)
+    # The figures as one JSON line last, unwrapped, for scripts; as_dict has no NaN, and allow_nan=False proves it.
+    keep = ("heldout", "prior_heldout", "cache_seconds", "train_seconds", "lambda", "mix", "gate", "phase_seconds")
+    print(json.dumps({k: v for k, v in figures.items() if k in keep}, allow_nan=False))
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and math.isfinite(value)
 
 
 @app.command("eval")
 def eval_command(
-    toolkens_dir: Annotated[Path, typer.Option("--toolkens", "-k", help="Checkpoint directory from `train`.")],
+    toolkens_dir: Annotated[str, toolkens_option()],
     data: Annotated[Path, typer.Option("--data", "-d", help="OpenAI chat-format JSONL test conversations.")],
     tools_ref: Annotated[Optional[str], typer.Option("--tools", "-t", help="The toolset the checkpoint was trained for: a .py file, a module path, or a registered toolset name.")] = None,
     trust_toolset: TrustOption = False,

@@ -25,7 +25,9 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-TARGET_FALSE_POSITIVES = 0.1  # default share of no-call decisions allowed to fire
+from .defaults import FIT
+
+TARGET_FALSE_POSITIVES = FIT.call_false_positives  # default share of no-call decisions allowed to fire
 
 
 class CallGate(nn.Module):

@@ -33,11 +33,10 @@ import torch
 import torch.nn.functional as F
 
 from .chat_format import encode_ids
+from .defaults import DEFAULT_PRIOR, PRIOR_KINDS  # noqa: F401  (defined with the other defaults, light for the CLI)
 from .model import FrozenLM
 from .tool import ToolSpec
 
-PRIOR_KINDS = ("random", "name", "name+description", "lm-head", "lm-head+description")
-DEFAULT_PRIOR = "lm-head+description"
 DESCRIPTION_WEIGHT = 0.5
 
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import contextlib
 import sys
-from pathlib import Path
 from typing import Annotated, Callable, Iterable, Iterator, Optional, Protocol, Sequence
 
 import typer
@@ -20,7 +19,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from .chat_format import arguments_text
-from .console import DtypeOption, ModelOption, TrustOption, err, load_trained, out, user_errors
+from .console import DtypeOption, ModelOption, TrustOption, err, load_trained, out, toolkens_option, user_errors
 from .conversation import Message, ToolCall
 from .events import ArgumentsChunk, CallFinished, DecodeConfig, Event, Finished, TextChunk, ToolResult
 from .tool import ToolSpec
@@ -217,7 +216,7 @@ def prompt_lines(console: Console) -> Iterator[str]:
 
 def chat_command(
     tools: Annotated[Optional[str], typer.Option("--tools", "-t", help="A .py file, a module path, or a registered toolset name (e.g. math).")] = None,
-    toolkens: Annotated[Optional[Path], typer.Option("--toolkens", "-k", help="A trained checkpoint directory (from `toolken-agent train`), with the --tools it was trained for.")] = None,
+    toolkens: Annotated[Optional[str], toolkens_option()] = None,
     trust_toolset: TrustOption = False,
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Run every tool the model calls without asking (tools not declared read-only are otherwise confirmed on a terminal, and declined when input is piped).")] = False,
     model: ModelOption = None,

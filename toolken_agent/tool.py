@@ -203,36 +203,26 @@ def snake_case(name: str) -> str:
 def split_docstring(doc: str) -> tuple[str, dict[str, str]]:
     """Split a Google-style docstring into the description and per-argument docs.
 
-    The description is everything before an ``Args:`` / ``Returns:`` section; argument
-    lines ``name: text`` (or ``name (type): text``) under ``Args:`` become field
-    descriptions in the schema.
+    transformers' parser (the one its ``get_json_schema`` uses): the description is the
+    text before ``Args:`` / ``Returns:`` / ``Raises:``, and ``name: text`` (or
+    ``name (type): text``) lines under ``Args:`` become the fields' descriptions.
+    Imported here, on first use, so that ``import toolken_agent`` stays light.
     """
-    lines = inspect.cleandoc(doc).splitlines()
-    description: list[str] = []
-    arg_docs: dict[str, str] = {}
-    section = None
-    current = None
-    for line in lines:
-        header = line.strip().rstrip(":").lower()
-        if line.strip().endswith(":") and header in {"args", "arguments", "parameters", "returns", "raises", "examples", "example"}:
-            section = header
-            continue
-        if section is None:
-            description.append(line)
-        elif section in {"args", "arguments", "parameters"}:
-            m = re.match(r"^\s+(\w+)\s*(?:\([^)]*\))?\s*:\s*(.*)$", line)
-            if m:
-                current = m.group(1)
-                arg_docs[current] = m.group(2).strip()
-            elif current and line.strip():
-                arg_docs[current] += " " + line.strip()
-    return "\n".join(description).strip(), arg_docs
+    from transformers.utils.chat_template_utils import parse_google_format_docstring
+
+    description, arg_docs, _ = parse_google_format_docstring(inspect.cleandoc(doc))
+    return description or "", dict(arg_docs or {})
 
 
 def args_model_from_signature(
     func: Callable[..., Any], model_name: str, arg_docs: Mapping[str, str] | None = None
 ) -> type[pydantic.BaseModel]:
-    """A pydantic model whose fields are ``func``'s typed parameters."""
+    """A pydantic model whose fields are ``func``'s typed parameters; its JSON schema is pydantic's.
+
+    Not transformers' ``get_json_schema``: that one refuses an argument the docstring
+    does not describe and gives a schema without a validator, where this gives the
+    pydantic model that validates (and converts) the arguments a model writes.
+    """
     arg_docs = arg_docs or {}
     try:
         hints = get_type_hints(func, include_extras=True)

@@ -3,37 +3,64 @@
     >>> from toolken_agent import Toolkens, load_model, load_toolset
     >>> lm, tools = load_model(), load_toolset("math")
     >>> toolkens, report = Toolkens.fit(lm, tools, conversations)      # doctest: +SKIP
-    >>> toolkens.save("runs/math")                                     # doctest: +SKIP
-    >>> Toolkens.load("runs/math", tools)                              # doctest: +SKIP
+    >>> toolkens.save_pretrained("runs/math")                          # doctest: +SKIP
+    >>> Toolkens.from_pretrained("runs/math", tools=tools)             # doctest: +SKIP
+    >>> toolkens.push_to_hub("me/toolkens-math")                       # doctest: +SKIP
+
+``save_pretrained`` / ``from_pretrained`` / ``push_to_hub`` are huggingface_hub's
+:class:`~huggingface_hub.ModelHubMixin` over the atomic checkpoint format of
+:mod:`toolken_agent.checkpoint`; ``from_pretrained`` takes a directory or a Hub repo id
+(read through the local Hugging Face cache when offline, :mod:`toolken_agent.hub`).
 """
 
 from __future__ import annotations
 
 import contextlib
 import copy
+import math
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any, Callable, Iterator, Protocol, Sequence
 
 import torch
+from huggingface_hub import ModelCard, ModelHubMixin
 
+from .augment import with_built_in_negatives, with_result_turns
+from .base_model import describe_model, model_spec, recorded_model
 from .calibration import as_no_call_features, negative_decisions, zero_shot_bias, zero_shot_head
-from .chat_format import ChatFormat
+from .chat_format import ChatFormat, Rendered
 from .checkpoint import ToolkenConfig, check_model, check_tools, load_checkpoint, save_checkpoint
 from .conversation import Conversation
-from .augment import with_built_in_negatives, with_result_turns
-from .data import call_demos, split_holdout, with_demos
+from .data import NEGATIVE_EXAMPLES, call_demos, split_holdout, with_demos
+from .defaults import FIT
 from .errors import CheckpointError
 from .features import Features, check_context, extract_features
-from .gate import TARGET_FALSE_POSITIVES, CallGate
+from .gate import CallGate
 from .head import ToolkenHead, joint_logits
+from .hub import resolve_checkpoint
 from .model import FrozenLM, load_model
+from .model_card import LIBRARY_NAME, TAGS, card_text
 from .priors import DEFAULT_PRIOR, build_priors
 from .tool import ToolSpec
-from .toolset import Toolset
-from .training import (TrainConfig, TrainingInterrupted, TrainResult, choose_lambda, choose_mix, selection_accuracy,
-                       train_gate, train_head)
+from .toolset import Toolset, as_toolset
+from .training import (MIXES, TrainConfig, TrainingInterrupted, TrainResult, choose_lambda, choose_mix,
+                       selection_accuracy, train_gate, train_head)
+
+
+class FitProgress(Protocol):
+    """What :meth:`Toolkens.fit` tells about its phases as it works (the CLI draws a bar per phase).
+
+    ``total`` is in the phase's own unit: tokens for the frozen passes, epochs for the
+    trainings, requests for the built-in no-tool requests. A phase may end short of its
+    total (the lambda sweep on data too small to split does not run).
+    """
+
+    def start(self, phase: str, total: int) -> None: ...
+
+    def advance(self, phase: str, n: int = 1, info: str = "") -> None: ...
+
+    def end(self, phase: str) -> None: ...
 
 
 @dataclass
@@ -55,9 +82,11 @@ class FitReport:
     mix_scores: dict[str, float] = field(default_factory=dict)  # check-set decision accuracy per candidate
     results_added: int = 0  # conversations given result turns and a reply after their calls
     gate: dict[str, float] = field(default_factory=dict)  # the whether-to-call gate's threshold and rates
+    phase_seconds: dict[str, float] = field(default_factory=dict)  # wall time of each phase, in order
 
     def as_dict(self) -> dict[str, Any]:
-        return {
+        """The figures as JSON data: a rate with nothing to count (a held-out split without calls) is ``None``, not NaN."""
+        return _finite({
             "examples": self.examples,
             "heldout_examples": self.heldout_examples,
             "positions": self.positions,
@@ -78,7 +107,33 @@ class FitReport:
             "mix_scores": self.mix_scores,
             "results_added": self.results_added,
             "gate": self.gate,
-        }
+            "phase_seconds": {k: round(v, 3) for k, v in self.phase_seconds.items()},
+        })
+
+
+def _finite(value: Any) -> Any:
+    """``value`` with every NaN or infinite float replaced by ``None`` (JSON has no NaN)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(v) for v in value]
+    return value
+
+
+@contextlib.contextmanager
+def _phase(report: FitReport, progress: FitProgress | None, name: str, total: int) -> Iterator[None]:
+    """Time phase ``name`` into ``report.phase_seconds`` and tell ``progress`` where it starts and ends."""
+    start = time.perf_counter()
+    if progress is not None:
+        progress.start(name, total)
+    try:
+        yield
+    finally:
+        report.phase_seconds[name] = report.phase_seconds.get(name, 0.0) + time.perf_counter() - start
+        if progress is not None:
+            progress.end(name)
 
 
 class FitInterrupted(TrainingInterrupted):
@@ -114,7 +169,7 @@ def _interruptible(toolkens: "Toolkens", report: FitReport, stage: str) -> Itera
 
 
 @dataclass
-class Toolkens:
+class Toolkens(ModelHubMixin, library_name=LIBRARY_NAME, tags=list(TAGS)):
     """The frozen ``lm``, the ``toolset`` (toolken ``k`` is ``toolset.specs[k]``) and the ``head``."""
 
     lm: FrozenLM
@@ -127,6 +182,14 @@ class Toolkens:
     # Whether a request may call again after a result. Toolkens bound without training
     # never saw a reply after a result, so they make one call per request, then answer.
     calls_after_results: bool = True
+
+    def __new__(cls, *args: Any, **kwargs: Any) -> "Toolkens":
+        """Without the mixin's capture of ``__init__`` arguments for a ``config.json``.
+
+        That capture deep-copies dataclass arguments (the loaded model, with its lock),
+        and a checkpoint's config is its ``toolken_config.json`` (:meth:`config`).
+        """
+        return object.__new__(cls)
 
     @property
     def gate(self) -> CallGate | None:
@@ -203,11 +266,21 @@ class Toolkens:
         return joint_logits(self.lm.vocab_logits(hidden), self.head(hidden), toolkens=toolkens)
 
     # -- training ---------------------------------------------------------------------
-    def features(self, conversations: Sequence[Conversation], *, on_progress: Callable[[int], None] | None = None) -> Features:
-        """Render ``conversations`` with training targets and run the frozen pass once."""
+    def features(self, conversations: Sequence[Conversation], *, on_progress: Callable[[int], None] | None = None,
+                 on_total: Callable[[int], None] | None = None) -> Features:
+        """Render ``conversations`` with training targets and run the frozen pass once.
+
+        ``on_total`` hears the number of tokens before the pass, ``on_progress`` the tokens done as it goes.
+        """
+        rendered = self._rendered(conversations)
+        if on_total is not None:
+            on_total(sum(len(r.input_ids) for r in rendered))
+        return extract_features(self.lm, rendered, on_progress=on_progress)
+
+    def _rendered(self, conversations: Sequence[Conversation]) -> list[Rendered]:
         rendered = [self.chat_format.render(c.messages, train=True) for c in conversations]
         check_context(rendered, conversations, self.lm)
-        return extract_features(self.lm, rendered, on_progress=on_progress)
+        return rendered
 
     @classmethod
     def fit(
@@ -216,27 +289,27 @@ class Toolkens:
         toolset: Toolset,
         conversations: Sequence[Conversation],
         *,
-        prior: str = DEFAULT_PRIOR,
-        bias: bool = True,
-        calibrate: bool = True,
-        lambdas: Sequence[float] | None = None,
+        prior: str = FIT.prior,
+        bias: bool = FIT.bias,
+        calibrate: bool = FIT.calibrate,
+        lambdas: Sequence[float] | None = FIT.lambdas,
         config: TrainConfig = TrainConfig(),
-        holdout: float = 0.2,
-        negatives: bool = True,
-        results: bool = True,
-        call_false_positives: float | None = TARGET_FALSE_POSITIVES,
+        holdout: float = FIT.holdout,
+        negatives: bool = FIT.negatives,
+        results: bool = FIT.results,
+        call_false_positives: float | None = FIT.call_false_positives,
         check: Sequence[Conversation] = (),
-        on_cache_progress: Callable[[int], None] | None = None,
-        on_epoch: Callable[[int, float], None] | None = None,
+        progress: FitProgress | None = None,
     ) -> tuple["Toolkens", FitReport]:
         """Build priors, cache features, train on all but a held-out share, report accuracy.
 
-        The defaults are the benchmark's best method (``ours`` in ``docs/benchmarks``):
-        LM-head+description priors, biases calibrated as for zero-shot toolkens
-        (``calibrate``), and, when ``lambdas`` is given, the regularizer weight chosen
-        among them on a split of the training share
-        (:func:`~toolken_agent.training.choose_lambda`); else ``config.lambda_``.
-        With ``negatives``, data in which every request needed a tool gets the built-in
+        The defaults are ``toolken-agent train``'s, both read from
+        :data:`toolken_agent.defaults.FIT` (the benchmark's best method, ``ours`` in
+        ``docs/benchmarks``): LM-head+description priors, biases calibrated as for
+        zero-shot toolkens (``calibrate``), and the regularizer weight chosen among
+        ``lambdas`` on a split of the training share
+        (:func:`~toolken_agent.training.choose_lambda`); ``lambdas=None`` trains with
+        ``config.lambda_``. With ``negatives``, data in which every request needed a tool gets the built-in
         no-tool requests (:func:`~toolken_agent.augment.with_built_in_negatives`); with
         ``results``, every call without a result gets one and a reply in words after it
         (:func:`~toolken_agent.augment.with_result_turns`), so the reply after a result
@@ -247,31 +320,40 @@ class Toolkens:
         ``check``: a few real requests with their calls, when the training texts are
         unlike them (synthetic); the tool choice then leans toward the priors as far as
         that decides these better (:func:`~toolken_agent.training.choose_mix`).
+        ``progress`` hears each phase start, advance and end (:class:`FitProgress`);
+        ``report.phase_seconds`` keeps each phase's time.
 
         Raises :class:`FitInterrupted` (a :class:`~toolken_agent.training.TrainingInterrupted`)
         on Ctrl-C at any stage, with the last good state as ``exc.toolkens``.
         """
+        report = FitReport()
+
+        def advance(phase: str) -> Callable[..., None]:
+            return lambda n=1, info="": progress.advance(phase, n, info) if progress is not None else None
+
+        if (bias and calibrate) or call_false_positives is not None:
+            with _phase(report, progress, "no-tool requests", len(NEGATIVE_EXAMPLES)):  # once per loaded model
+                negative_decisions(lm, on_request=advance("no-tool requests"))  # the calibration and gate read these
         toolkens = cls.from_priors(lm, toolset, prior=prior, bias=bias, seed=config.seed, lambda_=config.lambda_,
                                    calibrate=calibrate)
-        report = FitReport()
         given = len(conversations)
         conversations = with_built_in_negatives(conversations) if negatives else list(conversations)
         report.negatives_added = len(conversations) - given
         if results:
-            with _interruptible(toolkens, report, "adding result turns"):
+            with _interruptible(toolkens, report, "adding result turns"), _phase(report, progress, "result turns", 0):
                 augmented = with_result_turns(conversations, toolset)
             report.results_added = sum(a is not c for a, c in zip(augmented, conversations))
             conversations = augmented
-        start = time.perf_counter()
 
         def count_tokens(n: int) -> None:
             report.tokens += n
-            if on_cache_progress is not None:
-                on_cache_progress(n)
+            advance("caching")(n)
 
         with _interruptible(toolkens, report, "caching features"):
-            feats = toolkens.features(conversations, on_progress=count_tokens)
-        report.cache_seconds = time.perf_counter() - start
+            rendered = toolkens._rendered(conversations)
+            with _phase(report, progress, "caching", sum(len(r.input_ids) for r in rendered)):
+                feats = extract_features(lm, rendered, on_progress=count_tokens)
+        report.cache_seconds = report.phase_seconds["caching"]
         train_idx, held_idx = split_holdout(len(conversations), holdout, seed=config.seed)
         train_feats = feats.for_examples(train_idx)
         report.examples, report.heldout_examples = len(train_idx), len(held_idx)
@@ -282,14 +364,20 @@ class Toolkens:
             report.prior_heldout = selection_accuracy(toolkens.head, held_feats)
         quiet = as_no_call_features(lm, *negative_decisions(lm)) if call_false_positives is not None else None
         if lambdas:
-            with _interruptible(toolkens, report, "choosing lambda"):
+            sweep_tick = advance("lambda sweep")
+            with _interruptible(toolkens, report, "choosing lambda"), \
+                    _phase(report, progress, "lambda sweep", len(lambdas) * config.epochs):
                 chosen, report.lambda_sweep = choose_lambda(lambda: copy.deepcopy(toolkens.head), train_feats, config,
-                                                            lambdas=lambdas)
+                                                            lambdas=lambdas,
+                                                            on_epoch=lambda epoch, loss: sweep_tick())
             config = replace(config, lambda_=chosen)
             toolkens.lambda_ = chosen
         report.lambda_ = config.lambda_
+        on_epoch = advance("training")
         try:
-            report.train = train_head(toolkens.head, train_feats, config, on_epoch=on_epoch)
+            with _phase(report, progress, "training", config.epochs):
+                report.train = train_head(toolkens.head, train_feats, config,
+                                          on_epoch=lambda epoch, loss: on_epoch(1, f"loss {loss:.4f}"))
         except TrainingInterrupted as exc:
             report.train = exc.result
             if call_false_positives is not None:  # the gate of the kept epoch: a second's work, not lost
@@ -298,7 +386,7 @@ class Toolkens:
             toolkens.training = report.as_dict()
             raise FitInterrupted(exc.result, toolkens, "training") from None
         if call_false_positives is not None:
-            with _interruptible(toolkens, report, "fitting the call gate"):
+            with _interruptible(toolkens, report, "fitting the call gate"), _phase(report, progress, "call gate", 0):
                 toolkens.head.gate, report.gate = train_gate(toolkens.head, train_feats, held_feats, quiet=quiet,
                                                              target=call_false_positives)
         if held_feats is not None:
@@ -306,7 +394,10 @@ class Toolkens:
         if check:
             report.check_examples = len(check)
             with _interruptible(toolkens, report, "choosing the tool-choice mix"):
-                report.mix, report.mix_scores = choose_mix(toolkens.head, toolkens.features(check))
+                check_rendered = toolkens._rendered(check)
+                with _phase(report, progress, "tool-choice mix", sum(len(r.input_ids) for r in check_rendered)):
+                    check_feats = extract_features(lm, check_rendered, on_progress=advance("tool-choice mix"))
+                    report.mix, report.mix_scores = choose_mix(toolkens.head, check_feats, mixes=MIXES)
         toolkens.training = report.as_dict()
         toolkens.demos = call_demos([conversations[i] for i in train_idx])
         toolkens.toolset = with_demos(toolkens.toolset, toolkens.demos)
@@ -314,8 +405,9 @@ class Toolkens:
 
     # -- persistence ------------------------------------------------------------------
     def config(self) -> ToolkenConfig:
+        record = describe_model(self.lm.spec)
         return ToolkenConfig(
-            model=self.lm.spec,
+            model=model_spec(record),
             model_name=self.lm.name,
             model_fingerprint=self.lm.fingerprint,
             hidden_size=self.lm.hidden_size,
@@ -328,10 +420,74 @@ class Toolkens:
             demos=self.demos,
             mix=self.head.mix,
             call_threshold=self.gate.threshold if self.gate is not None else None,
+            base_model=record,
         )
 
-    def save(self, path: str | Path) -> Path:
-        return save_checkpoint(path, self.head, self.config())
+    def save(self, path: str | Path, *, ref: str | None = None) -> Path:
+        """Write the checkpoint directory ``path`` atomically, with its model card; ``ref``: how the card says to load it."""
+        config = self.config()
+        card = card_text(config, {s.name: s.description for s in self.toolset}, ref=ref or Path(path).name)
+        return save_checkpoint(path, self.head, config, card=card)
+
+    def save_pretrained(self, save_directory: str | Path, *, config: Any = None, repo_id: str | None = None,
+                        push_to_hub: bool = False, model_card_kwargs: dict[str, Any] | None = None,
+                        **push_to_hub_kwargs: Any) -> str | None:
+        """Save as a checkpoint directory (:meth:`save`, model card included); ``push_to_hub=True`` uploads it too.
+
+        Not the mixin's own ``save_pretrained``: that one deletes a ``config.json`` found
+        in the directory and writes one of ``__init__`` arguments, before anything checks
+        that the directory holds a checkpoint. A toolken checkpoint's config is its
+        ``toolken_config.json``, written atomically with the weights.
+        """
+        if config is not None:
+            raise ValueError("a toolken checkpoint's config is its own toolken_config.json; pass no config")
+        ref = (model_card_kwargs or {}).get("ref") or repo_id or Path(save_directory).name
+        self.save(save_directory, ref=ref)
+        if push_to_hub:
+            return self.push_to_hub(repo_id or Path(save_directory).name, model_card_kwargs=model_card_kwargs,
+                                    **push_to_hub_kwargs)
+        return None
+
+    def push_to_hub(self, repo_id: str, **kwargs: Any) -> str:
+        """Upload the checkpoint to the Hub repo ``repo_id`` (huggingface_hub's ``ModelHubMixin.push_to_hub``).
+
+        The card uploaded with it says to load it by ``repo_id``; returns the commit's URL.
+        """
+        card_kwargs = {"ref": repo_id, **(kwargs.pop("model_card_kwargs", None) or {})}
+        return super().push_to_hub(repo_id, model_card_kwargs=card_kwargs, **kwargs)
+
+    def generate_model_card(self, *args: Any, ref: str = "toolkens", **kwargs: Any) -> ModelCard:
+        """The model card of these toolkens (:mod:`toolken_agent.model_card`)."""
+        return ModelCard(card_text(self.config(), {s.name: s.description for s in self.toolset}, ref=ref))
+
+    @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path: str | Path, *, tools: Any = None,
+                        lm: FrozenLM | None = None, model: str | None = None, dtype: str | None = "auto",
+                        trust_toolset: bool = False, revision: str | None = None, cache_dir: str | Path | None = None,
+                        force_download: bool = False, local_files_only: bool = False,
+                        token: str | bool | None = None) -> "Toolkens":
+        """Load toolkens from a checkpoint directory or a Hub repo id, for ``tools``.
+
+        ``tools``: a :class:`~toolken_agent.toolset.Toolset`, a toolset reference as
+        ``--tools`` takes, or a list of tools; a checkpoint holds weights, never tools
+        (see :meth:`load`). A repo id is read through the local Hugging Face cache, and
+        downloaded only when the Hub can be reached (:func:`toolken_agent.hub.resolve_checkpoint`).
+        Without ``model`` or ``lm``, the base model the checkpoint records is loaded.
+        """
+        return cls._from_pretrained(model_id=str(pretrained_model_name_or_path), revision=revision,
+                                    cache_dir=cache_dir, force_download=force_download,
+                                    local_files_only=local_files_only, token=token, tools=tools, lm=lm,
+                                    model=model, dtype=dtype, trust_toolset=trust_toolset)
+
+    @classmethod
+    def _from_pretrained(cls, *, model_id: str, revision: str | None, cache_dir: str | Path | None,
+                         force_download: bool, local_files_only: bool, token: str | bool | None,
+                         tools: Any = None, lm: FrozenLM | None = None, model: str | None = None,
+                         dtype: str | None = "auto", trust_toolset: bool = False) -> "Toolkens":
+        path = resolve_checkpoint(model_id, revision=revision, cache_dir=cache_dir, force_download=force_download,
+                                  local_files_only=local_files_only, token=token)
+        toolset = as_toolset(tools) if tools is not None else None
+        return cls.load(path, toolset, lm=lm, model=model, dtype=dtype, trust_toolset=trust_toolset)
 
     @classmethod
     def load(cls, path: str | Path, toolset: Toolset | None = None, *, lm: FrozenLM | None = None, model: str | None = None,
@@ -352,7 +508,7 @@ class Toolkens:
             from .toolset import load_registered_toolset
 
             toolset = load_registered_toolset(config.toolset)
-        lm = lm or load_model(model or config.model, dtype=dtype)
+        lm = lm or load_model(model or recorded_model(config.base_model, config.model, where=str(path)), dtype=dtype)
         check_model(config, lm.fingerprint, lm.hidden_size, where=str(path))
         check_tools(config, toolset.specs, where=str(path))
         missing = [n for n in toolset.names if n not in config.tool_names]

@@ -66,6 +66,15 @@ class Toolset:
         return iter(self.specs)
 
 
+def as_toolset(tools: Any) -> Toolset:
+    """``tools`` as a :class:`Toolset`: one already, a reference as ``--tools`` takes (:func:`load_toolset`), or tools."""
+    if isinstance(tools, Toolset):
+        return tools
+    if isinstance(tools, (str, Path)):
+        return load_toolset(str(tools))
+    return make_toolset(tools)
+
+
 def make_toolset(tools: Iterable[Any], source: str = "") -> Toolset:
     """Convert tool definitions and check the set: non-empty, unique names."""
     specs = tuple(checked_spec(t) for t in tools)

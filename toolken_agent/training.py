@@ -17,6 +17,7 @@ from typing import Any, Callable, Sequence
 import torch
 
 from .data import split_holdout
+from .defaults import FIT
 from .features import Features
 from .gate import TARGET_FALSE_POSITIVES, CallGate, choose_threshold, fit_gate
 from .head import ToolkenHead
@@ -24,11 +25,11 @@ from .head import ToolkenHead
 
 @dataclass(frozen=True)
 class TrainConfig:
-    epochs: int = 20
-    lr: float = 1e-3  # Adam; results barely move over a wide range around it (docs/design-notes.md)
-    lambda_: float = 0.01  # the paper's default; larger keeps rows nearer their prior
-    batch_size: int = 128  # positions per step
-    seed: int = 0
+    epochs: int = FIT.epochs
+    lr: float = FIT.lr  # Adam
+    lambda_: float = FIT.lambda_  # larger keeps rows nearer their prior
+    batch_size: int = FIT.batch_size  # positions per step
+    seed: int = FIT.seed
 
     def __post_init__(self) -> None:
         if self.epochs < 0:
@@ -165,7 +166,7 @@ def selection_accuracy(head: ToolkenHead, features: Features, *, tool_bias: floa
     }
 
 
-LAMBDAS = (0.0, 0.001, 0.01, 0.1, 1.0, 10.0)
+LAMBDAS = FIT.lambdas
 
 
 def pick_lambda(scores: dict[float, float]) -> float:
@@ -186,6 +187,7 @@ def choose_lambda(
     *,
     lambdas: Sequence[float] = LAMBDAS,
     holdout: float = 0.2,
+    on_epoch: Callable[[int, float], None] | None = None,
 ) -> tuple[float, dict[str, float]]:
     """The regularizer weight that decides best on a split of ``features``' examples.
 
@@ -200,7 +202,7 @@ def choose_lambda(
 
     Each candidate trains a fresh head from ``make_head()`` on the rest of the
     examples; :func:`pick_lambda` picks among the scores. With too few examples to
-    split, ``config.lambda_``.
+    split, ``config.lambda_``. ``on_epoch`` hears every epoch of every candidate.
     """
     examples = torch.unique(features.example).tolist() if len(features) else []
     train_pos, held_pos = split_holdout(len(examples), holdout, seed=config.seed)
@@ -212,7 +214,7 @@ def choose_lambda(
     for lam in lambdas:
         head = make_head()
         train_head(head, train_part, TrainConfig(epochs=config.epochs, lr=config.lr, lambda_=lam,
-                                                 batch_size=config.batch_size, seed=config.seed))
+                                                 batch_size=config.batch_size, seed=config.seed), on_epoch=on_epoch)
         scores[lam] = selection_accuracy(head, held)["accuracy"]
     return pick_lambda(scores), {str(lam): score for lam, score in scores.items()}
 
