@@ -328,9 +328,10 @@ class Decoder:
         repeat of one already made for this request, or values from nowhere in the
         conversation: :mod:`toolken_agent.provenance`) or :data:`_TIMED_OUT` if the
         reply's deadline passed while the arguments were written, and the number of
-        argument tokens. A refused or timed-out call leaves the main context untouched. ``trace`` is off for a call the
-        caller forced (``tool_choice`` a name or ``required``, structured output): the
-        caller asked for exactly this call, and refusing it would break that contract.
+        argument tokens. A refused or timed-out call leaves the main context untouched.
+        ``trace`` is off for a call the caller forced (``tool_choice`` a name or
+        ``required``, structured output): the caller asked for exactly this call, and
+        refusing it would break that contract.
         """
         config = run.config
         spec = self.toolkens.toolset.get(name)
