@@ -32,24 +32,46 @@ Tool calling:
         llm.bind_tools([get_weather]).invoke("What's the weather in Paris?").tool_calls
         # [{'name': 'get_weather', 'args': {'city': 'Paris'}, 'id': 'call_...', 'type': 'tool_call'}]
 
+Structured output:
+    .. code-block:: python
+
+        from pydantic import BaseModel
+
+        class Person(BaseModel):
+            name: str
+            age: int
+
+        llm.with_structured_output(Person, method="json_schema").invoke("Ann is 31.")
+        # Person(name='Ann', age=31)
+
+    ``json_schema``: the reply text itself is held to the schema while it is decoded (no
+    tool, no toolken); ``json_mode``: the reply is any JSON object; ``function_calling``
+    (the default): the schema is bound as a tool and its call is forced.
+
 No tool schema is written into the prompt. Each bound tool is a toolken: the trained row
 from ``toolkens`` when the checkpoint has that tool, else a zero-shot row from the
 tool's prior embedding, calibrated so that it stays quiet on requests that need no tool.
 Arguments are written by the model under the tool's JSON schema, so they always parse.
 
 The constructor is cheap: the model loads on first use, once per process for all
-instances with the same ``model`` and ``dtype``.
+instances with the same ``model`` and ``dtype``. A setting it does not know (a typo such
+as ``temprature``) is an error, not silently dropped.
 """
 
 from __future__ import annotations
 
+import difflib
 import json
 import threading
+import time
 from dataclasses import replace
-from typing import Any, Callable, Iterator, Literal, Sequence
+from operator import itemgetter
+from pathlib import Path
+from typing import Any, Callable, Iterator, Literal, Mapping, Sequence
 
 from langchain_core.callbacks import CallbackManagerForLLMRun
 from langchain_core.language_models import BaseChatModel, LanguageModelInput
+from langchain_core.language_models.model_profile import ModelProfile
 from langchain_core.messages import (
     AIMessage,
     AIMessageChunk,
@@ -60,15 +82,19 @@ from langchain_core.messages import (
     ToolMessage,
 )
 from langchain_core.messages.ai import UsageMetadata
+from langchain_core.output_parsers import JsonOutputParser, PydanticOutputParser
 from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
-from langchain_core.runnables import Runnable
-from pydantic import Field
+from langchain_core.runnables import Runnable, RunnableMap, RunnablePassthrough
+from langchain_core.utils.function_calling import convert_to_json_schema
+from langchain_core.utils.pydantic import is_basemodel_subclass
+from pydantic import ConfigDict, Field, field_validator, model_validator
 
 from ..checkpoint import check_model, load_checkpoint
 from ..conversation import Message, ToolCall, content_text
 from ..decoding import CallFinished, Decoder, DecodeConfig, Finished, TextChunk
+from ..errors import ToolkenError
 from ..executor import DEFAULT_TIMEOUT, run_tool
-from ..model import FrozenLM, load_model
+from ..model import DEFAULT_MODEL, EMBEDDED_NAME, FrozenLM, load_model
 from ..tool import ToolSpec, to_spec
 from ..toolkens import Toolkens
 from ..toolset import Toolset
@@ -105,6 +131,51 @@ def _runtime(model: str | None, dtype: str, toolkens: str | None) -> _Runtime:
         return _RUNTIMES[key]
 
 
+def _loaded_lm(model: str | None, dtype: str) -> FrozenLM | None:
+    """The LM for ``model`` and ``dtype`` if an instance already loaded it, else ``None`` (nothing is loaded)."""
+    with _RUNTIMES_LOCK:
+        return next((r.lm for (m, d, _), r in _RUNTIMES.items() if (m, d) == (model, dtype)), None)
+
+
+def model_name(spec: str | None) -> str:
+    """The name the loader gives the model ``spec`` names (``FrozenLM.name``), known without loading it.
+
+    ``ls_model_name`` is needed before the model loads; the response names the loaded
+    model, and the two must agree (the embedded default is ``SmolLM2-135M-Instruct``,
+    never ``default``).
+    """
+    if spec in (None, DEFAULT_MODEL, "smollm2", EMBEDDED_NAME):
+        return EMBEDDED_NAME
+    path = Path(spec).expanduser()
+    if spec.endswith(".gguf"):
+        return path.stem
+    return path.name if path.is_dir() else spec.rsplit("/", 1)[-1]
+
+
+def model_profile(name: str, lm: FrozenLM | None) -> ModelProfile:
+    """What LangChain may ask of the model (``BaseChatModel.profile``); the context length once it has loaded."""
+    profile = ModelProfile(
+        name=name, open_weights=True, text_inputs=True, text_outputs=True, image_inputs=False, audio_inputs=False,
+        video_inputs=False, pdf_inputs=False, image_outputs=False, audio_outputs=False, video_outputs=False,
+        reasoning_output=False, tool_calling=True, tool_choice=True, tool_call_streaming=True,
+        structured_output=True, temperature=True,
+    )
+    if lm is not None and lm.context_length:
+        profile["max_input_tokens"] = lm.context_length
+    return profile
+
+
+# Settings some chat models take that mean nothing for a model running in this process.
+_REMOTE_ONLY = ("api_key", "base_url")
+# What may reach a call besides the constructor's settings: LangChain's own binding
+# keys and the per-call overrides ``_start`` reads.
+_CALL_KWARGS = frozenset({"tools", "tool_choice", "parallel_tool_calls", "response_format", "stream",
+                          "model", "temperature", "top_p", "max_tokens", "seed"})
+# ``json_mode``: any JSON object. additionalProperties is explicit because an object
+# schema without it is closed by the grammar (arguments.py), which would allow only ``{}``.
+JSON_OBJECT = {"type": "object", "additionalProperties": True}
+
+
 class ChatToolken(BaseChatModel):
     """A frozen local LM that calls tools through toolkens (see the module docstring)."""
 
@@ -112,10 +183,11 @@ class ChatToolken(BaseChatModel):
     """Model spec: HF id, local directory, ``.gguf`` file; ``None`` is the embedded default."""
     toolkens: str | None = None
     """Checkpoint directory from ``toolken-agent train`` (optional)."""
-    temperature: float = 0.0
-    top_p: float = 1.0
+    temperature: float = Field(default=0.0, ge=0)
+    """0 is greedy."""
+    top_p: float = Field(default=1.0, gt=0, le=1)
     """Nucleus sampling (with ``temperature`` > 0): sample from the smallest set of tokens holding this much probability."""
-    max_tokens: int | None = 256
+    max_tokens: int | None = Field(default=256, ge=1)
     stop: list[str] | None = Field(default=None, alias="stop_sequences")
     tool_bias: float = 0.0
     """Added to every toolken logit: higher fires tools more readily."""
@@ -127,12 +199,46 @@ class ChatToolken(BaseChatModel):
     """Probability a call needs from the checkpoint's whether-to-call gate (lower calls more
     readily); ``None``: the threshold chosen at training for its false-positive target."""
     tool_timeout: float = 30.0
+    """Seconds a tool may run in ``as_langchain_tool``'s executor; ChatToolken itself runs no tool."""
     dtype: str = "auto"
     seed: int | None = None
-    max_retries: int = 0
-    timeout: float | None = None
+    timeout: float | None = Field(default=None, gt=0)
+    """Wall-clock seconds for one reply, counted from the call (loading the model on first use
+    included). When it runs out the reply ends with the text written so far and
+    ``finish_reason`` ``"timeout"``; a call whose arguments were still being written is dropped."""
+    max_retries: int | None = 0
+    """Must be 0 (or ``None``): the model runs in this process, so there is no request to
+    retry, and a local run that failed fails the same way again. (The one network step,
+    fetching the default model on first use, is retried by pip.)"""
+    streaming: bool = False
+    """LangChain's switch: ``True`` makes ``invoke`` go through ``stream``. Tokens reach
+    callbacks either way."""
 
-    model_config = {"populate_by_name": True}
+    model_config = ConfigDict(populate_by_name=True, extra="forbid")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _known_settings(cls, values: Any) -> Any:
+        """A setting that is not a field is an error (``extra="forbid"``), said in one line with the likely one meant."""
+        if not isinstance(values, dict):
+            return values
+        known = {name for name, f in cls.model_fields.items()} | {f.alias for f in cls.model_fields.values() if f.alias}
+        for key in values:
+            if key in known or key == "callback_manager":  # callback_manager: LangChain's deprecated spelling, mapped by the base
+                continue
+            if key in _REMOTE_ONLY:
+                raise ToolkenError(f"ChatToolken runs the model in this process: it takes no {key}")
+            close = difflib.get_close_matches(key, sorted(known), n=1)
+            raise ToolkenError(f"ChatToolken has no setting {key!r}" + (f" (did you mean {close[0]!r}?)" if close else ""))
+        return values
+
+    @field_validator("max_retries")
+    @classmethod
+    def _no_retries(cls, value: int | None) -> int:
+        if value not in (0, None):
+            raise ToolkenError(f"max_retries={value}: ChatToolken runs the model in this process, so there is no "
+                               "request to retry; leave it out (or 0)")
+        return 0
 
     @property
     def _llm_type(self) -> str:
@@ -140,17 +246,30 @@ class ChatToolken(BaseChatModel):
 
     @property
     def _identifying_params(self) -> dict[str, Any]:
-        """Every setting that changes the output: LangChain's cache keys on these."""
-        return {"model": self.model or "default", "toolkens": self.toolkens, "temperature": self.temperature,
-                "max_tokens": self.max_tokens, "top_p": self.top_p, "stop": self.stop, "tool_bias": self.tool_bias, "seed": self.seed,
-                "dtype": self.dtype, "max_calls": self.max_calls, "max_hops": self.max_hops,
-                "call_threshold": self.call_threshold}
+        """Every setting that changes the output: LangChain's cache keys on these.
+
+        ``stop`` is keyed as ``stop_sequences``: LangChain writes the call's own ``stop``
+        (``None`` when not given) over a ``stop`` key. Left out, because they do not change
+        a reply: ``tool_timeout`` (no tool runs here), ``max_retries``, ``streaming``.
+        """
+        return {"model": self.model or DEFAULT_MODEL, "toolkens": self.toolkens, "temperature": self.temperature,
+                "max_tokens": self.max_tokens, "top_p": self.top_p, "stop_sequences": self.stop, "tool_bias": self.tool_bias,
+                "seed": self.seed, "dtype": self.dtype, "max_calls": self.max_calls, "max_hops": self.max_hops,
+                "call_threshold": self.call_threshold, "timeout": self.timeout}
 
     def _get_ls_params(self, stop: list[str] | None = None, **kwargs: Any):
         params = super()._get_ls_params(stop=stop, **kwargs)
         params["ls_provider"] = "toolken"
-        params["ls_model_name"] = kwargs.get("model") or self._model_name()  # as response_metadata names it
+        params["ls_model_name"] = model_name(kwargs.get("model") or self.model)  # as response_metadata names it
         return params
+
+    def _resolve_model_profile(self) -> ModelProfile:
+        """The profile LangChain reads (``llm.profile``); ``max_input_tokens`` once the model has loaded.
+
+        The constructor loads nothing, so the context length is there at construction only
+        if another instance loaded the model already; otherwise the first call adds it.
+        """
+        return model_profile(model_name(self.model), _loaded_lm(self.model, self.dtype))
 
     # -- tools ---------------------------------------------------------------------------
     def bind_tools(
@@ -164,9 +283,61 @@ class ChatToolken(BaseChatModel):
         specs = [to_spec(t) for t in tools]
         return super().bind(tools=[bound_tool(s) for s in specs], tool_choice=_tool_choice(tool_choice, specs), **kwargs)
 
+    def with_structured_output(
+        self,
+        schema: dict[str, Any] | type | None = None,
+        *,
+        include_raw: bool = False,
+        method: Literal["function_calling", "json_schema", "json_mode"] = "function_calling",
+        strict: bool | None = None,
+        **kwargs: Any,
+    ) -> Runnable[LanguageModelInput, dict[str, Any] | Any]:
+        """The model's reply parsed into ``schema`` (a pydantic class gives instances, anything else dicts).
+
+        ``method``:
+
+        * ``"function_calling"`` (default): ``schema`` is bound as a tool and its call is
+          forced; the arguments are written in argument mode, with demonstrations.
+        * ``"json_schema"``: the reply text itself is decoded under ``schema`` (no tool, no
+          toolken), so it always parses and validates, and ``finish_reason`` is ``"stop"``
+          unless ``max_tokens`` or ``timeout`` cut it short.
+        * ``"json_mode"``: the reply is any JSON object; the prompt must say which keys.
+
+        ``strict`` is accepted for compatibility: the grammar always holds the JSON to the schema.
+        """
+        if kwargs:
+            raise ValueError(f"Received unsupported arguments {kwargs}")
+        if method == "function_calling":
+            if schema is None:
+                raise ValueError("function_calling needs a schema")
+            return super().with_structured_output(schema, include_raw=include_raw)
+        if method == "json_schema":
+            if schema is None:
+                raise ValueError("json_schema needs a schema")
+            response_format = json_schema_format(schema)
+        elif method == "json_mode":
+            response_format = {"type": "json_object"}
+        else:
+            raise ValueError(f"unknown structured output method {method!r}: use function_calling, json_schema or json_mode")
+        traced = {"ls_structured_output_format": {"kwargs": {"method": method, "strict": strict}, "schema": schema}} if schema else {}
+        llm = self.bind(response_format=response_format, **traced)
+        parser = (PydanticOutputParser(pydantic_object=schema) if isinstance(schema, type) and is_basemodel_subclass(schema)
+                  else JsonOutputParser())
+        if not include_raw:
+            return llm | parser
+        parsed = RunnablePassthrough.assign(parsed=itemgetter("raw") | parser, parsing_error=lambda _: None)
+        failed = RunnablePassthrough.assign(parsed=lambda _: None)
+        return RunnableMap(raw=llm) | parsed.with_fallbacks([failed], exception_key="parsing_error")
+
     # -- generation ----------------------------------------------------------------------
-    def _decode(self, messages: list[BaseMessage], stop: list[str] | None, **kwargs: Any) -> Iterator[Any]:
+    def _start(self, messages: list[BaseMessage], stop: list[str] | None, kwargs: Mapping[str, Any]) -> tuple[FrozenLM, Iterator[Any]]:
+        """The loaded LM and the decoder's events for one reply."""
+        started = time.monotonic()  # the reply's time budget counts from the call
+        unknown = set(kwargs) - _CALL_KWARGS
+        if unknown:
+            raise ToolkenError(f"ChatToolken got call settings it does not know: {', '.join(sorted(unknown))}")
         runtime = _runtime(kwargs.get("model") or self.model, self.dtype, self.toolkens)
+        self._complete_profile(runtime.lm, kwargs.get("model"))
         specs = [spec_of_bound(t) for t in kwargs.get("tools") or []]
         toolkens = runtime.toolkens(specs)
         config = DecodeConfig(
@@ -180,14 +351,22 @@ class ChatToolken(BaseChatModel):
             call_threshold=self.call_threshold,
             tool_bias=self.tool_bias,
             tool_timeout=self.tool_timeout,
-            seed=self.seed,
+            seed=kwargs.get("seed", self.seed),
+            deadline=started + self.timeout if self.timeout is not None else None,
+            reply_schema=reply_schema(kwargs.get("response_format")),
         )
         decoder = Decoder(toolkens, runtime.grammar)
-        yield from decoder.stream(to_messages(messages), config, run_tools=False)
+        return runtime.lm, decoder.stream(to_messages(messages), config, run_tools=False)
+
+    def _complete_profile(self, lm: FrozenLM, override: str | None) -> None:
+        """Add the context length to the profile this instance resolved, once its model has loaded."""
+        if override is None and self.profile is not None and self.profile == model_profile(model_name(self.model), None):
+            self.profile = model_profile(model_name(self.model), lm)
 
     def _stream(self, messages: list[BaseMessage], stop: list[str] | None = None,
                 run_manager: CallbackManagerForLLMRun | None = None, **kwargs: Any) -> Iterator[ChatGenerationChunk]:
-        for event in self._decode(messages, stop, **kwargs):
+        lm, events = self._start(messages, stop, kwargs)
+        for event in events:
             if isinstance(event, TextChunk):
                 chunk = ChatGenerationChunk(message=AIMessageChunk(content=event.text))
                 if run_manager:
@@ -200,7 +379,7 @@ class ChatToolken(BaseChatModel):
                                       total_tokens=event.prompt_tokens + event.completion_tokens)
                 yield ChatGenerationChunk(
                     message=AIMessageChunk(content="", usage_metadata=usage, chunk_position="last",
-                                           response_metadata={"model_name": self._model_name(),
+                                           response_metadata={"model_name": lm.name,
                                                               "finish_reason": event.reason,
                                                               "model_provider": "toolken"}),
                     generation_info={"finish_reason": event.reason},
@@ -223,8 +402,27 @@ class ChatToolken(BaseChatModel):
         return ChatResult(generations=[ChatGeneration(message=message,
                                                       generation_info={"finish_reason": final.response_metadata.get("finish_reason")})])
 
-    def _model_name(self) -> str:
-        return self.model or "SmolLM2-135M-Instruct"
+
+def json_schema_format(schema: dict[str, Any] | type) -> dict[str, Any]:
+    """``schema`` as OpenAI's ``response_format`` for a JSON-schema reply (what ``create_agent``'s ProviderStrategy binds too)."""
+    json_schema = convert_to_json_schema(schema)
+    return {"type": "json_schema", "json_schema": {"name": json_schema.get("title", "response"), "schema": json_schema}}
+
+
+def reply_schema(response_format: Any) -> dict[str, Any] | None:
+    """The JSON schema a ``response_format`` (OpenAI's shapes) holds the reply to; ``None`` for free text."""
+    if response_format is None:
+        return None
+    kind = response_format.get("type") if isinstance(response_format, dict) else None
+    if kind == "text":
+        return None
+    if kind == "json_object":
+        return dict(JSON_OBJECT)
+    if kind == "json_schema" and isinstance(response_format.get("json_schema"), dict) \
+            and isinstance(response_format["json_schema"].get("schema"), dict):
+        return dict(response_format["json_schema"]["schema"])
+    raise ToolkenError("response_format must be {'type': 'text' | 'json_object'} or "
+                       "{'type': 'json_schema', 'json_schema': {'name': ..., 'schema': {...}}}")
 
 
 READ_ONLY_KEY = "x-read-only"  # in a bound tool's function dict: its declared side-effect level

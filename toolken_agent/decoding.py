@@ -13,11 +13,15 @@ always parse and validate. Then one of two things happens, chosen by the caller:
   tools and sends their results in the next request.
 
 :meth:`Decoder.stream` yields events, so streaming and aggregate callers share it.
+With ``DecodeConfig.reply_schema`` (structured output) the reply's words are held to a
+JSON schema by the grammar that writes arguments, while toolkens still compete with
+them; ``DecodeConfig.deadline`` ends a reply on time.
 """
 
 from __future__ import annotations
 
 import itertools
+import time
 import uuid
 from dataclasses import dataclass, field
 from typing import Any, Callable, Generator, Iterator, Sequence
@@ -31,8 +35,9 @@ from .executor import run_call
 from .memo import memo
 from .events import (ArgumentsChunk, CallFinished, CallRefused, CallStarted, Confirm, DecodeConfig, Event,  # noqa: F401
                      Finished, TextChunk, ToolResult)
-from .processors import ReplyStartGuard, ResultCopy, ToolChoice, sample
+from .processors import ReplyStartGuard, ResultCopy, ToolChoice
 from .provenance import call_key, calls_made, untraceable
+from .sampling import sample
 from .tool import ArgumentsError, parse_arguments
 from .toolkens import Toolkens
 
@@ -206,8 +211,14 @@ class Decoder:
         text = _TextStream(self.lm.tokenizer, tuple(config.stop))
         after_result = bool(messages) and messages[-1].role == "tool"
         copy = self._result_copy(messages, config) if after_result else None
-        guard = self._reply_start_guard(blank=config.nonempty_reply, brace=after_result and config.json_echo_guard)
+        # A reply held to a schema may open with "{" after a result: that is its answer, not an echo.
+        guard = self._reply_start_guard(blank=config.nonempty_reply,
+                                        brace=after_result and config.json_echo_guard and config.reply_schema is None)
+        shape = self.grammar.constraint(dict(config.reply_schema)) if config.reply_schema is not None else None
         while turn.reason is None:
+            if run.expired():
+                turn.reason = "timeout"
+                break
             logits = self._joint_logits(state)
             gate = self._gate(state, logits, choice, config) if choice.tools_open() else None
             logits = choice.process_logits(state.ids, logits, gate=gate)
@@ -215,6 +226,8 @@ class Decoder:
                 logits = copy.process_logits(state.ids, logits, reply=text.visible)
             if not turn.calls:
                 logits = guard.process_logits(state.ids, logits, reply=text.visible)
+            if shape is not None:  # the words only: toolkens still compete with the allowed words
+                logits = torch.cat([shape.process_logits(logits[:vocab]), logits[vocab:]])
             token = sample(logits, temperature=config.temperature, top_p=config.top_p, generator=run.generator)
             if token >= vocab:
                 tool = token - vocab
@@ -223,6 +236,9 @@ class Decoder:
                     state, messages, self.toolkens.toolset.names[tool], run, first=not turn.calls, separate=separate,
                     trace=config.trace_arguments and not choice.forced)
                 run.completion_tokens += 1 + used
+                if error is _TIMED_OUT:
+                    turn.reason = "timeout"
+                    break
                 if error is _REFUSED:
                     choice.refused(tool)
                     continue
@@ -239,13 +255,15 @@ class Decoder:
             choice.wrote_text()
             run.completion_tokens += 1
             run.text_budget -= 1
+            if shape is not None:
+                shape.advance(token)
             self._feed(state, [token])
             chunk = text.add(token)
-            if text.stopped:
+            if text.stopped or (shape is not None and shape.done):
                 turn.reason = "stop"
             elif run.text_budget <= 0:
                 turn.reason = "length"
-            if chunk and turn.reason is None:
+            if chunk:  # the token that ends the turn on length or a finished schema is part of the reply
                 yield TextChunk(chunk)
         rest = text.flush()
         if rest:
@@ -306,12 +324,14 @@ class Decoder:
         """The toolken for ``name`` fired: write its arguments under its schema.
 
         Returns the call, an error message if the arguments are incomplete (the
-        argument budget ran out), or :data:`_REFUSED` if the call may not be made (a
+        argument budget ran out), :data:`_REFUSED` if the call may not be made (a
         repeat of one already made for this request, or values from nowhere in the
-        conversation: :mod:`toolken_agent.provenance`), and the number of argument tokens.
-        A refused call leaves the main context untouched. ``trace`` is off for a call the
-        caller forced (``tool_choice`` a name or ``required``, structured output): the
-        caller asked for exactly this call, and refusing it would break that contract.
+        conversation: :mod:`toolken_agent.provenance`) or :data:`_TIMED_OUT` if the
+        reply's deadline passed while the arguments were written, and the number of
+        argument tokens. A refused or timed-out call leaves the main context untouched.
+        ``trace`` is off for a call the caller forced (``tool_choice`` a name or
+        ``required``, structured output): the caller asked for exactly this call, and
+        refusing it would break that contract.
         """
         config = run.config
         spec = self.toolkens.toolset.get(name)
@@ -325,6 +345,9 @@ class Decoder:
         arg_ids: list[int] = []
         emitted = ""
         while not constraint.done and len(arg_ids) < config.max_argument_tokens:
+            if run.expired():  # a half-written call is never emitted
+                yield CallRefused(index, ToolCall(name, {}, call_id), "the reply's time ran out while its arguments were written")
+                return ToolCall(name, {}, call_id), _TIMED_OUT, len(arg_ids)
             logits = constraint.process_logits(self.lm.step_logits(arg_state.hidden))
             token = sample(logits, temperature=config.temperature, top_p=config.top_p, generator=run.generator)
             constraint.advance(token)
@@ -360,6 +383,7 @@ class Decoder:
 
 
 _REFUSED = "refused"  # sentinel error: the call was not made
+_TIMED_OUT = "timed out"  # sentinel error: the deadline passed inside the call; the turn ends
 
 
 @dataclass
@@ -378,6 +402,10 @@ class _Run:
     def next_index(self) -> int:
         return next(self._index)
 
+    def expired(self) -> bool:
+        """Whether the reply's deadline (``DecodeConfig.deadline``) has passed."""
+        return self.config.deadline is not None and time.monotonic() >= self.config.deadline
+
 
 @dataclass
 class _Turn:
@@ -392,6 +420,9 @@ class _TextStream:
 
     Only text that can no longer change is emitted: a trailing prefix of a stop string
     or of markup waits for the next tokens, and so does a partial UTF-8 character.
+    transformers' ``StopStringCriteria`` does not fit: it says only *that* a sequence
+    ends in a stop string, while a streamed reply must also be cut *where* it starts and
+    hold back what may become one, which the one text search here gives.
     """
 
     def __init__(self, tokenizer: Any, stop: tuple[str, ...]):

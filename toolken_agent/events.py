@@ -8,7 +8,7 @@ yields live here, apart from the decoder, so that the terminal chat, the CLI's
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable
+from typing import Any, Callable, Mapping
 
 from .conversation import Message, ToolCall
 from .executor import DEFAULT_TIMEOUT
@@ -44,6 +44,13 @@ class DecodeConfig:
     # reply quotes the result (processors.ResultCopy); 0 turns it off.
     result_copy_bias: float = 2.0
     trace_arguments: bool = True  # argument values must come from the conversation (provenance)
+    # time.monotonic() at which the reply ends, checked once per token: the text so far is
+    # kept, a call whose arguments are still being written is dropped (CallRefused), and
+    # Finished.reason is "timeout". None: no time limit.
+    deadline: float | None = None
+    # A JSON schema the reply text is held to (structured output): the text is one JSON
+    # value valid for it, constrained token by token like a call's arguments. None: free text.
+    reply_schema: Mapping[str, Any] | None = None
 
 
 # -- events ------------------------------------------------------------------------------
@@ -91,7 +98,7 @@ class ToolResult:
 
 @dataclass(frozen=True)
 class Finished:
-    reason: str  # "stop", "length", "tool_calls"
+    reason: str  # "stop", "length", "tool_calls", "timeout" (DecodeConfig.deadline)
     prompt_tokens: int
     completion_tokens: int
     messages: tuple[Message, ...] = ()  # the conversation after this request, calls and results included

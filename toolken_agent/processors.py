@@ -128,20 +128,6 @@ class ToolChoice:
         self.banned = set()
 
 
-def sample(logits: torch.Tensor, *, temperature: float = 0.0, top_p: float = 1.0,
-           generator: torch.Generator | None = None) -> int:
-    """Greedy when ``temperature`` is 0, else temperature and nucleus sampling."""
-    if temperature <= 0:
-        return int(torch.argmax(logits))
-    probs = torch.softmax(logits.float() / temperature, dim=-1)
-    if top_p < 1.0:
-        sorted_probs, order = torch.sort(probs, descending=True)
-        keep = torch.cumsum(sorted_probs, dim=-1) - sorted_probs < top_p
-        sorted_probs = torch.where(keep, sorted_probs, torch.zeros_like(sorted_probs))
-        probs = torch.zeros_like(probs).scatter(0, order, sorted_probs)
-    return int(torch.multinomial(probs, 1, generator=generator))
-
-
 @dataclass
 class ResultCopy:
     """Leans the reply after tool results toward quoting them.
