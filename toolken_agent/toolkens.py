@@ -28,6 +28,7 @@ from .errors import CheckpointError
 from .features import Features, check_context, extract_features
 from .gate import TARGET_FALSE_POSITIVES, CallGate
 from .head import ToolkenHead, joint_logits
+from .memo import memo
 from .model import FrozenLM, load_model
 from .priors import DEFAULT_PRIOR, build_priors
 from .tool import ToolSpec
@@ -93,6 +94,15 @@ class FitInterrupted(TrainingInterrupted):
         super().__init__(result)
         self.toolkens = toolkens
         self.stage = stage
+
+
+def _check_given_features(features: Features, conversations: int, results: bool) -> None:
+    """Refuse a frozen pass handed to :meth:`Toolkens.fit` that cannot be the conversations'."""
+    if results:
+        raise ValueError("features given with results=True: result turns change the conversations they were run over")
+    examples = torch.unique(features.example).tolist() if len(features) else []
+    if examples != list(range(conversations)):
+        raise ValueError(f"features hold examples {examples[:3]}..., not one per conversation (0..{conversations - 1})")
 
 
 @contextlib.contextmanager
@@ -209,6 +219,16 @@ class Toolkens:
         check_context(rendered, conversations, self.lm)
         return extract_features(self.lm, rendered, on_progress=on_progress)
 
+    def built_in_negative_features(self, negatives: Sequence[Conversation], *,
+                                   on_progress: Callable[[int], None] | None = None) -> Features:
+        """The frozen pass over the built-in negatives, run once per model and toolset.
+
+        Apart from the user's conversations, so that a caller handing :meth:`fit` their
+        frozen pass (a benchmark) trains on the same rows, in the same order, as ``train``.
+        """
+        return memo(self.lm, f"built_in_negative_features:{len(negatives)}:{','.join(self.toolset.names)}",
+                    lambda: self.features(negatives, on_progress=on_progress))
+
     @classmethod
     def fit(
         cls,
@@ -225,7 +245,8 @@ class Toolkens:
         negatives: bool = True,
         results: bool = True,
         call_false_positives: float | None = TARGET_FALSE_POSITIVES,
-        check: Sequence[Conversation] = (),
+        check: Sequence[Conversation] | Features = (),
+        features: Features | None = None,
         on_cache_progress: Callable[[int], None] | None = None,
         on_epoch: Callable[[int, float], None] | None = None,
     ) -> tuple["Toolkens", FitReport]:
@@ -246,11 +267,18 @@ class Toolkens:
         the head's margin.
         ``check``: a few real requests with their calls, when the training texts are
         unlike them (synthetic); the tool choice then leans toward the priors as far as
-        that decides these better (:func:`~toolken_agent.training.choose_mix`).
+        that decides these better (:func:`~toolken_agent.training.choose_mix`); its
+        frozen pass (:class:`Features`) where the caller already ran it.
+        ``features``: the frozen pass over ``conversations`` (example ``i`` is
+        ``conversations[i]``) where the caller already ran it, as a benchmark fitting
+        many heads on one data set does. The built-in negatives are run apart either way
+        and appended. Not with ``results``, which changes the conversations.
 
         Raises :class:`FitInterrupted` (a :class:`~toolken_agent.training.TrainingInterrupted`)
         on Ctrl-C at any stage, with the last good state as ``exc.toolkens``.
         """
+        if features is not None:
+            _check_given_features(features, len(conversations), results)
         toolkens = cls.from_priors(lm, toolset, prior=prior, bias=bias, seed=config.seed, lambda_=config.lambda_,
                                    calibrate=calibrate)
         report = FitReport()
@@ -270,7 +298,9 @@ class Toolkens:
                 on_cache_progress(n)
 
         with _interruptible(toolkens, report, "caching features"):
-            feats = toolkens.features(conversations, on_progress=count_tokens)
+            feats = features if features is not None else toolkens.features(conversations[:given], on_progress=count_tokens)
+            if report.negatives_added:
+                feats = feats.extended(toolkens.built_in_negative_features(conversations[given:], on_progress=count_tokens))
         report.cache_seconds = time.perf_counter() - start
         train_idx, held_idx = split_holdout(len(conversations), holdout, seed=config.seed)
         train_feats = feats.for_examples(train_idx)
@@ -303,10 +333,11 @@ class Toolkens:
                                                              target=call_false_positives)
         if held_feats is not None:
             report.heldout = selection_accuracy(toolkens.head, held_feats)
-        if check:
-            report.check_examples = len(check)
+        if len(check):
+            check_feats = check if isinstance(check, Features) else toolkens.features(check)
+            report.check_examples = len(torch.unique(check_feats.example)) if isinstance(check, Features) else len(check)
             with _interruptible(toolkens, report, "choosing the tool-choice mix"):
-                report.mix, report.mix_scores = choose_mix(toolkens.head, toolkens.features(check))
+                report.mix, report.mix_scores = choose_mix(toolkens.head, check_feats)
         toolkens.training = report.as_dict()
         toolkens.demos = call_demos([conversations[i] for i in train_idx])
         toolkens.toolset = with_demos(toolkens.toolset, toolkens.demos)
