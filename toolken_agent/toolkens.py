@@ -335,7 +335,7 @@ class Toolkens:
             report.heldout = selection_accuracy(toolkens.head, held_feats)
         if len(check):
             check_feats = check if isinstance(check, Features) else toolkens.features(check)
-            report.check_examples = len(torch.unique(check_feats.example)) if isinstance(check, Features) else len(check)
+            report.check_examples = len(torch.unique(check_feats.example))
             with _interruptible(toolkens, report, "choosing the tool-choice mix"):
                 report.mix, report.mix_scores = choose_mix(toolkens.head, check_feats)
         toolkens.training = report.as_dict()
