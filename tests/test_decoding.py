@@ -322,3 +322,17 @@ def test_a_reply_right_after_a_tool_result_cannot_open_with_a_json_brace(tiny_lm
     reply = got[-1].messages[-1].content
     assert tiny_lm.tokenizer.decode([brace]).strip() and reply
     assert reply.lstrip().startswith("{") == opens_with_brace
+
+
+def test_sampling_is_greedy_at_temperature_0_and_draws_only_from_the_nucleus_otherwise():
+    from toolken_agent.processors import sample
+
+    scores = torch.log(torch.tensor([[0.6, 0.3, 0.1]]))
+    assert sample(scores) == 0
+    gen = torch.Generator().manual_seed(0)
+    assert {sample(scores, temperature=1.0, top_p=0.5, generator=gen) for _ in range(50)} == {0}
+    drawn = [sample(scores, temperature=1.0, top_p=0.85, generator=gen) for _ in range(200)]
+    assert set(drawn) == {0, 1}  # 0.6 + 0.3 hold 0.85; the 0.1 token is cut
+    one, two = torch.Generator().manual_seed(1), torch.Generator().manual_seed(1)
+    assert [sample(scores, temperature=1.0, generator=one) for _ in range(20)] == \
+        [sample(scores, temperature=1.0, generator=two) for _ in range(20)]  # seeded: reproducible
