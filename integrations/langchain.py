@@ -61,7 +61,6 @@ as ``temprature``) is an error, not silently dropped.
 from __future__ import annotations
 
 import difflib
-import json
 import threading
 import time
 from dataclasses import replace
@@ -91,7 +90,7 @@ from pydantic import ConfigDict, Field, field_validator, model_validator
 
 from ..checkpoint import check_model, load_checkpoint
 from ..conversation import Message, ToolCall, content_text
-from ..decoding import CallFinished, Decoder, DecodeConfig, Finished, TextChunk
+from ..decoding import ArgumentsChunk, CallFinished, CallRefused, CallStarted, Decoder, DecodeConfig, Finished, TextChunk
 from ..errors import ToolkenError
 from ..executor import DEFAULT_TIMEOUT, run_tool
 from ..model import DEFAULT_MODEL, EMBEDDED_NAME, FrozenLM, load_model
@@ -372,8 +371,13 @@ class ChatToolken(BaseChatModel):
                 if run_manager:
                     run_manager.on_llm_new_token(event.text, chunk=chunk)
                 yield chunk
-            elif isinstance(event, CallFinished):
-                yield ChatGenerationChunk(message=AIMessageChunk(content="", tool_call_chunks=[call_chunk(event)]))
+            elif isinstance(event, (CallStarted, ArgumentsChunk, CallFinished, CallRefused)):
+                piece = call_chunk(event)
+                if piece is not None:  # the arguments, streamed as the model writes them
+                    chunk = ChatGenerationChunk(message=AIMessageChunk(content="", tool_call_chunks=[piece]))
+                    if run_manager:
+                        run_manager.on_llm_new_token("", chunk=chunk)
+                    yield chunk
             elif isinstance(event, Finished):
                 usage = UsageMetadata(input_tokens=event.prompt_tokens, output_tokens=event.completion_tokens,
                                       total_tokens=event.prompt_tokens + event.completion_tokens)
@@ -447,17 +451,48 @@ def spec_of_bound(tool: Any) -> ToolSpec:
     return replace(spec, read_only=flag) if isinstance(flag, bool) else spec
 
 
-def call_chunk(event: CallFinished) -> dict[str, Any]:
-    """The ``tool_call_chunk`` for a finished call.
+def call_chunk(event: CallStarted | ArgumentsChunk | CallFinished | CallRefused) -> dict[str, Any] | None:
+    """The ``tool_call_chunk`` a call's event adds to the reply, if any.
 
-    A call whose arguments did not complete (or did not validate) must reach LangChain
-    as an *invalid* tool call, never run. LangChain completes partial JSON when it merges
-    chunks (``{"a":99`` would become ``{"a": 99}``, a valid call), so the text the model
-    wrote is sent as a JSON *string*: it parses, but not to an object, and LangChain files
-    it under ``invalid_tool_calls`` with the written text readable in ``args``.
+    The name and id come first (:class:`CallStarted`), then the argument text as it is
+    written; LangChain joins the chunks of one ``index``, so their sum is the call. A
+    call that ends unusable (arguments incomplete or invalid, or refused by
+    :mod:`toolken_agent.provenance`) was streamed already, so its last chunk makes the
+    joined text something LangChain's partial-JSON repair cannot turn into an object
+    (:func:`unparsable_ending`), and LangChain files the call under
+    ``invalid_tool_calls``, the written text readable at the start of its ``args``.
     """
-    args = json.dumps(event.raw_arguments, ensure_ascii=False) if event.error else json.dumps(dict(event.call.args), ensure_ascii=False)
-    return {"name": event.call.name, "args": args, "id": event.call.id, "index": event.index, "type": "tool_call_chunk"}
+    if isinstance(event, CallStarted):
+        return {"name": event.name, "args": "", "id": event.id, "index": event.index, "type": "tool_call_chunk"}
+    if isinstance(event, ArgumentsChunk):
+        return {"name": None, "args": event.text, "id": None, "index": event.index, "type": "tool_call_chunk"}
+    if isinstance(event, CallFinished) and event.error is None:
+        return None
+    ending = unparsable_ending(event.raw_arguments)
+    return {"name": None, "args": ending, "id": None, "index": event.index, "type": "tool_call_chunk"}
+
+
+def unparsable_ending(text: str) -> str:
+    """What to append to ``text``, a prefix of JSON, so that no repair makes it an object.
+
+    ``langchain_core``'s ``parse_partial_json`` closes an open string and open brackets
+    (``{"a":99`` becomes ``{"a": 99}``, a valid call) but gives up at a closing bracket
+    that matches nothing. So: finish a pending escape, close an open string, then a
+    bracket of the wrong kind.
+    """
+    in_string = escaped = False
+    open_brackets: list[str] = []
+    for ch in text:
+        if in_string:
+            escaped, in_string = (False, True) if escaped else (ch == "\\", ch != '"')
+        elif ch == '"':
+            in_string = True
+        elif ch in "{[":
+            open_brackets.append(ch)
+        elif ch in "}]" and open_brackets:
+            open_brackets.pop()
+    ending = ("\\" if escaped else "") + ('"' if in_string else "")
+    return ending + ("}" if open_brackets and open_brackets[-1] == "[" else "]")
 
 
 def _tool_choice(choice: Any, specs: Sequence[ToolSpec]) -> str:

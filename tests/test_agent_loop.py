@@ -192,20 +192,25 @@ def test_binding_a_checkpoint_gives_trained_rows_for_its_tools_and_zero_shot_row
 def test_the_reply_start_guard_bans_its_tokens_only_until_the_reply_shows_text():
     from toolken_agent.processors import ReplyStartGuard
 
-    guard = ReplyStartGuard(torch.tensor([0, 2]))
-    logits = torch.tensor([5.0, 1.0, 4.0, 0.5])
-    assert guard.process_logits([], logits).tolist() == [float("-inf"), 1.0, float("-inf"), 0.5]
-    assert guard.process_logits([], logits, reply="  ").tolist()[0] == float("-inf")  # blank is not text
-    assert torch.equal(guard.process_logits([], logits, reply="Hi"), logits)
+    reply = ""
+    guard = ReplyStartGuard(torch.tensor([0, 2]), lambda: reply)
+    ids, logits = torch.zeros(1, 0, dtype=torch.long), torch.tensor([[5.0, 1.0, 4.0, 0.5]])
+    assert guard(ids, logits).tolist() == [[float("-inf"), 1.0, float("-inf"), 0.5]]
+    reply = "  "
+    assert guard(ids, logits)[0, 0] == float("-inf")  # blank is not text
+    reply = "Hi"
+    assert torch.equal(guard(ids, logits), logits)
 
 
 def test_result_copy_lifts_the_results_tokens_until_the_reply_quotes_it():
     from toolken_agent.processors import ResultCopy
 
-    copy = ResultCopy(["104"], [1, 3], bias=2.0)
-    logits = torch.zeros(4)
-    assert copy.process_logits([], logits, reply="It is").tolist() == [0.0, 2.0, 0.0, 2.0]
-    assert torch.equal(copy.process_logits([], logits, reply="It is 104 degrees"), logits)
+    reply = "It is"
+    copy = ResultCopy(["104"], [1, 3], bias=2.0, reply=lambda: reply)
+    ids, logits = torch.zeros(1, 0, dtype=torch.long), torch.zeros(1, 4)
+    assert copy(ids, logits).tolist() == [[0.0, 2.0, 0.0, 2.0]]
+    reply = "It is 104 degrees"
+    assert torch.equal(copy(ids, logits), logits)
 
 
 def test_a_reply_never_opens_with_call_markup_written_as_text(tiny_lm):
@@ -215,7 +220,7 @@ def test_a_reply_never_opens_with_call_markup_written_as_text(tiny_lm):
     banned = set(markup_openers(tiny_lm.tokenizer, tiny_lm.vocab_size).tolist())
     lt = tiny_lm.tokenizer.convert_tokens_to_ids("<") if "<" in tiny_lm.tokenizer.get_vocab() else None
     assert lt is None or lt in banned
-    guard = decoder._reply_start_guard(blank=True, brace=False)
+    guard = decoder._reply_start_guard(lambda: "", blank=True, brace=False)
     assert banned <= set(guard.banned.tolist()) and set(decoder.end_ids) <= set(guard.banned.tolist())
 
 

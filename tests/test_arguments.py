@@ -149,7 +149,7 @@ def _walk(constraint: ArgumentConstraint, tokenizer, choose, seed: int = 0) -> s
     rng = random.Random(seed)
     tokens: list[int] = []
     for _ in range(MAX_STEPS):
-        allowed = np.flatnonzero(constraint.mask().numpy())  # ascending token ids (numpy: see _current)
+        allowed = np.flatnonzero(constraint.mask().numpy())  # ascending token ids
         assert len(allowed), f"no token allowed after {tokenizer.decode(tokens)!r}"
         token = choose(allowed, rng)
         constraint.advance(token)
@@ -276,32 +276,33 @@ def test_masks_have_the_model_vocab_width(smol_tokenizer):
         ArgumentGrammar(smol_tokenizer, vocab_size=len(smol_tokenizer) - 1)
 
 
-def test_process_logits(grammar):
+def test_the_constraint_masks_scores_as_a_logits_processor(grammar):
     constraint = grammar.constraint(NUMBERS)
     mask = constraint.mask()
-    logits = torch.randn(grammar.vocab_size)
-    out = constraint.process_logits(logits)
-    assert out.shape == logits.shape
-    assert torch.equal(out[mask], logits[mask])
-    assert torch.isneginf(out[~mask]).all()
-    batched = constraint.process_logits(logits.unsqueeze(0).to(torch.bfloat16))
-    assert batched.shape == (1, grammar.vocab_size) and batched.dtype == torch.bfloat16
-    assert int(batched.argmax()) in mask.nonzero().flatten().tolist()
-    with pytest.raises(ValueError):
-        constraint.process_logits(torch.zeros(grammar.vocab_size + 1))
-    with pytest.raises(ValueError):
-        constraint.process_logits(torch.zeros(2, grammar.vocab_size))
+    ids = torch.zeros(1, 3, dtype=torch.long)  # not read: the state comes from advance()
+    logits = torch.randn(1, grammar.vocab_size)
+    out = constraint(ids, logits)
+    assert out.shape == logits.shape and out.dtype == logits.dtype
+    assert torch.equal(out[0, mask], logits[0, mask])
+    assert torch.isneginf(out[0, ~mask]).all()
+    assert torch.equal(logits.isfinite(), torch.ones_like(logits, dtype=torch.bool))  # the input is left as it was
+    low = constraint(ids, logits.to(torch.bfloat16))
+    assert low.dtype == torch.bfloat16 and int(low.argmax()) in mask.nonzero().flatten().tolist()
+    for wrong in (torch.zeros(1, grammar.vocab_size + 1), torch.zeros(2, grammar.vocab_size), torch.zeros(grammar.vocab_size)):
+        with pytest.raises(ValueError):
+            constraint(ids, wrong)
 
 
 def test_greedy_over_processed_logits_ends_valid(grammar, smol_tokenizer):
     """The loop a caller writes, with random logits standing in for the model."""
     generator = torch.Generator().manual_seed(0)
+    ids = torch.zeros(1, 0, dtype=torch.long)
     for schema in (NUMBERS, BOUNDED["pydantic"], BOUNDED["nested"]):
         constraint = grammar.constraint(schema)
         tokens = []
         for _ in range(MAX_STEPS):
-            logits = torch.randn(grammar.vocab_size, generator=generator)
-            token = int(constraint.process_logits(logits).argmax())
+            logits = torch.randn(1, grammar.vocab_size, generator=generator)
+            token = int(constraint(ids, logits).argmax())
             constraint.advance(token)
             tokens.append(token)
             if constraint.done:

@@ -147,10 +147,98 @@ def test_quick_benchmark_pipeline_writes_every_section(tmp_path):
     assert "QUICK" in report and "| ours |" in report
 
 
-def test_calibrated_methods_mix_toward_the_calibrated_bias_they_started_from(tiny_lm, small_toolset):
-    from examples.benchmarks.suite import METHODS, initial_head
+def _calls(n: int) -> list[Conversation]:
+    """``n`` call-only conversations over the small toolset's two tools."""
+    cities = ["Paris", "Oslo", "Rome"]
+    out = []
+    for i in range(n):
+        call, request = ((ToolCall("add", {"a": i, "b": 2}, "c"), f"What is {i} plus 2?") if i % 2 else
+                         (ToolCall("weather_now", {"city": cities[i % 3]}, "c"), f"How is the weather in {cities[i % 3]}?"))
+        out.append(Conversation((Message("user", request), Message("assistant", "", (call,)))))
+    return out
+
+
+def _features(lm, toolset, convs: list[Conversation]) -> Features:
+    """The frozen pass over ``convs``, as the suite caches it (without writing the cache)."""
+    from toolken_agent.chat_format import ChatFormat
+    from toolken_agent.features import extract_features
+
+    fmt = ChatFormat(lm.tokenizer, toolset.names, lm.vocab_size)
+    return extract_features(lm, [fmt.render(c.messages, train=True) for c in convs])
+
+
+def _same_head(a: ToolkenHead, b: ToolkenHead) -> bool:
+    """Same weights, biases, priors, mix and gate presence, bit for bit."""
+    return (all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values()))
+            and a.mix == b.mix and (a.gate is None) == (b.gate is None)
+            and (a.gate is None or a.gate.threshold == b.gate.threshold))
+
+
+@pytest.mark.parametrize("name", ["toolkengpt", "paper", "ours"])
+def test_a_trained_method_is_toolkens_fit_with_the_methods_keywords(tiny_lm, small_toolset, name):
+    from examples.benchmarks.suite import METHODS, fit
+    from toolken_agent.toolkens import Toolkens
+    from toolken_agent.training import LAMBDAS, TrainConfig
+
+    method = next(m for m in METHODS if m.name == name)
+    convs, check = _calls(12), _calls(4)
+    feats = _features(tiny_lm, small_toolset, convs)
+    check_feats = _features(tiny_lm, small_toolset, check)
+    suite_toolkens, report = fit(tiny_lm, small_toolset, method, convs, feats, seed=1, epochs=2, check=check_feats)
+    lam = method.lambda_ if method.lambda_ is not None else 0.01
+    # The product's own path: fit runs the frozen pass itself.
+    product, _ = Toolkens.fit(tiny_lm, small_toolset, convs, holdout=0.0, results=False,
+                              config=TrainConfig(epochs=2, lambda_=lam, seed=1),
+                              lambdas=LAMBDAS if method.lambda_ is None else None,
+                              check=check if method.check else (), **method.fit)
+    assert _same_head(suite_toolkens.head, product.head)
+    assert report.lambda_ == product.lambda_
+    assert (suite_toolkens.gate is not None) == (name == "ours")  # only ours fits the call gate
+
+
+def test_zero_shot_is_the_untrained_binding_chat_toolken_uses(tiny_lm, small_toolset):
+    from examples.benchmarks.suite import METHODS, fit
+    from toolken_agent.toolkens import Toolkens
+
+    zero = next(m for m in METHODS if m.name == "zero-shot")
+    convs = _calls(2)
+    toolkens, report = fit(tiny_lm, small_toolset, zero, convs, _features(tiny_lm, small_toolset, convs), seed=0)
+    assert report is None and not zero.trained
+    assert _same_head(toolkens.head, Toolkens.bind(tiny_lm, small_toolset).head)
+
+
+def test_fit_given_the_frozen_pass_trains_the_head_fit_gets_by_running_it(tiny_lm, small_toolset):
+    from toolken_agent.toolkens import Toolkens
+    from toolken_agent.training import TrainConfig
+
+    convs = _calls(12)
+    feats = _features(tiny_lm, small_toolset, convs)
+    kwargs = dict(holdout=0.0, results=False, config=TrainConfig(epochs=2), negatives=False)
+    given, report = Toolkens.fit(tiny_lm, small_toolset, convs, features=feats, **kwargs)
+    run, _ = Toolkens.fit(tiny_lm, small_toolset, convs, **kwargs)
+    assert _same_head(given.head, run.head) and report.tokens == 0  # the LM never ran
+    assert given.demos == run.demos  # argument-mode demos come from the conversations either way
+
+
+def test_fit_refuses_a_frozen_pass_that_cannot_be_the_conversations(tiny_lm, small_toolset):
+    from toolken_agent.toolkens import Toolkens
+
+    convs = _calls(4)
+    feats = _features(tiny_lm, small_toolset, convs)
+    with pytest.raises(ValueError, match="result turns"):
+        Toolkens.fit(tiny_lm, small_toolset, convs, features=feats)  # results=True would change them
+    with pytest.raises(ValueError, match="one per conversation"):
+        Toolkens.fit(tiny_lm, small_toolset, convs[:3], features=feats, results=False)
+
+
+def test_ours_starts_where_the_zero_shot_calibration_puts_it_so_mix_0_keeps_that_bias(tiny_lm, small_toolset):
+    from examples.benchmarks.suite import METHODS, fit
+    from toolken_agent.toolkens import Toolkens
 
     ours = next(m for m in METHODS if m.name == "ours")
-    head = initial_head(tiny_lm, small_toolset.specs, ours, 0)
-    assert ours.check and head.bias.abs().sum() > 0
-    assert torch.equal(head.prior_bias, head.bias.detach())  # mix 0 is the zero-shot head, bias included
+    convs = _calls(4)
+    toolkens, _ = fit(tiny_lm, small_toolset, ours, convs, _features(tiny_lm, small_toolset, convs),
+                      seed=0, epochs=1)
+    start = Toolkens.from_priors(tiny_lm, small_toolset, calibrate=True).head
+    assert ours.check and start.bias.abs().sum() > 0
+    assert torch.equal(toolkens.head.prior_bias, start.bias.detach())  # mix 0 is the calibrated prior head, bias included

@@ -188,6 +188,69 @@ def test_stop_strings_end_the_text_and_never_stream_past_it(tiny_lm):
     assert got[-1].reason == "stop" and got[-1].messages[-1].content == streamed
 
 
+NO_IDS = torch.zeros(1, 0, dtype=torch.long)  # input_ids (1, T): no processor here reads them
+
+
+def test_every_processor_is_a_transformers_logits_processor_over_batch_by_vocab_scores(tiny_lm):
+    """One protocol: ``processor(input_ids (1, T), scores (1, V)) -> (1, V)``, chainable in a LogitsProcessorList."""
+    from transformers import LogitsProcessor, LogitsProcessorList
+
+    from toolken_agent import processors
+    from toolken_agent.arguments import ArgumentConstraint, ArgumentGrammar
+
+    defined = [c for c in vars(processors).values() if isinstance(c, type) and c.__module__ == processors.__name__]
+    assert {c.__name__ for c in defined} == {"ToolChoice", "ResultCopy", "ReplyStartGuard"}
+    vocab = tiny_lm.vocab_size
+    instances = [
+        processors.ToolChoice("auto", vocab, ["a", "b"], tool_bias=1.0),
+        processors.ResultCopy(["42"], [5, 6], bias=2.0),
+        processors.ReplyStartGuard(torch.tensor([0, 1])),
+        ArgumentGrammar(tiny_lm.tokenizer, vocab).constraint({"type": "object", "properties": {"x": {"type": "integer"}}}),
+    ]
+    for proc in [*defined, ArgumentConstraint]:
+        assert issubclass(proc, LogitsProcessor)
+    ids = torch.tensor([[1, 2, 3]])
+    for proc in instances:
+        width = vocab + 2 if isinstance(proc, processors.ToolChoice) else vocab
+        scores = torch.randn(1, width)
+        before = scores.clone()
+        out = LogitsProcessorList([proc])(ids, scores)
+        assert out.shape == (1, width) and torch.equal(scores, before)  # a new tensor; the input is left as it was
+        assert bool(torch.isfinite(out).any())
+    chain = LogitsProcessorList(instances[:3])
+    scores = torch.randn(1, vocab + 2)
+    one_by_one = scores
+    for proc in instances[:3]:
+        one_by_one = proc(ids, one_by_one)
+    assert torch.equal(chain(ids, scores), one_by_one)
+
+
+def test_the_gate_is_asked_only_where_auto_may_call_and_its_verdict_masks_words_or_toolkens():
+    asked: list[torch.Tensor] = []
+
+    def gate(verdict: bool):
+        def ask(scores: torch.Tensor) -> bool:
+            asked.append(scores)
+            return verdict
+        return ask
+
+    scores = vocab_and_tools()[None]
+    calls = ToolChoice("auto", 4, ["a", "b"], gate=gate(True))(NO_IDS, scores)[0]
+    assert torch.isneginf(calls[:4]).all() and torch.isfinite(calls[4:]).all()
+    assert torch.equal(asked[-1], scores)  # asked with the scores before any processor touched them
+    words = ToolChoice("auto", 4, ["a", "b"], gate=gate(False))(NO_IDS, scores)[0]
+    assert torch.isfinite(words[:4]).all() and torch.isneginf(words[4:]).all()
+    asked.clear()
+    ToolChoice("required", 4, ["a", "b"], gate=gate(False))(NO_IDS, scores)  # a forced call: the gate has no say
+    closed = ToolChoice("auto", 4, ["a", "b"], gate=gate(True))
+    closed.wrote_text()  # mid-text: no decision point
+    closed(NO_IDS, scores)
+    assert asked == []
+    refused = ToolChoice("auto", 4, ["a", "b"], gate=gate(True))
+    refused.refused(0)  # the call the gate opened for was refused: words, not another tool
+    assert torch.isneginf(refused(NO_IDS, scores)[0, 4:]).all() and asked == []
+
+
 def vocab_and_tools(v=4, n=2):
     return torch.zeros(v + n)
 
@@ -206,7 +269,7 @@ def vocab_and_tools(v=4, n=2):
 def test_tool_choice_masks(choice, calls, expect_words, expect_tools):
     proc = ToolChoice(choice, 4, ["a", "b"], max_calls=4)
     proc.calls_made = calls
-    out = proc.process_logits([], vocab_and_tools())
+    out = proc(NO_IDS, vocab_and_tools()[None])[0]
     assert bool(torch.isfinite(out[:4]).all()) == expect_words
     assert [bool(torch.isfinite(x)) for x in out[4:]] == expect_tools
 
@@ -214,16 +277,16 @@ def test_tool_choice_masks(choice, calls, expect_words, expect_tools):
 def test_toolkens_are_masked_mid_text_unless_calls_anywhere():
     proc = ToolChoice("auto", 4, ["a"], anywhere=False)
     proc.wrote_text()
-    assert torch.isneginf(proc.process_logits([], vocab_and_tools(n=1))[4])
+    assert torch.isneginf(proc(NO_IDS, vocab_and_tools(n=1)[None])[0, 4])
     proc = ToolChoice("auto", 4, ["a"], anywhere=True)
     proc.wrote_text()
-    assert torch.isfinite(proc.process_logits([], vocab_and_tools(n=1))[4])
+    assert torch.isfinite(proc(NO_IDS, vocab_and_tools(n=1)[None])[0, 4])
 
 
 def test_the_tool_just_called_cannot_fire_again_at_once():
     proc = ToolChoice("auto", 4, ["a", "b"])
     proc.called(0)
-    out = proc.process_logits([], vocab_and_tools())
+    out = proc(NO_IDS, vocab_and_tools()[None])[0]
     assert torch.isneginf(out[4]) and torch.isfinite(out[5])
 
 

@@ -37,6 +37,8 @@ import llguidance
 import llguidance.hf
 import numpy as np
 import torch
+from llguidance.numpy import allocate_token_bitmask, apply_token_bitmask_inplace, fill_next_token_bitmask
+from transformers import LogitsProcessor
 
 __all__ = ["ArgumentConstraint", "ArgumentGrammar"]
 
@@ -52,12 +54,13 @@ MAX_STRING_CHARS = 200
 _DATA_KEYWORDS = frozenset({"enum", "const", "default", "examples", "example"})
 
 
-class ArgumentConstraint:
+class ArgumentConstraint(LogitsProcessor):
     """Constrains generation to one JSON object matching a tool's argument schema.
 
-    Per-request state: use one per generated call and do not share it between threads.
-    The usual loop is ``logits = c.process_logits(logits)``, pick a token, ``c.advance(t)``,
-    and stop once ``c.done``.
+    A logits processor (:mod:`toolken_agent.processors`): ``constraint(input_ids, scores)``
+    masks what the schema forbids next. Per-request state: use one per generated call and
+    do not share it between threads. The usual loop is ``scores = c(ids, scores)``, pick a
+    token, ``c.advance(t)``, and stop once ``c.done``.
     """
 
     def __init__(self, compiled: llguidance.LLMatcher, vocab_size: int):
@@ -72,49 +75,50 @@ class ArgumentConstraint:
             raise ValueError(f"argument matcher is in an error state: {compiled.get_error()}")
         self._matcher = compiled
         self._vocab_size = vocab_size
-        self._allowed: np.ndarray | None = None  # mask for the current state, computed once
+        # llguidance's own bitmask (one bit per token id), filled once per matcher state.
+        # Its numpy helpers, not torch's: torch splits these vocab-sized ops over its
+        # intra-op threads, which stall when other work holds the cores.
+        self._bitmask = allocate_token_bitmask(1, vocab_size)  # (1, ceil(V / 32)) int32
+        self._filled = False
 
     @property
     def vocab_size(self) -> int:
         """Width of the masks: the model's logits width."""
         return self._vocab_size
 
-    def _current(self) -> np.ndarray:
-        # numpy rather than torch for these vocab-sized bool ops: torch splits them over
-        # its intra-op threads, which stall when other work holds the cores.
-        if self._allowed is None:
-            # compute_bitmask() is a little-endian bitset of ceil(vocab/32) 32-bit words;
-            # unpacking bytes with bitorder="little" turns it into one bool per token id.
-            bits = np.frombuffer(self._matcher.compute_bitmask(), dtype=np.uint8)
-            unpacked = np.unpackbits(bits, bitorder="little")
-            allowed = np.zeros(self._vocab_size, dtype=bool)
-            n = min(self._vocab_size, unpacked.shape[0])
-            allowed[:n] = unpacked[:n]
-            self._allowed = allowed
-        return self._allowed
+    def _bits(self) -> np.ndarray:
+        if not self._filled:
+            fill_next_token_bitmask(self._matcher, self._bitmask)
+            self._filled = True
+        return self._bitmask
+
+    def _allows(self, token_id: int) -> bool:
+        return bool((int(self._bits()[0, token_id >> 5]) >> (token_id & 31)) & 1)
 
     def mask(self) -> torch.Tensor:
-        """Bool tensor ``(vocab_size,)`` of the tokens allowed next.
+        """Bool tensor ``(vocab_size,)`` of the tokens allowed next (a fresh copy).
 
-        Computed once per state (so ``process_logits`` then ``advance`` costs one mask)
-        and returned as a copy the caller may modify. Once :attr:`done`, only the
-        tokenizer's EOS token is allowed.
+        Once :attr:`done`, only the tokenizer's EOS token is allowed.
         """
-        return torch.from_numpy(self._current().copy())
+        scores = np.zeros((1, self._vocab_size), dtype=np.float32)
+        apply_token_bitmask_inplace(scores, self._bits())
+        return torch.from_numpy(np.isfinite(scores[0]))
 
-    def process_logits(self, logits: torch.Tensor) -> torch.Tensor:
-        """Logits ``(vocab,)`` or ``(1, vocab)`` -> a copy with disallowed tokens at ``-inf``.
+    def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
+        """``scores`` ``(1, vocab)`` -> a copy with the tokens the schema forbids at ``-inf``.
 
-        Greedy or sampled, any choice from the result is a token :meth:`advance` accepts.
-        The width must be :attr:`vocab_size`: a mismatch means the constraint was built
-        for another model, and masking the wrong ids would silently corrupt the output.
+        ``input_ids`` is not read: the matcher's state comes from :meth:`advance`. Greedy
+        or sampled, any choice from the result is a token :meth:`advance` accepts. The
+        width must be :attr:`vocab_size`: a mismatch means the constraint was built for
+        another model, and masking the wrong ids would silently corrupt the output.
         """
-        if logits.dim() not in (1, 2) or (logits.dim() == 2 and logits.shape[0] != 1):
-            raise ValueError(f"expected logits of shape (vocab,) or (1, vocab), got {tuple(logits.shape)}")
-        if logits.shape[-1] != self._vocab_size:
-            raise ValueError(f"logits have width {logits.shape[-1]}, the constraint was built for {self._vocab_size}")
-        blocked = torch.from_numpy(~self._current()).to(logits.device)
-        return logits.masked_fill(blocked, float("-inf"))
+        if scores.dim() != 2 or scores.shape[0] != 1:
+            raise ValueError(f"expected scores of shape (1, vocab), got {tuple(scores.shape)}")
+        if scores.shape[-1] != self._vocab_size:
+            raise ValueError(f"scores have width {scores.shape[-1]}, the constraint was built for {self._vocab_size}")
+        masked = scores.detach().to("cpu", torch.float32, copy=True).numpy()
+        apply_token_bitmask_inplace(masked, self._bits())
+        return torch.from_numpy(masked).to(scores.device, scores.dtype)
 
     def advance(self, token_id: int) -> None:
         """Accept the chosen token; raises ValueError if it was not allowed.
@@ -122,11 +126,11 @@ class ArgumentConstraint:
         A rejected token leaves the state unchanged, so the caller can pick another.
         """
         token_id = int(token_id)
-        if not 0 <= token_id < self._vocab_size or not bool(self._current()[token_id]):
+        if not 0 <= token_id < self._vocab_size or not self._allows(token_id):
             raise ValueError(f"token {token_id} is not allowed here by the argument schema")
         if not self._matcher.consume_token(token_id):  # pragma: no cover - the mask said yes
             raise ValueError(f"token {token_id} was rejected: {self._matcher.get_error()}")
-        self._allowed = None
+        self._filled = False
 
     @property
     def done(self) -> bool:

@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Generator, Iterator, Sequence
 
 import torch
+from transformers import LogitsProcessorList
 
 from .argument_mode import argument_messages
 from .chat_format import CALL_CLOSE, CALL_SEPARATOR, call_prefix
@@ -38,7 +39,7 @@ from .events import (ArgumentsChunk, CallFinished, CallRefused, CallStarted, Con
 from .processors import ReplyStartGuard, ResultCopy, ToolChoice
 from .provenance import call_key, calls_made, untraceable
 from .sampling import sample
-from .tool import ArgumentsError, parse_arguments
+from .tool import ArgumentsError, ToolSpec, parse_arguments
 from .toolkens import Toolkens
 
 _END_TOKENS = ("<|im_end|>", "<|endoftext|>", "<|eot_id|>", "<|end|>", "</s>")
@@ -185,12 +186,13 @@ class Decoder:
         messages = list(messages)
         names = self.toolkens.toolset.names
         max_calls = config.max_calls if self.toolkens.calls_after_results else min(config.max_calls, 1)
+        state = _State()
+        gate = (lambda scores: self._gate_opens(state, scores, config)) if self.toolkens.gate is not None else None
         choice = ToolChoice(config.tool_choice, self.lm.vocab_size, names, max_calls, config.tool_bias,
                             config.calls_anywhere, prior_calls=len(calls_made(messages)),
-                            per_turn=config.calls_per_turn)
+                            per_turn=config.calls_per_turn, gate=gate)
         run = _Run(config, choice, torch.Generator().manual_seed(config.seed) if config.seed is not None else None,
                    {call_key(c.name, c.args) for c in calls_made(messages)})
-        state = _State()
         prompt = self.format.render(messages, add_generation_prompt=True).input_ids
         self._feed(state, prompt)
         run.prompt_tokens, run.text_budget = len(prompt), config.max_new_tokens
@@ -209,26 +211,18 @@ class Decoder:
         choice.new_turn()
         turn = _Turn()
         text = _TextStream(self.lm.tokenizer, tuple(config.stop))
-        after_result = bool(messages) and messages[-1].role == "tool"
-        copy = self._result_copy(messages, config) if after_result else None
-        # A reply held to a schema may open with "{" after a result: that is its answer, not an echo.
-        guard = self._reply_start_guard(blank=config.nonempty_reply,
-                                        brace=after_result and config.json_echo_guard and config.reply_schema is None)
+        opening, after_call = self._turn_processors(messages, config, choice, lambda: text.visible)
         shape = self.grammar.constraint(dict(config.reply_schema)) if config.reply_schema is not None else None
         while turn.reason is None:
             if run.expired():
                 turn.reason = "timeout"
                 break
-            logits = self._joint_logits(state)
-            gate = self._gate(state, logits, choice, config) if choice.tools_open() else None
-            logits = choice.process_logits(state.ids, logits, gate=gate)
-            if copy is not None:
-                logits = copy.process_logits(state.ids, logits, reply=text.visible)
-            if not turn.calls:
-                logits = guard.process_logits(state.ids, logits, reply=text.visible)
+            ids = torch.tensor([state.ids])
+            scores = self._joint_logits(state)[None]  # (1, V + n_tools)
+            scores = (after_call if turn.calls else opening)(ids, scores)
             if shape is not None:  # the words only: toolkens still compete with the allowed words
-                logits = torch.cat([shape.process_logits(logits[:vocab]), logits[vocab:]])
-            token = sample(logits, temperature=config.temperature, top_p=config.top_p, generator=run.generator)
+                scores = torch.cat([shape(ids, scores[:, :vocab]), scores[:, vocab:]], dim=-1)
+            token = sample(scores[0], temperature=config.temperature, top_p=config.top_p, generator=run.generator)
             if token >= vocab:
                 tool = token - vocab
                 separate = bool(text.ids) and not text.emitted.endswith(("\n", " "))
@@ -271,7 +265,22 @@ class Decoder:
         turn.text = text.emitted
         return turn
 
-    def _result_copy(self, messages: Sequence[Message], config: DecodeConfig) -> ResultCopy | None:
+    def _turn_processors(self, messages: Sequence[Message], config: DecodeConfig, choice: ToolChoice,
+                         reply: Callable[[], str]) -> tuple[LogitsProcessorList, LogitsProcessorList]:
+        """The turn's processors before its first call and after one (the reply-start guard only guards a reply).
+
+        ``reply`` gives the turn's visible text so far.
+        """
+        after_result = bool(messages) and messages[-1].role == "tool"
+        copy = self._result_copy(messages, config, reply) if after_result else None
+        # A reply held to a schema may open with "{" after a result: that is its answer, not an echo.
+        guard = self._reply_start_guard(reply, blank=config.nonempty_reply,
+                                        brace=after_result and config.json_echo_guard and config.reply_schema is None)
+        after_call = LogitsProcessorList([choice] + ([copy] if copy is not None else []))
+        return LogitsProcessorList([*after_call, guard]), after_call
+
+    def _result_copy(self, messages: Sequence[Message], config: DecodeConfig,
+                     reply: Callable[[], str]) -> ResultCopy | None:
         """The :class:`ResultCopy` for the results that end ``messages`` (short ones: a reply quotes a value, not a page)."""
         results = []
         for message in reversed(messages):
@@ -283,26 +292,22 @@ class Decoder:
             return None
         ids = {i for r in results for text in (r, " " + r) for i in self.format.encode_text(text)}
         ids -= set(self.end_ids)
-        return ResultCopy(results, sorted(ids), config.result_copy_bias)
+        return ResultCopy(results, sorted(ids), config.result_copy_bias, reply)
 
-    def _gate(self, state: _State, logits: torch.Tensor, choice: ToolChoice, config: DecodeConfig) -> bool | None:
-        """The separate whether-to-call decision at this step, when the toolkens have a gate."""
+    def _gate_opens(self, state: _State, scores: torch.Tensor, config: DecodeConfig) -> bool:
+        """Whether the toolkens' gate calls here, from the hidden state and the unprocessed ``scores`` ``(1, V + n)``."""
         gate = self.toolkens.gate
-        if gate is None or choice.forced or choice.choice != "auto":
-            return None
-        if choice.banned:  # the call the gate opened for was refused: answer in words, not with another tool
-            return False
         threshold = config.call_threshold if config.call_threshold is not None else gate.threshold
-        vocab = self.lm.vocab_size
-        probability = gate.probability(state.hidden, logits[vocab:] + config.tool_bias, logits[:vocab].max())
+        vocab, row = self.lm.vocab_size, scores[0]
+        probability = gate.probability(state.hidden, row[vocab:] + config.tool_bias, row[:vocab].max())
         return bool(probability >= threshold)
 
-    def _reply_start_guard(self, *, blank: bool, brace: bool) -> ReplyStartGuard:
+    def _reply_start_guard(self, reply: Callable[[], str], *, blank: bool, brace: bool) -> ReplyStartGuard:
         """With ``blank``: no end token, whitespace or ``<`` first; with ``brace``: no ``{`` first."""
         tok, vocab = self.lm.tokenizer, self.lm.vocab_size
         parts = ([torch.tensor(sorted(self.end_ids), dtype=torch.long), blank_tokens(tok, vocab), markup_openers(tok, vocab)]
                  if blank else []) + ([brace_openers(tok, vocab)] if brace else [])
-        return ReplyStartGuard(torch.cat(parts) if parts else torch.zeros(0, dtype=torch.long))
+        return ReplyStartGuard(torch.cat(parts) if parts else torch.zeros(0, dtype=torch.long), reply)
 
     def _run_calls(self, turn: "_Turn", messages: list[Message], config: DecodeConfig,
                    confirm: Confirm | None) -> Iterator[Event]:
@@ -338,27 +343,11 @@ class Decoder:
         call_id = f"call_{uuid.uuid4().hex[:24]}"
         index = run.next_index()
         yield CallStarted(index, call_id, name)
-        # Argument mode: a separate short prompt with the tool's demonstrations.
-        arg_state = _State()
-        self._feed(arg_state, self.format.render(argument_messages(spec, messages), add_generation_prompt=True).input_ids)
-        constraint = self.grammar.constraint(dict(spec.parameters))
-        arg_ids: list[int] = []
-        emitted = ""
-        while not constraint.done and len(arg_ids) < config.max_argument_tokens:
-            if run.expired():  # a half-written call is never emitted
-                yield CallRefused(index, ToolCall(name, {}, call_id), "the reply's time ran out while its arguments were written")
-                return ToolCall(name, {}, call_id), _TIMED_OUT, len(arg_ids)
-            logits = constraint.process_logits(self.lm.step_logits(arg_state.hidden))
-            token = sample(logits, temperature=config.temperature, top_p=config.top_p, generator=run.generator)
-            constraint.advance(token)
-            arg_ids.append(token)
-            if not constraint.done:
-                self._feed(arg_state, [token])
-            text = self.lm.tokenizer.decode(arg_ids)
-            if not text.endswith("\ufffd") and len(text) > len(emitted):
-                yield ArgumentsChunk(index, text[len(emitted):])
-                emitted = text
-        text = self.lm.tokenizer.decode(arg_ids)
+        written = yield from self._write_arguments(spec, messages, index, run)
+        if written.timed_out:  # a half-written call is never emitted
+            yield CallRefused(index, ToolCall(name, {}, call_id), "the reply's time ran out while its arguments were written")
+            return ToolCall(name, {}, call_id), _TIMED_OUT, len(written.ids)
+        text = written.text
         try:
             args = parse_arguments(spec, text)
         except ArgumentsError as exc:
@@ -368,18 +357,43 @@ class Decoder:
                        if call_key(name, args) in run.seen and config.no_repeat_calls else
                        untraceable(spec, args, messages) if trace else None)
             if refusal is not None:
-                yield CallRefused(index, ToolCall(name, args, call_id), refusal)
-                return ToolCall(name, args, call_id), _REFUSED, len(arg_ids)
+                yield CallRefused(index, ToolCall(name, args, call_id), refusal, raw_arguments=text)
+                return ToolCall(name, args, call_id), _REFUSED, len(written.ids)
         # The main context reads the whole call, as in training: prefix, arguments, close.
         prefix = self.format.encode_text((CALL_SEPARATOR if separate else "") + call_prefix(name, first=first))
-        self._feed(state, prefix + arg_ids + self.format.encode_text(CALL_CLOSE))
-        if args is None:
-            call = ToolCall(name, {}, call_id)
-            yield CallFinished(index, call, error=problem, raw_arguments=text)
-            return call, problem, len(arg_ids)
-        call = ToolCall(name, args, call_id)
-        yield CallFinished(index, call, raw_arguments=text)
-        return call, None, len(arg_ids)
+        self._feed(state, prefix + written.ids + self.format.encode_text(CALL_CLOSE))
+        call = ToolCall(name, args if args is not None else {}, call_id)
+        yield CallFinished(index, call, error=None if args is not None else problem, raw_arguments=text)
+        return call, None if args is not None else problem, len(written.ids)
+
+    def _write_arguments(self, spec: ToolSpec, messages: Sequence[Message], index: int,
+                         run: "_Run") -> Generator[ArgumentsChunk, None, "_ArgumentText"]:
+        """Argument mode: the LM writes ``spec``'s arguments under its schema, in a short prompt of its own.
+
+        Yields the text as it grows (:class:`ArgumentsChunk`, whose texts add up to what
+        is returned); stops when the JSON object closes or the argument budget runs out.
+        """
+        config = run.config
+        arg_state = _State()
+        self._feed(arg_state, self.format.render(argument_messages(spec, messages), add_generation_prompt=True).input_ids)
+        constraint = self.grammar.constraint(dict(spec.parameters))
+        written = _ArgumentText(self.lm.tokenizer)
+        while not constraint.done and len(written.ids) < config.max_argument_tokens:
+            if run.expired():
+                written.timed_out = True
+                return written
+            scores = constraint(torch.tensor([arg_state.ids]), self.lm.step_logits(arg_state.hidden)[None])  # (1, V)
+            token = sample(scores[0], temperature=config.temperature, top_p=config.top_p, generator=run.generator)
+            constraint.advance(token)
+            delta = written.add(token)
+            if not constraint.done:
+                self._feed(arg_state, [token])
+            if delta:
+                yield ArgumentsChunk(index, delta)
+        rest = written.flush()
+        if rest:
+            yield ArgumentsChunk(index, rest)
+        return written
 
 
 _REFUSED = "refused"  # sentinel error: the call was not made
@@ -413,6 +427,41 @@ class _Turn:
     calls: list[ToolCall] = field(default_factory=list)
     failed: dict[str, str] = field(default_factory=dict)  # call id -> why its arguments are unusable
     reason: str | None = None
+
+
+class _ArgumentText:
+    """A call's argument text as it grows, in deltas that add up to :attr:`text` exactly.
+
+    A delta is given only where the text so far extends what was given (a partial UTF-8
+    character waits for its next token), so a consumer that joins the deltas (LangChain
+    merging ``tool_call_chunks``) ends with the text the arguments were parsed from.
+    """
+
+    def __init__(self, tokenizer: Any):
+        self.tokenizer = tokenizer
+        self.ids: list[int] = []
+        self.emitted = ""
+        self.timed_out = False  # the reply's deadline passed before the arguments closed
+
+    @property
+    def text(self) -> str:
+        return self.tokenizer.decode(self.ids)
+
+    def add(self, token: int) -> str:
+        """Take ``token``; return the text that became certain."""
+        self.ids.append(token)
+        return self._take(final=False)
+
+    def flush(self) -> str:
+        """At the end: the rest, half characters included."""
+        return self._take(final=True)
+
+    def _take(self, *, final: bool) -> str:
+        text = self.text
+        if (final or not text.endswith("\ufffd")) and len(text) > len(self.emitted) and text.startswith(self.emitted):
+            delta, self.emitted = text[len(self.emitted):], text
+            return delta
+        return ""
 
 
 class _TextStream:

@@ -61,6 +61,8 @@ class TextChunk:
 
 @dataclass(frozen=True)
 class CallStarted:
+    """A toolken fired: the call ``index`` (counted over the request) to ``name``, before its arguments."""
+
     index: int
     id: str
     name: str
@@ -68,6 +70,8 @@ class CallStarted:
 
 @dataclass(frozen=True)
 class ArgumentsChunk:
+    """More of call ``index``'s argument text as the model writes it; the texts add up to its ``raw_arguments``."""
+
     index: int
     text: str
 
@@ -87,6 +91,7 @@ class CallRefused:
     index: int
     call: ToolCall
     reason: str
+    raw_arguments: str = ""  # the JSON text the model wrote (streamed before the call was refused)
 
 
 @dataclass(frozen=True)

@@ -1,11 +1,15 @@
 """Logits processors over the joint logits ``[vocab ; toolkens]``.
 
-Every constraint on decoding is a small object with one method,
-``process_logits(input_ids, logits, *, reply="")`` (``reply``: the visible text of the
-turn so far), that returns a masked or shifted copy: :class:`ToolChoice` (which
-toolkens may fire), :class:`ReplyStartGuard` (what a reply may not open with) and
-:class:`ResultCopy` (quote the result); argument constraints follow the same shape
-(:class:`toolken_agent.arguments.ArgumentConstraint`). ``tool_choice``:
+Every constraint on decoding is one of transformers' logits processors
+(:class:`transformers.LogitsProcessor`): ``processor(input_ids, scores)`` with
+``input_ids`` ``(1, T)`` and ``scores`` ``(1, V)``, returning the masked or shifted
+scores, so a chain is a :class:`transformers.LogitsProcessorList`. What a processor
+needs beyond the two (the turn's visible text, the call gate's verdict) it reads through
+a callable it was built with; what changes its state (a call made, a token accepted)
+the decoder tells it through a method. :class:`ToolChoice` (which toolkens may fire),
+:class:`ReplyStartGuard` (what a reply may not open with), :class:`ResultCopy` (quote
+the result) and :class:`toolken_agent.arguments.ArgumentConstraint` (the arguments'
+schema). ``tool_choice``:
 
 =================  ==============================================================
 ``auto``           toolkens compete with words (optionally shifted by a bias)
@@ -18,9 +22,10 @@ a tool's name      the first decision must be that tool's toolken, and only one 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Sequence
+from typing import Callable, Sequence
 
 import torch
+from transformers import LogitsProcessor, LogitsProcessorList
 
 from .errors import ToolkenError
 
@@ -28,13 +33,16 @@ NEG_INF = float("-inf")
 
 
 @dataclass
-class ToolChoice:
+class ToolChoice(LogitsProcessor):
     """Masks the joint logits according to ``choice``; tracks the calls of one request.
 
     ``max_calls`` bounds the calls of one request (everything after the user's last
     message, so an agent loop that sends results back is bounded too); ``prior_calls``
     is how many of them the history already holds. ``per_turn`` bounds the calls of one
     assistant turn (LangChain's ``parallel_tool_calls``); ``None`` leaves only ``max_calls``.
+    ``gate``: the separate whether-to-call decision (:mod:`toolken_agent.gate`), asked
+    with the unprocessed scores ``(1, V + n_tools)`` where ``auto`` may call; ``None``
+    lets toolkens and words compete on their logits.
     """
 
     choice: str
@@ -45,6 +53,7 @@ class ToolChoice:
     anywhere: bool = False  # False: toolkens compete only where a call may start (see below)
     prior_calls: int = 0
     per_turn: int | None = None
+    gate: Callable[[torch.Tensor], bool] | None = None
     calls_made: int = field(default=0, init=False)
     turn_calls: int = field(default=0, init=False)
     at_decision: bool = field(default=True, init=False)
@@ -72,39 +81,46 @@ class ToolChoice:
             return False  # a named tool: one call
         return self.anywhere or self.at_decision
 
-    def process_logits(self, input_ids: Sequence[int], logits: torch.Tensor, *, reply: str = "",
-                       gate: bool | None = None) -> torch.Tensor:
-        """``logits`` ``(V + n_tools,)`` -> masked copy; ``input_ids`` is the context so far.
+    def gate_verdict(self, scores: torch.Tensor) -> bool | None:
+        """The gate's say at this open step: ``False`` keeps the toolkens out, ``True`` makes it a call.
+
+        The gate speaks only where ``auto`` decides; once the call it opened for was
+        refused (``banned``), the reply is words, not another tool.
+        """
+        if self.gate is None or self.forced or self.choice != "auto":
+            return None
+        return False if self.banned else self.gate(scores)
+
+    def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
+        """``scores`` ``(1, V + n_tools)`` -> masked copy; ``input_ids`` ``(1, T)`` is not read.
 
         Unless ``anywhere``, a call may start only at a decision point: the first
         token of an assistant turn, or right after a call, where chat agents call;
         mid-sentence is where small models misfire. The tool just called cannot fire
         again at once, nor a toolken whose call was refused at this point (``banned``).
-        ``gate`` is a separate whether-to-call decision (:mod:`toolken_agent.gate`):
-        ``False`` keeps the toolkens out, ``True`` makes this step a call; ``None``
-        lets toolkens and words compete on their logits.
         """
-        logits = logits.clone()
-        tools = logits[self.vocab_size :]
+        out = scores.clone()
+        words, tools = out[..., : self.vocab_size], out[..., self.vocab_size :]
         tools += self.tool_bias
         for k in self.banned | ({self.last_tool} if self.last_tool is not None else set()):
-            tools[k] = NEG_INF
-        open_ = self.tools_open() and bool(torch.isfinite(tools).any())
-        if not open_:
+            tools[..., k] = NEG_INF
+        if not self.tools_open() or not bool(torch.isfinite(tools).any()):
             tools.fill_(NEG_INF)
-            return logits
+            return out
         if self.forced:
-            logits[: self.vocab_size] = NEG_INF
+            words.fill_(NEG_INF)
             if self.choice != "required":
                 keep = self.tool_names.index(self.choice)
-                mask = torch.ones_like(tools, dtype=torch.bool)
-                mask[keep] = False
-                tools[mask] = NEG_INF
-        elif gate is False:
+                others = torch.ones(tools.shape[-1], dtype=torch.bool)
+                others[keep] = False
+                tools[..., others] = NEG_INF
+            return out
+        verdict = self.gate_verdict(scores)
+        if verdict is False:
             tools.fill_(NEG_INF)
-        elif gate is True:
-            logits[: self.vocab_size] = NEG_INF
-        return logits
+        elif verdict is True:
+            words.fill_(NEG_INF)
+        return out
 
     def called(self, tool: int) -> None:
         self.calls_made += 1
@@ -128,32 +144,39 @@ class ToolChoice:
         self.banned = set()
 
 
+def no_text() -> str:
+    return ""
+
+
 @dataclass
-class ResultCopy:
+class ResultCopy(LogitsProcessor):
     """Leans the reply after tool results toward quoting them.
 
     A small frozen model asked to answer from a result often paraphrases it away or
     invents another number; the user wanted the result. While a result's text is not
-    yet in the reply, the tokens of that text get ``bias`` added, so the model, which
-    still writes every word, finds the result's tokens easier to pick. Once every result
-    appears in the reply the processor does nothing.
+    yet in the reply (``reply()``, the turn's visible text so far), the tokens of that
+    text get ``bias`` added, so the model, which still writes every word, finds the
+    result's tokens easier to pick. Once every result appears in the reply the
+    processor does nothing.
     """
 
     results: Sequence[str]  # the tool results the reply should quote
     token_ids: Sequence[int]  # the vocabulary ids of their tokens
     bias: float = 2.0
+    reply: Callable[[], str] = no_text
 
-    def process_logits(self, input_ids: Sequence[int], logits: torch.Tensor, *, reply: str = "") -> torch.Tensor:
+    def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
+        reply = self.reply()
         if self.bias == 0 or not self.token_ids or all(r.strip() in reply for r in self.results):
-            return logits
-        logits = logits.clone()
-        logits[list(self.token_ids)] += self.bias
-        return logits
+            return scores
+        out = scores.clone()
+        out[..., list(self.token_ids)] += self.bias
+        return out
 
 
 @dataclass
-class ReplyStartGuard:
-    """Tokens a reply may not open with: until the reply holds visible text, ``banned`` are ``-inf``.
+class ReplyStartGuard(LogitsProcessor):
+    """Tokens a reply may not open with: until ``reply()`` holds visible text, ``banned`` are ``-inf``.
 
     The decoder bans the end token, whitespace and ``<`` (no empty reply, and no call
     markup written as text, which ends the reply empty at its stop) and, right after a
@@ -161,8 +184,9 @@ class ReplyStartGuard:
     """
 
     banned: torch.Tensor  # (k,) long
+    reply: Callable[[], str] = no_text
 
-    def process_logits(self, input_ids: Sequence[int], logits: torch.Tensor, *, reply: str = "") -> torch.Tensor:
-        if reply.strip() or not len(self.banned):
-            return logits
-        return logits.index_fill(0, self.banned, NEG_INF)
+    def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
+        if not len(self.banned) or self.reply().strip():
+            return scores
+        return scores.index_fill(-1, self.banned, NEG_INF)

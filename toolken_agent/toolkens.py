@@ -39,6 +39,7 @@ from .features import Features, check_context, extract_features
 from .gate import CallGate
 from .head import ToolkenHead, joint_logits
 from .hub import resolve_checkpoint
+from .memo import memo
 from .model import FrozenLM, load_model
 from .model_card import LIBRARY_NAME, TAGS, card_text
 from .priors import DEFAULT_PRIOR, build_priors
@@ -148,6 +149,15 @@ class FitInterrupted(TrainingInterrupted):
         super().__init__(result)
         self.toolkens = toolkens
         self.stage = stage
+
+
+def _check_given_features(features: Features, conversations: int, results: bool) -> None:
+    """Refuse a frozen pass handed to :meth:`Toolkens.fit` that cannot be the conversations'."""
+    if results:
+        raise ValueError("features given with results=True: result turns change the conversations they were run over")
+    examples = torch.unique(features.example).tolist() if len(features) else []
+    if examples != list(range(conversations)):
+        raise ValueError(f"features hold examples {examples[:3]}..., not one per conversation (0..{conversations - 1})")
 
 
 @contextlib.contextmanager
@@ -282,6 +292,16 @@ class Toolkens(ModelHubMixin, library_name=LIBRARY_NAME, tags=list(TAGS)):
         check_context(rendered, conversations, self.lm)
         return rendered
 
+    def built_in_negative_features(self, negatives: Sequence[Conversation], *,
+                                   on_progress: Callable[[int], None] | None = None) -> Features:
+        """The frozen pass over the built-in negatives, run once per model and toolset.
+
+        Apart from the user's conversations, so that a caller handing :meth:`fit` their
+        frozen pass (a benchmark) trains on the same rows, in the same order, as ``train``.
+        """
+        return memo(self.lm, f"built_in_negative_features:{len(negatives)}:{','.join(self.toolset.names)}",
+                    lambda: self.features(negatives, on_progress=on_progress))
+
     @classmethod
     def fit(
         cls,
@@ -298,7 +318,8 @@ class Toolkens(ModelHubMixin, library_name=LIBRARY_NAME, tags=list(TAGS)):
         negatives: bool = FIT.negatives,
         results: bool = FIT.results,
         call_false_positives: float | None = FIT.call_false_positives,
-        check: Sequence[Conversation] = (),
+        check: Sequence[Conversation] | Features = (),
+        features: Features | None = None,
         progress: FitProgress | None = None,
     ) -> tuple["Toolkens", FitReport]:
         """Build priors, cache features, train on all but a held-out share, report accuracy.
@@ -319,13 +340,20 @@ class Toolkens(ModelHubMixin, library_name=LIBRARY_NAME, tags=list(TAGS)):
         the head's margin.
         ``check``: a few real requests with their calls, when the training texts are
         unlike them (synthetic); the tool choice then leans toward the priors as far as
-        that decides these better (:func:`~toolken_agent.training.choose_mix`).
+        that decides these better (:func:`~toolken_agent.training.choose_mix`); its
+        frozen pass (:class:`Features`) where the caller already ran it.
         ``progress`` hears each phase start, advance and end (:class:`FitProgress`);
         ``report.phase_seconds`` keeps each phase's time.
+        ``features``: the frozen pass over ``conversations`` (example ``i`` is
+        ``conversations[i]``) where the caller already ran it, as a benchmark fitting
+        many heads on one data set does. The built-in negatives are run apart either way
+        and appended. Not with ``results``, which changes the conversations.
 
         Raises :class:`FitInterrupted` (a :class:`~toolken_agent.training.TrainingInterrupted`)
         on Ctrl-C at any stage, with the last good state as ``exc.toolkens``.
         """
+        if features is not None:
+            _check_given_features(features, len(conversations), results)
         report = FitReport()
 
         def advance(phase: str) -> Callable[..., None]:
@@ -350,10 +378,15 @@ class Toolkens(ModelHubMixin, library_name=LIBRARY_NAME, tags=list(TAGS)):
             advance("caching")(n)
 
         with _interruptible(toolkens, report, "caching features"):
-            rendered = toolkens._rendered(conversations)
-            with _phase(report, progress, "caching", sum(len(r.input_ids) for r in rendered)):
-                feats = extract_features(lm, rendered, on_progress=count_tokens)
-        report.cache_seconds = report.phase_seconds["caching"]
+            if features is not None:
+                feats = features
+            else:
+                rendered = toolkens._rendered(conversations[:given])
+                with _phase(report, progress, "caching", sum(len(r.input_ids) for r in rendered)):
+                    feats = extract_features(lm, rendered, on_progress=count_tokens)
+            if report.negatives_added:
+                feats = feats.extended(toolkens.built_in_negative_features(conversations[given:], on_progress=count_tokens))
+        report.cache_seconds = report.phase_seconds.get("caching", 0.0)
         train_idx, held_idx = split_holdout(len(conversations), holdout, seed=config.seed)
         train_feats = feats.for_examples(train_idx)
         report.examples, report.heldout_examples = len(train_idx), len(held_idx)
@@ -391,13 +424,16 @@ class Toolkens(ModelHubMixin, library_name=LIBRARY_NAME, tags=list(TAGS)):
                                                              target=call_false_positives)
         if held_feats is not None:
             report.heldout = selection_accuracy(toolkens.head, held_feats)
-        if check:
-            report.check_examples = len(check)
+        if len(check):
             with _interruptible(toolkens, report, "choosing the tool-choice mix"):
-                check_rendered = toolkens._rendered(check)
-                with _phase(report, progress, "tool-choice mix", sum(len(r.input_ids) for r in check_rendered)):
-                    check_feats = extract_features(lm, check_rendered, on_progress=advance("tool-choice mix"))
-                    report.mix, report.mix_scores = choose_mix(toolkens.head, check_feats, mixes=MIXES)
+                if isinstance(check, Features):
+                    check_feats = check
+                else:
+                    check_rendered = toolkens._rendered(check)
+                    with _phase(report, progress, "tool-choice mix", sum(len(r.input_ids) for r in check_rendered)):
+                        check_feats = extract_features(lm, check_rendered, on_progress=advance("tool-choice mix"))
+                report.check_examples = len(torch.unique(check_feats.example))
+                report.mix, report.mix_scores = choose_mix(toolkens.head, check_feats, mixes=MIXES)
         toolkens.training = report.as_dict()
         toolkens.demos = call_demos([conversations[i] for i in train_idx])
         toolkens.toolset = with_demos(toolkens.toolset, toolkens.demos)

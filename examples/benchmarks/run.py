@@ -37,23 +37,21 @@ from toolken_agent.conversation import Conversation, parse_messages
 from toolken_agent.features import Features
 from toolken_agent.model import FrozenLM
 from toolken_agent.priors import PRIOR_KINDS
+from toolken_agent.toolkens import Toolkens
 from toolken_agent.training import no_call_rate
 
 from . import datasets as ds
 from .prompted import evaluate_prompted
 from .suite import (
     METHODS,
-    Method,
     cached_features,
     cap_per_tool,
-    choose_lambda,
     end_to_end,
     examples_per_tool,
-    initial_head,
+    fit,
     reply_start_features,
     score,
     select_examples,
-    train,
 )
 
 LOADERS: dict[str, Callable[[], ds.BenchSet]] = {
@@ -171,22 +169,25 @@ def run_dataset(lm: FrozenLM, name: str, plan: Plan) -> dict[str, Any]:
         "train_positions": len(train_feats), "cache_seconds": round(train_seconds + test_seconds, 1),
         "methods": {}, "priors_zero_shot": {},
     }
-    heads: dict[str, Any] = {}
+    fitted: dict[str, Toolkens] = {}
     foreign = FOREIGN.get(name, "gsm8k-xl")
     questions = [r["messages"][0]["content"] for r in subsample(load_bench(foreign).test, FOREIGN_QUESTIONS)]
     negatives = reply_start_features(lm, questions[: plan.max_test or FOREIGN_QUESTIONS])
     out["foreign_negatives"] = {"from": foreign, "questions": len(negatives)}
-    for kind in PRIOR_KINDS:
-        zero = Method(f"prior-{kind}", kind, None, True, trained=False, calibrated=True)
-        head = initial_head(lm, specs, zero, 0)
+    for kind in PRIOR_KINDS:  # each prior alone: untrained rows, calibrated bias
+        head = Toolkens.from_priors(lm, bench.toolset, prior=kind, calibrate=True).head
         out["priors_zero_shot"][kind] = {**score(head, test_feats), "no_call_foreign": no_call_rate(head, negatives)}
     for method in METHODS:
         start = time.perf_counter()
-        lam, sweep = choose_lambda(lm, specs, method, train_feats, epochs=plan.epochs) if method.trained else (None, {})
+        lam, sweep = method.lambda_, {}
         seeds = plan.seeds if method.trained else (0,)
         runs = {}
         for seed in seeds:
-            head = train(lm, specs, method, train_feats, seed=seed, lambda_=lam or 0.0, epochs=plan.epochs, check=check_feats)
+            toolkens, report = fit(lm, bench.toolset, method, train_convs, train_feats, seed=seed, epochs=plan.epochs,
+                                   lambda_=lam, check=check_feats)
+            if report is not None and seed == seeds[0]:  # the lambda the first seed chose is every seed's
+                lam, sweep = report.lambda_, report.lambda_sweep
+            head = toolkens.head
             every_call = score(head, test_feats, all_calls=True)  # every hop / plan step, teacher-forced
             runs[str(seed)] = {**score(head, test_feats), "no_call_foreign": no_call_rate(head, negatives)}
             if head.mix < 1.0:
@@ -194,7 +195,7 @@ def run_dataset(lm: FrozenLM, name: str, plan: Plan) -> dict[str, Any]:
             if "select" in every_call:
                 runs[str(seed)]["select_all_calls"] = every_call["select"]
             if seed == seeds[0]:
-                heads[method.name] = head
+                fitted[method.name] = toolkens
         summary = {k: spread([r[k] for r in runs.values()]) for k in ("select", "choice", "no_call", "no_call_foreign", "select_all_calls") if all(k in r for r in runs.values())}
         out["methods"][method.name] = {"describe": method.describe(), "lambda": lam, "lambda_sweep": sweep,
                                        "seeds": runs, **summary, "seconds": round(time.perf_counter() - start, 1)}
@@ -207,26 +208,26 @@ def run_dataset(lm: FrozenLM, name: str, plan: Plan) -> dict[str, Any]:
         out["prompted"][variant] = res
         log(f"{name}: {variant:<15} select {res['select']:.3f} over {res['examples']} {res['skipped']}")
     if plan.e2e.get(name):
-        out["end_to_end"] = decode_for_real(lm, name, bench, heads, test_convs[: plan.e2e[name]], train_convs)
+        out["end_to_end"] = decode_for_real(name, fitted, test_convs[: plan.e2e[name]])
     if name in plan.scarcity:
-        out["scarcity"] = scarcity(lm, specs, train_convs, train_feats, test_feats, plan.scarcity[name], plan, check_feats)
+        out["scarcity"] = scarcity(lm, bench.toolset, train_convs, train_feats, test_feats, plan.scarcity[name], plan,
+                                   check_feats)
     return out
 
 
-def decode_for_real(lm: FrozenLM, name: str, bench: ds.BenchSet, heads: dict[str, Any], tests: list[Conversation],
-                    train_convs: list[Conversation]) -> dict[str, Any]:
-    """End-to-end decoding per toolken method (seed 0), plus the same LM with no tools."""
+def decode_for_real(name: str, fitted: dict[str, Toolkens], tests: list[Conversation]) -> dict[str, Any]:
+    """End-to-end decoding per trained toolken method (seed 0), plus the same LM with no tools."""
     results = {}
-    for method, head in [("no-tools", heads["ours"]), *((m, h) for m, h in heads.items() if m != "zero-shot")]:
-        res = end_to_end(lm, bench.toolset, head, tests, train_convs, tool_choice="none" if method == "no-tools" else "auto")
+    for method, toolkens in [("no-tools", fitted["ours"]), *((m, t) for m, t in fitted.items() if m != "zero-shot")]:
+        res = end_to_end(toolkens, tests, tool_choice="none" if method == "no-tools" else "auto")
         results[method] = res
         log(f"{name}: e2e {method:<11} tool {res['tool_selection_accuracy']} args {res['argument_exact_match']} "
             f"answer {res['answer_accuracy']} ({res['seconds']:.0f} s)")
     return results
 
 
-def scarcity(lm: FrozenLM, specs, train_convs, train_feats, test_feats, ks: Sequence[int], plan: Plan,
-             check_feats: Features | None = None) -> dict:
+def scarcity(lm: FrozenLM, toolset: Any, train_convs: Sequence[Conversation], train_feats: Features, test_feats: Features,
+             ks: Sequence[int], plan: Plan, check_feats: Features | None = None) -> dict:
     """``select`` against training conversations per tool, per trained method and seed.
 
     A method that chooses lambda on a split of its training data does so here too, on
@@ -243,10 +244,10 @@ def scarcity(lm: FrozenLM, specs, train_convs, train_feats, test_feats, ks: Sequ
             for seed in plan.seeds:
                 chosen = examples_per_tool(train_convs, k, seed=seed)
                 feats = select_examples(train_feats, chosen)
-                lam, _ = choose_lambda(lm, specs, method, feats, seed=seed, epochs=plan.epochs)
-                head = train(lm, specs, method, feats, seed=seed, lambda_=lam, epochs=plan.epochs, check=check_feats)
-                runs.append(score(head, test_feats)["select"])
-                lambdas.append(lam)
+                toolkens, report = fit(lm, toolset, method, [train_convs[i] for i in chosen], feats, seed=seed,
+                                       epochs=plan.epochs, check=check_feats)
+                runs.append(score(toolkens.head, test_feats)["select"])
+                lambdas.append(report.lambda_)
             curve[method.name][str(k)] = {**spread(runs), "lambdas": lambdas}
         log(f"scarcity {method.name}: " + " ".join(f"{k}:{v['mean']:.3f}" for k, v in curve[method.name].items()))
     return curve

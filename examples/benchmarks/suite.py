@@ -2,29 +2,33 @@
 
 Every toolken method shares the frozen LM, so each data set is run through it once
 (:func:`cached_features`, kept on disk per model) and every method, seed and
-training-set size is then a few seconds of head training on the same tensors. The
-methods differ only where the papers differ:
+training-set size is then a few seconds of head training on the same tensors. Each
+method is a configuration of the product's own constructors, never a re-assembly of
+their parts: a trained method is a set of :meth:`Toolkens.fit` keywords, the untrained
+one is :meth:`Toolkens.bind` (what ``ChatToolken`` and ``chat --tools`` do for a tool
+without a checkpoint). The methods differ only where the papers differ:
 
 ==============  ====================  ===========  ======  ================================
 method          prior (initial rows)  lambda       bias    trained
 ==============  ====================  ===========  ======  ================================
-zero-shot       lm-head+description   n/a          calib.  no: prior rows, bias read off
-                                                           negatives (what ``bind_tools``
-                                                           does for an untrained tool)
+zero-shot       lm-head+description   n/a          calib.  no: ``Toolkens.bind``, rows
+                                                           calibrated on negatives, tools
+                                                           ranked by standardized score
 toolkengpt      random                0            no      yes (ToolkenGPT, Hao et al. 2023)
 paper           name (hidden mean)    0.01         no      yes (Li et al. 2025)
-ours            lm-head+description   chosen on a  calib.  yes, from zero-shot's rows
-                                      train split          and bias, plus the 16 built-in
-                                                           no-tool requests
+ours            lm-head+description   chosen on a  calib.  yes: ``fit``'s defaults, as
+                                      train split          ``toolken-agent train`` (the
+                                                           16 built-in no-tool requests,
+                                                           the call gate, the mix)
 ==============  ====================  ===========  ======  ================================
 
 All trained methods see the same positions with the same joint loss (calls and ordinary
 text, so toolkens learn when *not* to fire); only initialization, regularizer, bias and
-``ours``' 16 extra requests differ. ``ours`` picks lambda from ``LAMBDAS`` by decision
-accuracy (calls and no-calls) on a 20% split of its training data (an exact tie goes
-to the larger lambda); never on test data. This is what
-``toolken-agent train`` does by default (:func:`toolken_agent.training.choose_lambda`,
-:func:`toolken_agent.augment.with_built_in_negatives`).
+``ours``' 16 extra requests, gate and mix differ. Every fit trains on all of its data
+(``holdout=0``) and without result turns (``results=False``: the suite scores where a
+call starts, not the reply after a result). ``ours`` picks lambda from ``LAMBDAS`` by
+decision accuracy on a 20% split of its training data, once per data set with the first
+seed (:func:`toolken_agent.training.choose_lambda`); never on test data.
 
 Scoring happens where the toolken decides (teacher-forced test turns):
 
@@ -39,56 +43,64 @@ Scoring happens where the toolken decides (teacher-forced test turns):
 from __future__ import annotations
 
 import hashlib
+import inspect
 import json
 import os
 import random
-from collections.abc import Sequence
-from dataclasses import dataclass, fields
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 import torch
 from safetensors.torch import load_file, save_file
 
-from toolken_agent.calibration import as_no_call_features, negative_decisions, reply_start_decisions, zero_shot_bias
+from toolken_agent.calibration import as_no_call_features, reply_start_decisions
 from toolken_agent.chat_format import ChatFormat
 from toolken_agent.conversation import Conversation
-from toolken_agent.augment import negative_conversations
 from toolken_agent.features import Features, extract_features
 from toolken_agent.head import ToolkenHead
-from toolken_agent.memo import memo
 from toolken_agent.model import FrozenLM, cache_dir
-from toolken_agent.priors import build_priors
 from toolken_agent.tool import ToolSpec
-from toolken_agent.training import LAMBDAS, TrainConfig, choose_mix, no_call_rate, predict_decisions, train_gate, train_head
-from toolken_agent.training import choose_lambda as training_choose_lambda
+from toolken_agent.toolkens import FitReport, Toolkens
+from toolken_agent.toolset import Toolset
+from toolken_agent.training import LAMBDAS, TrainConfig, no_call_rate, predict_decisions
 
 
 @dataclass(frozen=True)
 class Method:
+    """A benchmark method: the :meth:`Toolkens.fit` keywords it trains with, or ``None``: bound untrained."""
+
     name: str
-    prior: str
-    lambda_: float | None  # None: chosen from LAMBDAS on a split of the training data
-    bias: bool
-    trained: bool = True
-    calibrated: bool = False  # bias starts at the zero-shot calibration (else 0)
-    negatives: bool = False  # trained with the built-in no-tool requests added
-    check: bool = False  # tool-choice mix with the priors chosen on real questions, where the data set has spare ones
-    gate: bool = False  # a whether-to-call gate fitted on the training decisions (toolken_agent.gate)
+    fit: Mapping[str, Any] | None = field(default_factory=dict)  # over fit's defaults
+    lambda_: float | None = None  # None: fit's sweep over LAMBDAS
+    check: bool = False  # the tool-choice mix chosen on real check questions, where the data set has spare ones
+
+    @property
+    def trained(self) -> bool:
+        return self.fit is not None
 
     def describe(self) -> str:
-        bias = "calibrated bias" if self.calibrated else ("bias" if self.bias else "no bias")
-        if not self.trained:
-            return f"{self.prior} prior, {bias}, no training"
+        if self.fit is None:
+            return "lm-head+description rows, calibrated bias, standardized tool choice, no training (Toolkens.bind)"
+        settings = {**_fit_defaults(), **self.fit}
+        bias = "calibrated bias" if settings["bias"] and settings["calibrate"] else ("bias" if settings["bias"] else "no bias")
         lam = "lambda chosen on train split" if self.lambda_ is None else f"lambda {self.lambda_:g}"
-        return (f"{self.prior} prior, {lam}, {bias}" + (", built-in no-tool requests" if self.negatives else "")
+        return (f"{settings['prior']} prior, {lam}, {bias}" + (", built-in no-tool requests" if settings["negatives"] else "")
+                + (", call gate" if settings["call_false_positives"] is not None else "")
                 + (", tool choice mixed with the priors as real check questions prefer" if self.check else ""))
 
 
+def _fit_defaults() -> dict[str, Any]:
+    return {k: p.default for k, p in inspect.signature(Toolkens.fit).parameters.items() if p.default is not p.empty}
+
+
 METHODS = (
-    Method("zero-shot", "lm-head+description", None, True, trained=False, calibrated=True),
-    Method("toolkengpt", "random", 0.0, False),
-    Method("paper", "name", 0.01, False),
-    Method("ours", "lm-head+description", None, True, calibrated=True, negatives=True, check=True, gate=True),
+    Method("zero-shot", None),
+    Method("toolkengpt", dict(prior="random", bias=False, calibrate=False, negatives=False, call_false_positives=None),
+           lambda_=0.0),
+    Method("paper", dict(prior="name", bias=False, calibrate=False, negatives=False, call_false_positives=None),
+           lambda_=0.01),
+    Method("ours", {}, check=True),
 )
 
 
@@ -124,52 +136,23 @@ def cached_features(lm: FrozenLM, specs: Sequence[ToolSpec], conversations: Sequ
     return feats, seconds
 
 
-# -- heads ---------------------------------------------------------------------------------
-def initial_head(lm: FrozenLM, specs: Sequence[ToolSpec], method: Method, seed: int) -> ToolkenHead:
-    head = ToolkenHead(build_priors(lm, specs, method.prior, seed=seed), bias=method.bias)
-    if method.calibrated:
-        with torch.no_grad():
-            head.bias.copy_(zero_shot_bias(lm, head.weight))
-    head.anchor_bias()
-    return head
+# -- toolkens --------------------------------------------------------------------------------
+def fit(lm: FrozenLM, toolset: Toolset, method: Method, conversations: Sequence[Conversation], feats: Features, *,
+        seed: int, epochs: int = 20, lambda_: float | None = None,
+        check: Features | None = None) -> tuple[Toolkens, FitReport | None]:
+    """``method``'s toolkens for ``toolset``, trained on ``conversations`` (their frozen pass: ``feats``).
 
-
-
-
-def training_features(lm: FrozenLM, specs: Sequence[ToolSpec], method: Method, feats: Features) -> Features:
-    """``feats``, plus the built-in no-tool requests for a method trained with them.
-
-    Their features are read once per model and toolset: the sweep and every scarcity
-    size and seed would otherwise render, hash and load them again.
+    ``lambda_`` fixes the regularizer weight where the method would sweep (the run
+    sweeps once per data set, with its first seed); ``check``: real questions' features,
+    for a method that chooses its tool-choice mix on them. No report for ``zero-shot``.
     """
-    if not method.negatives:
-        return feats
-    key = "bench_negatives:" + ",".join(s.name for s in specs)
-    return feats.extended(memo(lm, key, lambda: cached_features(lm, specs, negative_conversations())[0]))
-
-
-def train(lm: FrozenLM, specs: Sequence[ToolSpec], method: Method, feats: Features, *, seed: int,
-          lambda_: float, epochs: int = 20, check: Features | None = None) -> ToolkenHead:
-    """A trained head; for a method with ``check``, its tool-choice mix chosen on ``check`` (real questions)."""
-    head = initial_head(lm, specs, method, seed)
-    if method.trained:
-        train_feats = training_features(lm, specs, method, feats)
-        train_head(head, train_feats, TrainConfig(epochs=epochs, lambda_=lambda_, seed=seed))
-        if method.gate:  # as Toolkens.fit does, thresholded on the training decisions (the suite holds none out)
-            quiet = as_no_call_features(lm, *negative_decisions(lm))
-            head.gate, _ = train_gate(head, train_feats, None, quiet=quiet)
-        if method.check and check is not None:
-            choose_mix(head, check)
-    return head
-
-
-def choose_lambda(lm: FrozenLM, specs: Sequence[ToolSpec], method: Method, feats: Features,
-                  *, seed: int = 0, epochs: int = 20) -> tuple[float, dict[str, float]]:
-    """The method's lambda, or the one :func:`toolken_agent.training.choose_lambda` picks on a 20% split."""
-    if method.lambda_ is not None:
-        return method.lambda_, {}
-    return training_choose_lambda(lambda: initial_head(lm, specs, method, seed), training_features(lm, specs, method, feats),
-                                  TrainConfig(epochs=epochs, seed=seed), lambdas=LAMBDAS)
+    if method.fit is None:
+        return Toolkens.bind(lm, toolset), None
+    lam = lambda_ if lambda_ is not None else method.lambda_
+    config = TrainConfig(epochs=epochs, lambda_=lam if lam is not None else TrainConfig.lambda_, seed=seed)
+    return Toolkens.fit(lm, toolset, conversations, features=feats, holdout=0.0, results=False, config=config,
+                        lambdas=LAMBDAS if lam is None else None,
+                        check=check if method.check and check is not None else (), **method.fit)
 
 
 # -- scoring -------------------------------------------------------------------------------
@@ -244,21 +227,17 @@ def cap_per_tool(records: Sequence[dict], cap: int, *, seed: int = 0) -> list[di
     return [records[i] for i in keep]
 
 
-def end_to_end(lm: FrozenLM, toolset: Any, head: ToolkenHead, tests: Sequence[Conversation], train_convs: Sequence[Conversation],
-               *, tool_choice: str = "auto", max_new_tokens: int = 64) -> dict[str, Any]:
+def end_to_end(toolkens: Toolkens, tests: Sequence[Conversation], *, tool_choice: str = "auto",
+               max_new_tokens: int = 64) -> dict[str, Any]:
     """Decode the test turns for real (ToolkenGPT's protocol: calls may fire mid-text), tools run.
 
     Tool selection is then the first call anywhere in the reply; answer accuracy whether
     the final text states the gold answer. The demos the decoder shows while the LM
-    writes arguments come from the training conversations, as ``Toolkens.fit`` stores them.
+    writes arguments are the ones :meth:`Toolkens.fit` kept from the training conversations.
     """
-    from toolken_agent.data import call_demos, with_demos
     from toolken_agent.decoding import DecodeConfig
     from toolken_agent.evaluation import evaluate
-    from toolken_agent.toolkens import Toolkens
 
-    demos = call_demos(list(train_convs))
-    toolkens = Toolkens(lm, with_demos(toolset, demos), head, demos=demos)
     config = DecodeConfig(max_new_tokens=max_new_tokens, calls_anywhere=True, tool_choice=tool_choice, max_calls=4)
     return evaluate(toolkens, tests, config).as_dict()
 
