@@ -56,7 +56,8 @@ from toolken_agent.augment import negative_conversations
 from toolken_agent.features import Features, extract_features
 from toolken_agent.head import ToolkenHead
 from toolken_agent.memo import memo
-from toolken_agent.model import FrozenLM, cache_dir
+from toolken_agent.model import FrozenLM
+from toolken_agent.store import cache_dir
 from toolken_agent.priors import build_priors
 from toolken_agent.tool import ToolSpec
 from toolken_agent.training import LAMBDAS, TrainConfig, choose_mix, no_call_rate, predict_decisions, train_gate, train_head
