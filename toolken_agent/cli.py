@@ -121,7 +121,7 @@ def train(
         config = TrainConfig(epochs=epochs, lr=lr, lambda_=lambda_value, seed=seed)
         start = time.perf_counter()
         lm = load_model(model, dtype=dtype)
-        err.print(f"model [bold]{escape(lm.name)}[/bold] ({str(lm.dtype).replace('torch.', '')}, loaded in {time.perf_counter() - start:.1f} s)", highlight=False)
+        err.print(f"model [bold]{escape(lm.name)}[/bold] ({lm.precision}, loaded in {time.perf_counter() - start:.1f} s)", highlight=False)
         if not conversations:
             toolkens = Toolkens.from_priors(lm, toolset, prior=prior, bias=bias, seed=seed, lambda_=lambda_value, calibrate=calibrate)
             saved = save_or_rescue(toolkens, out_dir)

@@ -23,7 +23,7 @@ import torch
 from .chat_format import Rendered
 from .conversation import Conversation
 from .errors import DataError
-from .model import FrozenLM
+from .engine import LanguageModel
 
 
 @dataclass
@@ -71,7 +71,7 @@ class Features:
         return self.subset(wanted[self.example])
 
 
-def check_context(rendered: Sequence[Rendered], conversations: Sequence[Conversation], lm: FrozenLM) -> None:
+def check_context(rendered: Sequence[Rendered], conversations: Sequence[Conversation], lm: LanguageModel) -> None:
     """Refuse a conversation longer than the model's context, naming its ``file:line``.
 
     The frozen pass over a conversation many times the context ran for many minutes
@@ -90,7 +90,7 @@ def check_context(rendered: Sequence[Rendered], conversations: Sequence[Conversa
 
 @torch.inference_mode()
 def extract_features(
-    lm: FrozenLM,
+    lm: LanguageModel,
     rendered: Sequence[Rendered],
     *,
     max_batch_tokens: int = 4096,
@@ -117,7 +117,7 @@ def extract_features(
             seq = rendered[i].input_ids
             ids[row, : len(seq)] = torch.tensor(seq, dtype=torch.long)
             mask[row, : len(seq)] = 1
-        hidden, _ = lm.hidden_states(ids.to(lm.device), mask.to(lm.device))  # (B, T, d)
+        hidden = lm.final_hidden(ids, mask)  # (B, T, d)
         rows, targets, decisions, examples = [], [], [], []
         for row, i in enumerate(batch):
             r = rendered[i]

@@ -8,19 +8,20 @@ model directory or hub id) is :mod:`toolken_agent.store`'s job; this module comp
 
 from __future__ import annotations
 
-import hashlib
-import json
+import importlib.util
+import os
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import torch
 import torch.nn.functional as F
 from safetensors import SafetensorError
 
+from .engine import ARCH_KEYS, LanguageModel, weights_fingerprint
 from .errors import ModelError
-from .store import DEFAULT_MODEL, resolve_model
+from .store import DEFAULT_MODEL, gguf_of, resolve_model
 
 
 @dataclass
@@ -30,7 +31,9 @@ class FrozenLM:
     ``hidden_states`` gives the final hidden states (after the last norm), the only
     thing the toolken head reads; ``vocab_logits`` turns them into vocabulary logits in
     fp32, because bf16 rounding of the logits is enough to flip a toolken's fire-or-not
-    decision.
+    decision. It implements :class:`toolken_agent.engine.LanguageModel`; ``model`` and
+    ``hidden_states`` (with transformers' keyword arguments) are for transformers-only
+    callers such as the benchmarks.
     """
 
     model: Any
@@ -108,23 +111,63 @@ class FrozenLM:
 
     @property
     def fingerprint(self) -> str:
-        """Identifies the weights and tokenizer a checkpoint was trained against.
-
-        Hashes the architecture, the vocabulary, and a strided sample of the output
-        embedding rounded to bf16, so loading the same weights in fp32 or bf16 gives
-        the same fingerprint while another model (or a retokenized one) does not.
-        """
+        """Identifies the weights and tokenizer a checkpoint was trained against (:func:`weights_fingerprint`)."""
         if self._fingerprint is None:
-            h = hashlib.sha256()
             cfg = self.model.config
-            arch = {k: getattr(cfg, k, None) for k in ("model_type", "hidden_size", "num_hidden_layers", "vocab_size")}
-            h.update(json.dumps(arch, sort_keys=True).encode())
-            vocab = sorted(self.tokenizer.get_vocab().items())
-            h.update(json.dumps(vocab, ensure_ascii=False).encode())
-            rows = self.lm_head.weight.detach()[::97].to(torch.bfloat16).view(torch.int16)
-            h.update(rows.cpu().numpy().tobytes())
-            self._fingerprint = h.hexdigest()[:16]
+            arch = {k: getattr(cfg, k, None) for k in ARCH_KEYS}
+            self._fingerprint = weights_fingerprint(arch, self.tokenizer, self.lm_head.weight.detach())
         return self._fingerprint
+
+    # -- the engine seam (toolken_agent.engine) ----------------------------------------
+    engine = "transformers"
+
+    @property
+    def precision(self) -> str:
+        return str(self.dtype).replace("torch.", "")
+
+    @property
+    def eos_token_ids(self) -> set[int]:
+        ids = {self.tokenizer.eos_token_id} if self.tokenizer.eos_token_id is not None else set()
+        eos = getattr(getattr(self.model, "generation_config", None), "eos_token_id", None)
+        ids.update(eos if isinstance(eos, list) else [eos] if eos is not None else [])
+        return {int(i) for i in ids if i is not None}
+
+    def final_hidden(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
+        return self.hidden_states(input_ids.to(self.device), None if attention_mask is None else attention_mask.to(self.device))[0]
+
+    def new_context(self) -> "TransformersContext":
+        return TransformersContext(self)
+
+
+class TransformersContext:
+    """A decoding context on transformers: a ``DynamicCache`` cropped to reuse a common prefix."""
+
+    def __init__(self, lm: FrozenLM):
+        self.lm = lm
+        self.cache: Any = None
+        self.length = 0
+        self.hidden: torch.Tensor | None = None  # (d,)
+
+    @torch.inference_mode()
+    def feed(self, ids: Sequence[int]) -> torch.Tensor:
+        hidden, out = self.lm.hidden_states(torch.tensor([list(ids)], device=self.lm.device), cache=self.cache, use_cache=True)
+        self.cache = out.cache if "cache" in out else out.past_key_values
+        self.length += len(ids)
+        self.hidden = hidden[0, -1]
+        return self.hidden
+
+    @torch.inference_mode()
+    def logits(self) -> torch.Tensor:
+        if self.hidden is None:
+            raise RuntimeError("logits() before any token was fed")
+        return self.lm.step_logits(self.hidden)
+
+    def keep(self, n: int) -> None:
+        if n <= 0 or self.cache is None:
+            self.cache, self.length, self.hidden = None, 0, None
+        elif n < self.length:
+            self.cache.crop(n - self.length)  # transformers 5 crops by a negative count
+            self.length, self.hidden = n, None
 
 
 def freeze(model: Any) -> Any:
@@ -155,24 +198,64 @@ def parse_dtype(dtype: str | torch.dtype | None) -> torch.dtype:
     return table[dtype]
 
 
-_LOADED: dict[tuple[str, torch.dtype, str], FrozenLM] = {}
+ENGINES = ("transformers", "llamacpp", "auto")
+_LOADED: dict[tuple[str, torch.dtype, str, str], LanguageModel] = {}
 _LOAD_LOCK = threading.Lock()
 
 
-def load_model(spec: str | None = None, *, dtype: str | torch.dtype | None = "auto", device: str | None = None) -> FrozenLM:
-    """Load (once per process) and freeze the model named by ``spec``.
+def load_model(spec: str | None = None, *, dtype: str | torch.dtype | None = "auto", device: str | None = None,
+               engine: str | None = None) -> LanguageModel:
+    """Load (once per process) and freeze the model named by ``spec``, on one engine.
 
-    Loading the same spec, dtype and device again returns the same shared instance;
-    nothing downstream mutates it.
+    ``engine``: ``transformers`` (any model), ``llamacpp`` (a GGUF: a ``.gguf`` path or
+    the embedded default; needs the ``[llamacpp]`` extra), or ``auto`` (llama.cpp for a
+    GGUF when it is installed, else transformers); ``None`` reads
+    ``$TOOLKEN_AGENT_ENGINE`` and falls back to ``transformers``. ``device``: a torch
+    device (``cpu``, ``cuda``, ``cuda:1``) or ``auto`` to spread a model larger than one
+    device over all of them (transformers' ``device_map="auto"``); ``None`` is this
+    process's GPU when there is one (its ``LOCAL_RANK`` under ``accelerate launch``),
+    else the CPU. Loading the same spec, dtype, device and engine again returns the same
+    shared instance; nothing downstream mutates it.
     """
     spec = spec or DEFAULT_MODEL
+    chosen = choose_engine(spec, engine)
     torch_dtype = parse_dtype(dtype)
-    dev = device or "cpu"
-    key = (spec, torch_dtype, dev)
+    dev = device or default_device()
+    key = (spec, torch_dtype, dev, chosen)
     with _LOAD_LOCK:
         if key not in _LOADED:
-            _LOADED[key] = _load_uncached(spec, torch_dtype, dev)
+            if chosen == "llamacpp":
+                from .llamacpp import load_llamacpp
+
+                _LOADED[key] = load_llamacpp(spec)
+            else:
+                _LOADED[key] = _load_uncached(spec, torch_dtype, dev)
         return _LOADED[key]
+
+
+def choose_engine(spec: str, engine: str | None) -> str:
+    """``transformers`` or ``llamacpp`` for ``spec``: see :func:`load_model`."""
+    engine = engine or os.environ.get("TOOLKEN_AGENT_ENGINE") or "transformers"
+    if engine not in ENGINES:
+        raise ModelError(f"unknown engine {engine!r} (use {', '.join(ENGINES)})")
+    if engine == "transformers":
+        return engine
+    if gguf_of(spec) is None:
+        if engine == "llamacpp":
+            raise ModelError(f"the llama.cpp engine runs GGUF files; {spec} is not one")
+        return "transformers"
+    if importlib.util.find_spec("llama_cpp") is None:
+        if engine == "llamacpp":
+            raise ModelError("the llama.cpp engine needs llama-cpp-python: pip install 'toolken-agent[llamacpp]'")
+        return "transformers"
+    return "llamacpp"
+
+
+def default_device() -> str:
+    """This process's GPU when there is one (``LOCAL_RANK`` under ``accelerate launch``), else ``cpu``."""
+    if not torch.cuda.is_available():
+        return "cpu"
+    return f"cuda:{int(os.environ.get('LOCAL_RANK', '0')) % torch.cuda.device_count()}"
 
 
 def _load_uncached(spec: str, dtype: torch.dtype, device: str) -> FrozenLM:
@@ -182,13 +265,18 @@ def _load_uncached(spec: str, dtype: torch.dtype, device: str) -> FrozenLM:
     hf_logging.disable_progress_bar()
     hf_logging.set_verbosity_error()
     source, name = resolve_model(spec)
+    placement = {"device_map": "auto"} if device == "auto" else {}
     try:
         tokenizer = AutoTokenizer.from_pretrained(source)
-        model = AutoModelForCausalLM.from_pretrained(source, dtype=dtype)
+        model = AutoModelForCausalLM.from_pretrained(source, dtype=dtype, **placement)
     except (OSError, ValueError, SafetensorError) as exc:  # SafetensorError: truncated or damaged weights
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise ModelError(f"cannot load model {spec!r}: {first}") from None
-    model.to(device)
+    if not placement:
+        try:
+            model.to(device)
+        except (RuntimeError, AssertionError) as exc:  # no such device, or torch built without CUDA
+            raise ModelError(f"cannot put the model on device {device!r}: {str(exc).splitlines()[0]}") from None
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token
     return FrozenLM(model=freeze(model), tokenizer=tokenizer, spec=spec, name=name)

