@@ -39,8 +39,8 @@ _GGML_LOG_ERROR = 4
 
 
 def default_threads() -> int:
-    """``$TOOLKEN_AGENT_THREADS``, else half the cores: measured, 2 threads on 2 busy cores
-    collapsed to under 1.5 tok/s in 9 of 23 runs while 1 thread never did (docs/engines.md)."""
+    """``$TOOLKEN_AGENT_THREADS``, else half the cores: all cores on a busy machine made decoding
+    collapse now and then, half never did (issue 15, docs/engines.md)."""
     value = os.environ.get("TOOLKEN_AGENT_THREADS")
     return int(value) if value else max(1, (os.cpu_count() or 2) // 2)
 
@@ -68,7 +68,10 @@ def _llama() -> Any:
 
 
 class LlamaCppLM:
-    """A GGUF model on llama.cpp, implementing :class:`toolken_agent.engine.LanguageModel`."""
+    """A GGUF model on llama.cpp, implementing :class:`toolken_agent.engine.LanguageModel`.
+
+    Loading it sets torch to one intra-op thread for the process (see ``__init__``).
+    """
 
     engine = "llama.cpp"
 
@@ -78,6 +81,10 @@ class LlamaCppLM:
         from transformers import AutoTokenizer
 
         ll = _llama()
+        # Above this engine torch does only small work per token (the head, a clone and a cat
+        # of the (V + n) logits); with several torch threads on busy cores those waited on each
+        # other for longer than llama.cpp's decode (docs/engines.md): llama.cpp has the cores.
+        torch.set_num_threads(1)
         self.spec, self.name, self.gguf = spec, name, gguf
         self.lock = threading.RLock()
         self.tokenizer = AutoTokenizer.from_pretrained(hf_dir)
@@ -89,8 +96,8 @@ class LlamaCppLM:
         self._lm_head = _output_embeddings(hf_dir, safe_open, tied=bool(self.config.get("tie_word_embeddings")))
         self._fingerprint: str | None = None
         model_params = ll.llama_model_default_params()
-        # Extra CPU buffer types (AMX, repacked weights) are off: on this project's Xeon the
-        # AMX matmul of llama-cpp-python 0.3.36 built with GGML_NATIVE crashed at the first decode.
+        # Extra CPU buffer types (AMX, repacked weights) are off: a native build's AMX matmul
+        # crashed at the first decode on this project's machine (docs/engines.md).
         model_params.use_extra_bufts = extra_buffers
         self.model = ll.llama_model_load_from_file(str(gguf).encode(), model_params)
         if not self.model:

@@ -21,7 +21,7 @@ from safetensors import SafetensorError
 
 from .engine import ARCH_KEYS, LanguageModel, weights_fingerprint
 from .errors import ModelError
-from .store import DEFAULT_MODEL, gguf_of, resolve_model
+from .store import DEFAULT_MODEL, EMBEDDED_NAME, gguf_of, resolve_model  # noqa: F401  (the names are imported from here too)
 
 
 @dataclass
