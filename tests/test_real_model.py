@@ -17,7 +17,7 @@ runner = CliRunner()
 
 
 def test_default_model_loads_offline_from_the_converted_cache(smol_lm):
-    from toolken_agent.model import EMBEDDED_NAME, cache_dir
+    from toolken_agent.store import EMBEDDED_NAME, cache_dir
 
     assert os.environ.get("HF_HUB_OFFLINE") == "1"
     assert smol_lm.name == EMBEDDED_NAME

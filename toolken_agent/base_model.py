@@ -19,7 +19,7 @@ from typing_extensions import TypedDict
 
 from .atomic import file_sha256
 from .errors import CheckpointError
-from .model import DEFAULT_MODEL, EMBEDDED_GGUF_MEMBER, EMBEDDED_GGUF_SHA256, EMBEDDED_NAME
+from .store import DEFAULT_MODEL, EMBEDDED_GGUF_MEMBER, EMBEDDED_GGUF_SHA256, EMBEDDED_NAME
 
 EMBEDDED_HUB_ID = "HuggingFaceTB/SmolLM2-135M-Instruct"  # what the embedded GGUF is a quantization of
 

@@ -21,7 +21,7 @@ from .data import NEGATIVE_EXAMPLES
 from .features import Features
 from .head import ToolkenHead
 from .memo import memo
-from .model import FrozenLM
+from .engine import LanguageModel
 from .priors import DEFAULT_PRIOR, build_priors
 from .tool import ToolSpec
 
@@ -29,7 +29,7 @@ MARGIN = 0.5  # logits below the closest negative; small, so related requests st
 
 
 @torch.inference_mode()
-def reply_start_decisions(lm: FrozenLM, requests: Sequence[str], *,
+def reply_start_decisions(lm: LanguageModel, requests: Sequence[str], *,
                           on_request: Callable[[], None] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """Hidden states ``(m, d)`` and best word logits ``(m,)`` where replies to ``requests`` start.
 
@@ -39,7 +39,7 @@ def reply_start_decisions(lm: FrozenLM, requests: Sequence[str], *,
     hidden, best = [], []
     for request in requests:
         ids = fmt.render([Message("user", request)], add_generation_prompt=True).input_ids
-        h, _ = lm.hidden_states(torch.tensor([ids], device=lm.device))
+        h = lm.final_hidden(torch.tensor([ids]))
         hidden.append(h[0, -1].float().cpu())
         best.append(lm.vocab_logits(h[0, -1]).float().max().cpu())
         if on_request is not None:
@@ -47,13 +47,13 @@ def reply_start_decisions(lm: FrozenLM, requests: Sequence[str], *,
     return torch.stack(hidden), torch.stack(best)
 
 
-def negative_decisions(lm: FrozenLM, *, on_request: Callable[[], None] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+def negative_decisions(lm: LanguageModel, *, on_request: Callable[[], None] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """:func:`reply_start_decisions` for the built-in negatives, computed once per loaded model."""
     return memo(lm, "negative_decisions", lambda: reply_start_decisions(lm, [prompt for prompt, _ in NEGATIVE_EXAMPLES],
                                                                         on_request=on_request))
 
 
-def as_no_call_features(lm: FrozenLM, hidden: torch.Tensor, best: torch.Tensor) -> Features:
+def as_no_call_features(lm: LanguageModel, hidden: torch.Tensor, best: torch.Tensor) -> Features:
     """Reply-start rows as decision points where no toolken should fire (scoring only: no loss terms)."""
     n = int(best.shape[0])
     return Features(hidden=hidden, vocab_lse=torch.zeros(n), vocab_max=best, target_logit=torch.zeros(n),
@@ -61,7 +61,7 @@ def as_no_call_features(lm: FrozenLM, hidden: torch.Tensor, best: torch.Tensor) 
                     example=torch.arange(n), vocab_size=lm.vocab_size)
 
 
-def zero_shot_bias(lm: FrozenLM, rows: torch.Tensor, *, margin: float = MARGIN) -> torch.Tensor:
+def zero_shot_bias(lm: LanguageModel, rows: torch.Tensor, *, margin: float = MARGIN) -> torch.Tensor:
     """A bias ``(n,)`` per toolken row so that no negative request makes it fire."""
     if rows.shape[0] == 0:
         return torch.zeros(0)
@@ -75,7 +75,7 @@ def probe_request(spec: ToolSpec) -> str:
     return spec.description.strip().splitlines()[0]
 
 
-def zero_shot_head(lm: FrozenLM, specs: Sequence[ToolSpec], *, prior: str = DEFAULT_PRIOR) -> ToolkenHead:
+def zero_shot_head(lm: LanguageModel, specs: Sequence[ToolSpec], *, prior: str = DEFAULT_PRIOR) -> ToolkenHead:
     """Toolkens for tools bound without training: *whether* calibrated, *which* standardized.
 
     Whether: each row's bias keeps it below the best word on every built-in no-tool

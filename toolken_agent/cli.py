@@ -156,16 +156,25 @@ def train(
     lenient: Annotated[bool, typer.Option(help="Skip bad data lines (counted) instead of stopping.")] = False,
     seed: Annotated[int, typer.Option(help="Seed of the held-out split, the shuffling and the random prior.")] = FIT.seed,
     dtype: DtypeOption = "auto",
+    device: Annotated[Optional[str], typer.Option("--device", help="cpu, cuda, cuda:1, or auto to spread a large model over all GPUs (default: this process's GPU if any, else cpu).")] = None,
 ) -> None:
-    """Train toolkens for a toolset and save them as a checkpoint directory."""
+    """Train toolkens for a toolset and save them as a checkpoint directory.
+
+    Under `accelerate launch` or `torchrun` the caching pass is shared among the processes;
+    the checkpoint is the one a single process writes, written by the main process only.
+    """
     from .augment import example_conversations, needs_built_in_negatives
     from .data import NEGATIVE_EXAMPLES, count_calls, load_jsonl
     from .model import load_model
+    from .parallel import current_shard
     from .toolkens import Toolkens
     from .toolset import load_toolset
     from .training import LAMBDAS, TrainConfig, TrainingInterrupted
 
     out_dir = out_dir or Path(f"toolkens-{_slug(tools_ref)}")
+    main = current_shard().is_main
+    if not main:  # the other processes only share the caching pass
+        out.quiet = err.quiet = True
     with user_errors(f"interrupted: nothing saved, {out_dir} unchanged"), tool_prints_to_stderr():
         _check_out(out_dir)
         prior_kind = Prior(prior).value
@@ -189,11 +198,13 @@ def train(
         added = len(NEGATIVE_EXAMPLES) if built_in_negatives and needs_built_in_negatives(conversations) else 0  # fit adds them
         config = TrainConfig(epochs=epochs, lr=lr, lambda_=lambda_value, seed=seed)
         start = time.perf_counter()
-        lm = load_model(model, dtype=getattr(dtype, "value", dtype))
+        lm = load_model(model, dtype=getattr(dtype, "value", dtype), device=device, engine="transformers")  # training features: transformers
         model_seconds = time.perf_counter() - start
-        err.print(f"model [bold]{escape(lm.name)}[/bold] ({str(lm.dtype).replace('torch.', '')}, loaded in {model_seconds:.1f} s)", highlight=False)
+        err.print(f"model [bold]{escape(lm.name)}[/bold] ({lm.precision}, loaded in {model_seconds:.1f} s)", highlight=False)
         if not conversations:
             toolkens = Toolkens.from_priors(lm, toolset, prior=prior_kind, bias=bias, seed=seed, lambda_=lambda_value, calibrate=calibrate)
+            if not main:
+                return
             saved = save_or_rescue(toolkens, out_dir)
             out.print(f"No training data (no --data and no examples on the tools): saved the {prior_kind} priors alone, "
                       f"untrained, to {saved}", highlight=False, markup=False)
@@ -208,8 +219,11 @@ def train(
                                                 check=check_convs, progress=PhaseBars(progress))
             except TrainingInterrupted as exc:
                 progress.stop()
-                save_interrupted(exc, out_dir)
+                if main:
+                    save_interrupted(exc, out_dir)
                 raise typer.Exit(130) from None
+        if not main:
+            return
         saving = time.perf_counter()
         saved = save_or_rescue(toolkens, out_dir)
         phases = {"model": model_seconds, **report.phase_seconds, "saving": time.perf_counter() - saving}

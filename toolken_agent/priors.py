@@ -34,7 +34,7 @@ import torch.nn.functional as F
 
 from .chat_format import encode_ids
 from .defaults import DEFAULT_PRIOR, PRIOR_KINDS  # noqa: F401  (defined with the other defaults, light for the CLI)
-from .model import FrozenLM
+from .engine import LanguageModel
 from .tool import ToolSpec
 
 DESCRIPTION_WEIGHT = 0.5
@@ -53,11 +53,11 @@ def first_sentence(text: str) -> str:
     return text
 
 
-def mean_row_norm(lm: FrozenLM) -> float:
+def mean_row_norm(lm: LanguageModel) -> float:
     return float(lm.lm_head_fp32().norm(dim=1).mean())
 
 
-def build_priors(lm: FrozenLM, specs: Sequence[ToolSpec], kind: str = DEFAULT_PRIOR, *, seed: int = 0) -> torch.Tensor:
+def build_priors(lm: LanguageModel, specs: Sequence[ToolSpec], kind: str = DEFAULT_PRIOR, *, seed: int = 0) -> torch.Tensor:
     """Prior rows ``(n_tools, d)`` in fp32 for ``specs``, of the given ``kind``."""
     if kind not in PRIOR_KINDS:
         raise ValueError(f"unknown prior kind {kind!r} (choose from {', '.join(PRIOR_KINDS)})")
@@ -84,18 +84,18 @@ def random_rows(n: int, d: int, *, seed: int = 0) -> torch.Tensor:
 
 
 @torch.no_grad()
-def hidden_mean(lm: FrozenLM, texts: Sequence[str]) -> torch.Tensor:
+def hidden_mean(lm: LanguageModel, texts: Sequence[str]) -> torch.Tensor:
     """Average final hidden state of each text, read by the frozen LM ``(n, d)``."""
     rows = []
     for text in texts:
         ids = torch.tensor([encode_ids(lm.tokenizer, text)], device=lm.device)
-        hidden, _ = lm.hidden_states(ids)  # (1, T, d)
+        hidden = lm.final_hidden(ids)  # (1, T, d)
         rows.append(hidden[0].float().mean(dim=0))
     return torch.stack(rows).cpu()
 
 
 @torch.no_grad()
-def output_row_mean(lm: FrozenLM, texts: Sequence[str]) -> torch.Tensor:
+def output_row_mean(lm: LanguageModel, texts: Sequence[str]) -> torch.Tensor:
     """Mean LM-head row of each text's tokens ``(n, d)``.
 
     Text is tokenized after a space, the way a word appears mid-sentence, since those

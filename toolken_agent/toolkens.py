@@ -272,7 +272,7 @@ class Toolkens(ModelHubMixin, library_name=LIBRARY_NAME, tags=list(TAGS)):
     @torch.no_grad()
     def logits(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None, *, toolkens: bool = True) -> torch.Tensor:
         """Joint logits ``(B, T, V + n_tools)`` in fp32 for ``input_ids`` ``(B, T)``."""
-        hidden, _ = self.lm.hidden_states(input_ids.to(self.lm.device), attention_mask)
+        hidden = self.lm.final_hidden(input_ids, attention_mask)
         return joint_logits(self.lm.vocab_logits(hidden), self.head(hidden), toolkens=toolkens)
 
     # -- training ---------------------------------------------------------------------

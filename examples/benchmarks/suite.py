@@ -59,7 +59,8 @@ from toolken_agent.chat_format import ChatFormat
 from toolken_agent.conversation import Conversation
 from toolken_agent.features import Features, extract_features
 from toolken_agent.head import ToolkenHead
-from toolken_agent.model import FrozenLM, cache_dir
+from toolken_agent.model import FrozenLM
+from toolken_agent.store import cache_dir
 from toolken_agent.tool import ToolSpec
 from toolken_agent.toolkens import FitReport, Toolkens
 from toolken_agent.toolset import Toolset
