@@ -61,6 +61,8 @@ as ``temprature``) is an error, not silently dropped.
 from __future__ import annotations
 
 import difflib
+import functools
+import json
 import threading
 import time
 from dataclasses import replace
@@ -104,11 +106,15 @@ class _Runtime:
 
     def __init__(self, model: str | None, dtype: str, toolkens: str | None):
         from ..arguments import ArgumentGrammar
+        from ..base_model import recorded_model
         from ..hub import resolve_checkpoint
 
-        self.lm: FrozenLM = load_model(model, dtype=dtype)
         self.where = toolkens or ""
         self.trained = load_checkpoint(resolve_checkpoint(toolkens)) if toolkens is not None else None  # a dir or a Hub repo id
+        if model is None and self.trained is not None:  # the model the checkpoint was trained on, as `chat` loads it
+            config = self.trained[1]
+            model = recorded_model(config.base_model, config.model, where=self.where)
+        self.lm: FrozenLM = load_model(model, dtype=dtype)
         if self.trained is not None:
             check_model(self.trained[1], self.lm.fingerprint, self.lm.hidden_size, where=self.where)
         self.grammar = ArgumentGrammar(self.lm.tokenizer, self.lm.vocab_size)
@@ -149,6 +155,20 @@ def model_name(spec: str | None) -> str:
     if spec.endswith(".gguf"):
         return path.stem
     return path.name if path.is_dir() else spec.rsplit("/", 1)[-1]
+
+
+@functools.lru_cache(maxsize=32)
+def trained_model_name(toolkens: str) -> str | None:
+    """The model name a checkpoint records (what loads when ``model=`` is not given), read from its config alone."""
+    from ..checkpoint import CONFIG_FILE
+    from ..hub import resolve_checkpoint
+
+    try:
+        config = json.loads((Path(resolve_checkpoint(toolkens)) / CONFIG_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError, ToolkenError):  # unreadable here: loading will say why
+        return None
+    name = config.get("model_name")
+    return name if isinstance(name, str) and name else None
 
 
 def model_profile(name: str, lm: FrozenLM | None) -> ModelProfile:
@@ -243,6 +263,12 @@ class ChatToolken(BaseChatModel):
     def _llm_type(self) -> str:
         return "toolken"
 
+    def _model_name(self, model: str | None) -> str:
+        """The loaded model's name, known before it loads: ``model``'s, or the checkpoint's when ``model`` is not given."""
+        if model is None and self.toolkens is not None:
+            return trained_model_name(self.toolkens) or model_name(None)
+        return model_name(model)
+
     @property
     def _identifying_params(self) -> dict[str, Any]:
         """Every setting that changes the output: LangChain's cache keys on these.
@@ -259,7 +285,7 @@ class ChatToolken(BaseChatModel):
     def _get_ls_params(self, stop: list[str] | None = None, **kwargs: Any):
         params = super()._get_ls_params(stop=stop, **kwargs)
         params["ls_provider"] = "toolken"
-        params["ls_model_name"] = model_name(kwargs.get("model") or self.model)  # as response_metadata names it
+        params["ls_model_name"] = self._model_name(kwargs.get("model") or self.model)  # as response_metadata names it
         return params
 
     def _resolve_model_profile(self) -> ModelProfile:
@@ -268,7 +294,7 @@ class ChatToolken(BaseChatModel):
         The constructor loads nothing, so the context length is there at construction only
         if another instance loaded the model already; otherwise the first call adds it.
         """
-        return model_profile(model_name(self.model), _loaded_lm(self.model, self.dtype))
+        return model_profile(self._model_name(self.model), _loaded_lm(self.model, self.dtype))
 
     # -- tools ---------------------------------------------------------------------------
     def bind_tools(
@@ -359,8 +385,8 @@ class ChatToolken(BaseChatModel):
 
     def _complete_profile(self, lm: FrozenLM, override: str | None) -> None:
         """Add the context length to the profile this instance resolved, once its model has loaded."""
-        if override is None and self.profile is not None and self.profile == model_profile(model_name(self.model), None):
-            self.profile = model_profile(model_name(self.model), lm)
+        if override is None and self.profile is not None and self.profile == model_profile(self._model_name(self.model), None):
+            self.profile = model_profile(self._model_name(self.model), lm)
 
     def _stream(self, messages: list[BaseMessage], stop: list[str] | None = None,
                 run_manager: CallbackManagerForLLMRun | None = None, **kwargs: Any) -> Iterator[ChatGenerationChunk]:

@@ -230,3 +230,17 @@ def test_cli_chat_and_eval_without_model_use_the_checkpoints_model(tmp_path, tin
                                  "--limit", "2", "--max-tokens", "2", "--dtype", "float32"])  # no --model
     assert result.exit_code == 0, result.output
     assert json.loads(result.output.strip().splitlines()[-1])["examples"] == 2
+
+
+def test_chat_toolken_without_a_model_loads_the_checkpoints_model(tmp_path, tiny_model_dir, small_toolset):
+    from langchain_core.messages import AIMessage
+
+    from toolken_agent import ChatToolken
+
+    lm = load_model(str(tiny_model_dir), dtype="float32")
+    path = Toolkens.from_priors(lm, small_toolset).save(tmp_path / "ckpt")
+    llm = ChatToolken(toolkens=str(path), dtype="float32", max_tokens=2)  # no model=: not the embedded default
+    reply = llm.invoke("Hello")
+    assert isinstance(reply, AIMessage)
+    assert reply.response_metadata["model_name"] == lm.name
+    assert llm._get_ls_params()["ls_model_name"] == lm.name  # known before the model loads, and the same
