@@ -132,7 +132,8 @@ def test_quick_benchmark_pipeline_writes_every_section(tmp_path):
     results = json.loads((tmp_path / "results-quick.json").read_text())
     assert set(results["datasets"]) == {"funcqa-oh", "kamel-30"}
     for d in results["datasets"].values():
-        assert set(d["methods"]) == {"zero-shot", "toolkengpt", "paper", "ours"}
+        given_check = {"toolkengpt+check", "paper+check"} if d["check"] else set()  # the baselines given ours' check questions
+        assert set(d["methods"]) == {"zero-shot", "toolkengpt", "paper", "ours"} | given_check
         for m in d["methods"].values():
             assert 0.0 <= m["select"]["mean"] <= m["choice"]["mean"] + 1e-9 <= 1.0 + 1e-9
         assert set(d["prompted"]) == {"prompted-fc", "prompted-fc+icl"}
@@ -242,3 +243,25 @@ def test_ours_starts_where_the_zero_shot_calibration_puts_it_so_mix_0_keeps_that
     start = Toolkens.from_priors(tiny_lm, small_toolset, calibrate=True).head
     assert ours.check and start.bias.abs().sum() > 0
     assert torch.equal(toolkens.head.prior_bias, start.bias.detach())  # mix 0 is the calibrated prior head, bias included
+
+
+@pytest.mark.parametrize("name", ["toolkengpt+check", "paper+check"])
+def test_a_baseline_given_the_check_questions_trains_on_them_as_data(tiny_lm, small_toolset, name):
+    from examples.benchmarks.suite import METHODS, fit
+    from toolken_agent.toolkens import Toolkens
+    from toolken_agent.training import TrainConfig
+
+    method = next(m for m in METHODS if m.name == name)
+    convs, check = _calls(12), _calls(4)
+    feats = _features(tiny_lm, small_toolset, convs)
+    check_feats = _features(tiny_lm, small_toolset, check)
+    suite_toolkens, report = fit(tiny_lm, small_toolset, method, convs, feats, seed=1, epochs=2, check=check_feats,
+                                 check_conversations=check)
+    product, _ = Toolkens.fit(tiny_lm, small_toolset, [*convs, *check], holdout=0.0, results=False,
+                              config=TrainConfig(epochs=2, lambda_=method.lambda_, seed=1), lambdas=None, **method.fit)
+    # One frozen pass over all 16 against two passes (12, then 4): the same rows up to float noise.
+    got, want = suite_toolkens.head.state_dict(), product.head.state_dict()
+    assert got.keys() == want.keys() and all(torch.allclose(got[k], want[k], atol=1e-4) for k in got)
+    assert report.examples == len(convs) + len(check) and suite_toolkens.head.mix == 1.0
+    with pytest.raises(ValueError, match="needs the check questions"):
+        fit(tiny_lm, small_toolset, method, convs, feats, seed=1, epochs=2)

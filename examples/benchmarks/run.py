@@ -177,14 +177,17 @@ def run_dataset(lm: FrozenLM, name: str, plan: Plan) -> dict[str, Any]:
     for kind in PRIOR_KINDS:  # each prior alone: untrained rows, calibrated bias
         head = Toolkens.from_priors(lm, bench.toolset, prior=kind, calibrate=True).head
         out["priors_zero_shot"][kind] = {**score(head, test_feats), "no_call_foreign": no_call_rate(head, negatives)}
+    check_convs = [to_conversation(r) for r in check_records]
     for method in METHODS:
+        if method.check_as_data and check_feats is None:
+            continue  # no spare real questions in this data set
         start = time.perf_counter()
         lam, sweep = method.lambda_, {}
         seeds = plan.seeds if method.trained else (0,)
         runs = {}
         for seed in seeds:
             toolkens, report = fit(lm, bench.toolset, method, train_convs, train_feats, seed=seed, epochs=plan.epochs,
-                                   lambda_=lam, check=check_feats)
+                                   lambda_=lam, check=check_feats, check_conversations=check_convs)
             if report is not None and seed == seeds[0]:  # the lambda the first seed chose is every seed's
                 lam, sweep = report.lambda_, report.lambda_sweep
             head = toolkens.head
@@ -236,7 +239,7 @@ def scarcity(lm: FrozenLM, toolset: Any, train_convs: Sequence[Conversation], tr
     """
     curve: dict[str, dict[str, Any]] = {}
     for method in METHODS:
-        if not method.trained:
+        if not method.trained or method.check_as_data:
             continue
         curve[method.name] = {}
         for k in ks:

@@ -75,6 +75,7 @@ class Method:
     fit: Mapping[str, Any] | None = field(default_factory=dict)  # over fit's defaults
     lambda_: float | None = None  # None: fit's sweep over LAMBDAS
     check: bool = False  # the tool-choice mix chosen on real check questions, where the data set has spare ones
+    check_as_data: bool = False  # the same check questions added to the training data (a baseline given what ours sees)
 
     @property
     def trained(self) -> bool:
@@ -88,7 +89,8 @@ class Method:
         lam = "lambda chosen on train split" if self.lambda_ is None else f"lambda {self.lambda_:g}"
         return (f"{settings['prior']} prior, {lam}, {bias}" + (", built-in no-tool requests" if settings["negatives"] else "")
                 + (", call gate" if settings["call_false_positives"] is not None else "")
-                + (", tool choice mixed with the priors as real check questions prefer" if self.check else ""))
+                + (", tool choice mixed with the priors as real check questions prefer" if self.check else "")
+                + (", real check questions added to the training data" if self.check_as_data else ""))
 
 
 def _fit_defaults() -> dict[str, Any]:
@@ -102,6 +104,11 @@ METHODS = (
     Method("paper", dict(prior="name", bias=False, calibrate=False, negatives=False, call_false_positives=None),
            lambda_=0.01),
     Method("ours", {}, check=True),
+    # The baselines given the real check questions ours chooses its mix on, as training data.
+    Method("toolkengpt+check", dict(prior="random", bias=False, calibrate=False, negatives=False, call_false_positives=None),
+           lambda_=0.0, check_as_data=True),
+    Method("paper+check", dict(prior="name", bias=False, calibrate=False, negatives=False, call_false_positives=None),
+           lambda_=0.01, check_as_data=True),
 )
 
 
@@ -140,13 +147,18 @@ def cached_features(lm: FrozenLM, specs: Sequence[ToolSpec], conversations: Sequ
 # -- toolkens --------------------------------------------------------------------------------
 def fit(lm: FrozenLM, toolset: Toolset, method: Method, conversations: Sequence[Conversation], feats: Features, *,
         seed: int, epochs: int = 20, lambda_: float | None = None,
-        check: Features | None = None) -> tuple[Toolkens, FitReport | None]:
+        check: Features | None = None, check_conversations: Sequence[Conversation] = ()) -> tuple[Toolkens, FitReport | None]:
     """``method``'s toolkens for ``toolset``, trained on ``conversations`` (their frozen pass: ``feats``).
 
     ``lambda_`` fixes the regularizer weight where the method would sweep (the run
     sweeps once per data set, with its first seed); ``check``: real questions' features,
-    for a method that chooses its tool-choice mix on them. No report for ``zero-shot``.
+    for a method that chooses its tool-choice mix on them, or trains on them
+    (``check_conversations``, their conversations). No report for ``zero-shot``.
     """
+    if method.check_as_data:
+        if check is None or not check_conversations:
+            raise ValueError(f"{method.name} needs the check questions and their features")
+        conversations, feats = [*conversations, *check_conversations], feats.extended(check)
     if method.fit is None:
         return Toolkens.bind(lm, toolset), None
     lam = lambda_ if lambda_ is not None else method.lambda_
