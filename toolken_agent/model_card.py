@@ -12,10 +12,7 @@ from __future__ import annotations
 
 import json
 import math
-from typing import TYPE_CHECKING, Any, Mapping
-
-if TYPE_CHECKING:
-    from .checkpoint import ToolkenConfig
+from typing import Any, Mapping
 
 LIBRARY_NAME = "toolken-agent"
 TAGS = ["toolken-agent", "toolkens", "tool-calling"]
@@ -70,8 +67,9 @@ arguments changed since is refused.
 """
 
 
-def card_text(config: "ToolkenConfig", descriptions: Mapping[str, str] | None = None, *, ref: str) -> str:
-    """The card of a checkpoint with ``config``, loaded as ``ref`` (a directory or a Hub repo id)."""
+def card_text(config: Any, descriptions: Mapping[str, str] | None = None, *, ref: str) -> str:
+    """The card of a checkpoint with ``config`` (a :class:`~toolken_agent.checkpoint.ToolkenConfig`, read by
+    attribute so this module need not import the one that writes it), loaded as ``ref`` (a directory or a Hub repo id)."""
     from huggingface_hub import ModelCard, ModelCardData
 
     record = config.base_model
@@ -104,7 +102,7 @@ def _cell(text: str) -> str:
     return first.replace("|", "\\|")
 
 
-def _base_model_text(config: "ToolkenConfig") -> str:
+def _base_model_text(config: Any) -> str:
     record = config.base_model
     if record is None:
         return f"`{config.model_name}` (model spec `{config.model}`; recorded before base models were described)."
@@ -118,7 +116,7 @@ def _base_model_text(config: "ToolkenConfig") -> str:
     return f"[{record['name']}](https://huggingface.co/{record['name']})" if record["hub_id"] else f"`{record['name']}`"
 
 
-def _training_text(config: "ToolkenConfig", training: Mapping[str, Any]) -> str:
+def _training_text(config: Any, training: Mapping[str, Any]) -> str:
     if not training:
         return f"Untrained: the `{config.prior}` prior rows alone."
     lines = [f"- {training.get('examples', 0)} conversations trained on, {training.get('heldout_examples', 0)} held out"
