@@ -160,15 +160,14 @@ def model_name(spec: str | None) -> str:
 @functools.lru_cache(maxsize=32)
 def trained_model_name(toolkens: str) -> str | None:
     """The model name a checkpoint records (what loads when ``model=`` is not given), read from its config alone."""
-    from ..checkpoint import CONFIG_FILE
+    from ..checkpoint import CONFIG_FILE, parse_config
     from ..hub import resolve_checkpoint
 
     try:
-        config = json.loads((Path(resolve_checkpoint(toolkens)) / CONFIG_FILE).read_text(encoding="utf-8"))
+        path = Path(resolve_checkpoint(toolkens))
+        return parse_config(json.loads((path / CONFIG_FILE).read_text(encoding="utf-8")), where=path).model_name or None
     except (OSError, ValueError, ToolkenError):  # unreadable here: loading will say why
         return None
-    name = config.get("model_name")
-    return name if isinstance(name, str) and name else None
 
 
 def model_profile(name: str, lm: FrozenLM | None) -> ModelProfile:
