@@ -8,7 +8,7 @@ import torch
 from toolken_agent.augment import placeholder_result, with_result_turns
 from toolken_agent.conversation import Conversation, Message, ToolCall
 from toolken_agent.decoding import Decoder
-from toolken_agent.gate import CallGate, choose_threshold, fit_gate
+from toolken_agent.gate import CallGate, choose_threshold, fit_gate, fit_reach
 from toolken_agent.provenance import calls_made, untraceable
 from toolken_agent.tool import Tool, ToolExample, to_spec
 from toolken_agent.toolkens import Toolkens
@@ -160,6 +160,99 @@ def test_a_gate_round_trips_through_a_checkpoint(tiny_lm, small_toolset, tmp_pat
     loaded = Toolkens.load(tmp_path / "ck", small_toolset, lm=tiny_lm)
     assert loaded.gate is not None and loaded.gate.threshold == pytest.approx(0.37)
     assert all(torch.equal(a, b) for a, b in zip(loaded.gate.tensors().values(), toolkens.gate.tensors().values()))
+
+
+def reach_gate(hidden_size: int, anchors: torch.Tensor, held: torch.Tensor, miss: float = 0.05) -> CallGate:
+    gate = CallGate(hidden_size)
+    with torch.no_grad():
+        gate.bias.fill_(100.0)  # the logistic part says "call" everywhere: only the reach can say no
+    fit_reach(gate, anchors, held, miss=miss)
+    return gate
+
+
+def test_the_reach_radius_is_the_conformal_rank_of_the_held_out_calls_distances():
+    anchors = torch.zeros(5, 2)  # five anchors at the origin: a point's distance is its norm
+    held = torch.stack([torch.arange(1.0, 40.0), torch.zeros(39)], dim=1)  # distances 1 .. 39
+    gate = reach_gate(4, anchors, held, miss=0.05)
+    assert gate.radius == 38.0  # ceil(40 * 0.95) = 38th smallest
+    assert reach_gate(4, anchors, held, miss=0.5).radius == 20.0  # ceil(40 * 0.5) = 20th
+
+
+def test_too_few_held_out_calls_give_no_reach_and_every_position_stays_in_reach():
+    report = fit_reach(gate := CallGate(4), torch.zeros(5, 2), torch.ones(18, 2), miss=0.05)
+    assert report["radius"] is None and "19" in report["why_none"]
+    assert bool(gate.within_reach(torch.full((3, 2), 1e6)).all())
+
+
+def test_a_request_far_from_every_training_call_does_not_fire_though_the_logistic_part_would():
+    gate = reach_gate(4, torch.randn(50, 3), torch.randn(40, 3))
+    near, far = torch.zeros(1, 3), torch.full((1, 3), 50.0)
+    fires = gate.fires(torch.zeros(2, 4), torch.cat([near, far]), torch.zeros(2))
+    assert fires.tolist() == [True, False]
+
+
+def test_predicted_decisions_respect_the_reach_and_a_tool_bias_does_not_move_it(tiny_lm, small_toolset):
+    from toolken_agent.features import Features
+    from toolken_agent.training import predict_decisions
+
+    head = Toolkens.from_priors(tiny_lm, small_toolset).head
+    hidden = torch.randn(6, tiny_lm.hidden_size)
+    with torch.no_grad():
+        logits = head(hidden)
+    near = logits[:3].repeat(10, 1)  # each of the first three rows has five anchors at distance 0
+    head.gate = reach_gate(tiny_lm.hidden_size, near, near[:21] + 0.01, miss=0.5)
+    far = hidden.clone()
+    far[3:] *= 100  # toolken logits far from every anchor
+    zeros = torch.zeros(6)
+    feats = Features(hidden=far, vocab_lse=zeros, vocab_max=zeros, target_logit=zeros,
+                     target=torch.full((6,), tiny_lm.vocab_size), decision=torch.ones(6, dtype=torch.bool),
+                     example=torch.arange(6), vocab_size=tiny_lm.vocab_size)
+    for bias in (0.0, 50.0):
+        fired = predict_decisions(head, feats, tool_bias=bias) >= 0
+        assert fired[:3].all() and not fired[3:].any(), bias
+
+
+def test_a_head_over_some_toolkens_keeps_the_reach_over_their_columns(tiny_lm, small_toolset):
+    head = Toolkens.from_priors(tiny_lm, small_toolset).head
+    head.gate = reach_gate(tiny_lm.hidden_size, torch.randn(30, len(small_toolset)), torch.randn(30, len(small_toolset)),
+                           miss=0.2)
+    sub = head.select([1])
+    assert sub.gate.anchors.shape == (30, 1) and head.gate.anchors.shape == (30, len(small_toolset))
+    assert sub.gate.radius == head.gate.radius
+
+
+def test_a_reach_round_trips_through_a_checkpoint_and_a_damaged_one_is_refused(tiny_lm, small_toolset, tmp_path):
+    from safetensors.torch import load_file, save_file
+
+    from toolken_agent.errors import CheckpointError
+
+    toolkens = Toolkens.from_priors(tiny_lm, small_toolset)
+    n = len(small_toolset)
+    toolkens.head.gate = reach_gate(tiny_lm.hidden_size, torch.randn(30, n), torch.randn(30, n), miss=0.2)
+    toolkens.save(tmp_path / "ck")
+    loaded = Toolkens.load(tmp_path / "ck", small_toolset, lm=tiny_lm)
+    assert loaded.gate.radius == pytest.approx(toolkens.gate.radius)
+    assert torch.equal(loaded.gate.anchors, toolkens.gate.anchors)
+    weights = next((tmp_path / "ck").glob("*.safetensors"))
+    tensors = load_file(weights)
+    tensors["gate_radius"] = torch.tensor(float("nan"))
+    save_file(tensors, weights)
+    with pytest.raises(CheckpointError, match="reach"):
+        Toolkens.load(tmp_path / "ck", small_toolset, lm=tiny_lm)
+
+
+def test_the_decoder_makes_no_call_beyond_the_reach(tiny_lm):
+    from toolken_agent.decoding import CallFinished, DecodeConfig
+
+    toolkens = Toolkens.from_priors(tiny_lm, make_toolset([Double]), prior="random")
+    with torch.no_grad():
+        toolkens.head.bias.fill_(1e4)  # the toolken beats every word
+    toolkens.head.gate = reach_gate(tiny_lm.hidden_size, torch.zeros(30, 1), torch.rand(30, 1), miss=0.2)
+    events = list(Decoder(toolkens).stream([Message("user", "double 3")], DecodeConfig(max_new_tokens=3)))
+    assert not any(isinstance(e, CallFinished) for e in events)  # logits near 1e4, anchors near 0
+    toolkens.head.gate = reach_gate(tiny_lm.hidden_size, torch.full((30, 1), 1e4), 1e4 + torch.rand(30, 1), miss=0.2)
+    events = list(Decoder(toolkens).stream([Message("user", "double 3")], DecodeConfig(max_new_tokens=3)))
+    assert any(isinstance(e, CallFinished) for e in events)
 
 
 # -- binding ----------------------------------------------------------------------------

@@ -260,6 +260,12 @@ def _load_gate(tensors: dict[str, torch.Tensor], config: ToolkenConfig, *, where
         raise CheckpointError(f"{where} records a call gate (threshold {threshold!r}) it does not hold whole")
     if any(tuple(tensors[n].shape) != (config.hidden_size,) for n in ("gate_weight", "gate_mean", "gate_scale")):
         raise CheckpointError(f"{where} holds a call gate of the wrong size")
+    if ("gate_anchors" in tensors) != ("gate_radius" in tensors) or (
+            "gate_anchors" in tensors and (tensors["gate_anchors"].ndim != 2
+                                           or tensors["gate_anchors"].shape[1] != len(config.tools)
+                                           or tensors["gate_radius"].numel() != 1
+                                           or not torch.isfinite(tensors["gate_radius"]).all())):
+        raise CheckpointError(f"{where} holds a call gate whose reach is damaged")
     return CallGate.from_tensors(tensors, float(threshold))
 
 

@@ -151,6 +151,7 @@ def train(
     holdout: Annotated[float, typer.Option(min=0.0, max=0.9, help="Share of conversations held out for accuracy.")] = FIT.holdout,
     built_in_negatives: Annotated[bool, typer.Option("--built-in-negatives/--no-built-in-negatives", help="Add 16 requests that need no tool when the data holds none, so toolkens learn when not to fire.")] = FIT.negatives,
     call_false_positives: Annotated[float, typer.Option("--call-false-positives", min=0.0, max=1.0, help="Share of held-out no-call decisions the whether-to-call gate may fire on; its threshold is chosen for it (chat --call-threshold moves it later).")] = FIT.call_false_positives,
+    call_reach_miss: Annotated[float, typer.Option("--call-reach-miss", min=0.0, max=1.0, help="Share of held-out calls the gate's radius around the training calls may leave out; requests beyond it never call. No radius with too few held-out calls (19 at 0.05); 0 turns it off.")] = FIT.call_reach_miss,
     result_turns: Annotated[bool, typer.Option("--result-turns/--no-result-turns", help="Give every call without a result a result turn and a reply in words, so toolkens learn to answer after results (read-only tools are run; others get a placeholder).")] = FIT.results,
     check: Annotated[Optional[Path], typer.Option("--check", help="A few real requests with their calls (JSONL, as --data), when the training data is synthetic: the tool choice leans toward the description priors as far as that decides these better.")] = None,
     lenient: Annotated[bool, typer.Option(help="Skip bad data lines (counted) instead of stopping.")] = False,
@@ -216,7 +217,7 @@ def train(
                 toolkens, report = Toolkens.fit(lm, toolset, conversations, prior=prior_kind, bias=bias, calibrate=calibrate,
                                                 lambdas=lambdas, config=config, holdout=holdout, negatives=built_in_negatives,
                                                 results=result_turns, call_false_positives=call_false_positives,
-                                                check=check_convs, progress=PhaseBars(progress))
+                                                call_reach_miss=call_reach_miss or None, check=check_convs, progress=PhaseBars(progress))
             except TrainingInterrupted as exc:
                 progress.stop()
                 if main:
@@ -335,13 +336,18 @@ def _print_fit(report, out_dir: Path, phases: dict[str, float], seconds: float) 
         out.print(f"call gate: threshold {g['threshold']:.3f} for at most {g['target_false_positives']:.0%} false positives "
                   f"({g['scored_on']}: calls {_rate(g['call_rate'])}, false positives {_rate(g['false_positive_rate'])})",
                   highlight=False)
+    if report.reach:
+        r = report.reach
+        out.print(f"call reach: radius {r['radius']:.2f} around {r['anchors']} training calls, at most {r['miss']:.0%} of "
+                  f"{r['held_out_calls']} held-out calls outside it" if r["radius"] is not None
+                  else f"call reach: none ({r['why_none']})", highlight=False, markup=False)
     if not report.heldout:
         out.print("no held-out accuracy: fewer than 10 conversations (or --holdout 0)", highlight=False)
     out.print(f"saved toolkens to {out_dir}", highlight=False, markup=False)
     out.print("time: " + ", ".join(f"{name} {t:.1f} s" for name, t in phases.items())
               + f"; total {seconds:.1f} s", highlight=False, markup=False, soft_wrap=True)
     # The figures as one JSON line last, unwrapped, for scripts; as_dict has no NaN, and allow_nan=False proves it.
-    keep = ("heldout", "prior_heldout", "cache_seconds", "train_seconds", "lambda", "mix", "gate", "phase_seconds")
+    keep = ("heldout", "prior_heldout", "cache_seconds", "train_seconds", "lambda", "mix", "gate", "reach", "phase_seconds")
     print(json.dumps({k: v for k, v in figures.items() if k in keep}, allow_nan=False))
 
 

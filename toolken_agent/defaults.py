@@ -35,6 +35,7 @@ class FitDefaults:
     negatives: bool = True  # the built-in no-tool requests, when the data holds none
     results: bool = True  # a result turn and a reply after every call without one
     call_false_positives: float = 0.1  # the call gate's target on held-out no-call decisions
+    call_reach_miss: float = 0.05  # share of held-out calls the gate's reach may leave out (a radius only with enough of them)
 
 
 FIT = FitDefaults()

@@ -17,9 +17,20 @@ false-positive rate, and is a knob (``threshold``) a user can turn.
 An untrained gate (``w = 0, a = 1, c = 0``) fires exactly where the head's best toolken
 beats the best word at threshold 0.5: the plain ToolkenGPT rule, which zero-shot
 toolkens keep (their bias is calibrated instead, :mod:`toolken_agent.calibration`).
+
+A gate may also have a *reach*: the training calls' toolken-logit vectors (anchors) and
+a radius. A call is made only where the mean distance to the nearest anchors is within
+the radius, so a request about nothing the training calls were about stays off even
+where the logistic part, which saw few such requests, would fire. The radius is set
+like a split-conformal bound (:func:`fit_reach`): at most ``miss`` of calls from the
+held-out distribution fall outside it, and with too few held-out calls to promise that
+there is no radius at all.
 """
 
 from __future__ import annotations
+
+import copy
+import math
 
 import torch
 import torch.nn as nn
@@ -28,6 +39,8 @@ import torch.nn.functional as F
 from .defaults import FIT
 
 TARGET_FALSE_POSITIVES = FIT.call_false_positives  # default share of no-call decisions allowed to fire
+REACH_NEIGHBOURS = 5  # distance to the training calls: the mean over this many nearest (one stray anchor is not enough)
+MAX_ANCHORS = 4096  # training calls kept as anchors (a seeded sample above that): a decode step's cost stays small
 
 
 class CallGate(nn.Module):
@@ -40,7 +53,9 @@ class CallGate(nn.Module):
         self.bias = nn.Parameter(torch.zeros(()))
         self.register_buffer("mean", torch.zeros(hidden_size))  # (d,)
         self.register_buffer("scale", torch.ones(hidden_size))  # (d,)
+        self.register_buffer("anchors", torch.zeros(0, 0))  # (k, n_tools): training calls' toolken logits; none: no reach
         self.threshold = threshold
+        self.radius = math.inf
 
     def logit(self, hidden: torch.Tensor, tool_logits: torch.Tensor, best_word: torch.Tensor) -> torch.Tensor:
         """Gate logits ``(...)`` from hidden states ``(..., d)``, toolken logits ``(..., n)`` and best word logits ``(...)``."""
@@ -51,10 +66,45 @@ class CallGate(nn.Module):
     def probability(self, hidden: torch.Tensor, tool_logits: torch.Tensor, best_word: torch.Tensor) -> torch.Tensor:
         return torch.sigmoid(self.logit(hidden, tool_logits, best_word))
 
+    def distance(self, tool_logits: torch.Tensor) -> torch.Tensor:
+        """Mean distance ``(...)`` from toolken logits ``(..., n)`` to their nearest anchors; 0 without anchors."""
+        if self.anchors.numel() == 0:
+            return torch.zeros(tool_logits.shape[:-1])
+        flat = tool_logits.detach().float().reshape(-1, tool_logits.shape[-1])
+        k = min(REACH_NEIGHBOURS, int(self.anchors.shape[0]))
+        d = torch.cdist(flat, self.anchors).topk(k, dim=-1, largest=False).values.mean(dim=-1)
+        return d.reshape(tool_logits.shape[:-1])
+
+    def within_reach(self, tool_logits: torch.Tensor) -> torch.Tensor:
+        """Where ``(...)`` the toolken logits lie within the radius of the training calls (everywhere without one)."""
+        if math.isinf(self.radius) or self.anchors.numel() == 0:
+            return torch.ones(tool_logits.shape[:-1], dtype=torch.bool)
+        return self.distance(tool_logits) <= self.radius
+
+    def fires(self, hidden: torch.Tensor, tool_logits: torch.Tensor, best_word: torch.Tensor, *,
+              threshold: float | None = None) -> torch.Tensor:
+        """Where ``(...)`` a call is made: probability at the threshold and within reach."""
+        threshold = self.threshold if threshold is None else threshold
+        return (self.probability(hidden, tool_logits, best_word) >= threshold) & self.within_reach(tool_logits)
+
+    def select(self, indices: list[int]) -> "CallGate":
+        """This gate for a head over a subset of the toolkens, in the given order.
+
+        Distances over fewer toolkens' logits are never larger, so the radius only widens.
+        """
+        if self.anchors.numel() == 0:
+            return self
+        gate = copy.copy(self)
+        gate._buffers = {**self._buffers, "anchors": self.anchors[:, indices]}
+        return gate
+
     def tensors(self) -> dict[str, torch.Tensor]:
         """The gate as named fp32 tensors, for the checkpoint."""
-        return {"gate_weight": self.weight.detach().float(), "gate_margin_weight": self.margin_weight.detach().float(),
-                "gate_bias": self.bias.detach().float(), "gate_mean": self.mean.float(), "gate_scale": self.scale.float()}
+        tensors = {"gate_weight": self.weight.detach().float(), "gate_margin_weight": self.margin_weight.detach().float(),
+                   "gate_bias": self.bias.detach().float(), "gate_mean": self.mean.float(), "gate_scale": self.scale.float()}
+        if self.anchors.numel() and not math.isinf(self.radius):
+            tensors.update(gate_anchors=self.anchors.float(), gate_radius=torch.tensor(self.radius))
+        return tensors
 
     @classmethod
     def from_tensors(cls, tensors: dict[str, torch.Tensor], threshold: float) -> "CallGate":
@@ -65,6 +115,9 @@ class CallGate(nn.Module):
             gate.bias.copy_(tensors["gate_bias"].reshape(()))
             gate.mean.copy_(tensors["gate_mean"])
             gate.scale.copy_(tensors["gate_scale"])
+        if "gate_anchors" in tensors and "gate_radius" in tensors:  # checkpoints before the reach have neither
+            gate.anchors = tensors["gate_anchors"].float()
+            gate.radius = float(tensors["gate_radius"])
         return gate
 
 
@@ -125,3 +178,30 @@ def choose_threshold(probabilities: torch.Tensor, calls: torch.Tensor, *,
             best_key, best_gap = key, (levels[i - 1] if i > 0 else eps, min(t, 1 - eps))
     low, high = (torch.logit(torch.tensor(x)).item() for x in best_gap)
     return float(torch.sigmoid(torch.tensor((low + high) / 2)))
+
+
+def fit_reach(gate: CallGate, anchors: torch.Tensor, held: torch.Tensor, *, miss: float, seed: int = 0) -> dict:
+    """Give ``gate`` a reach: ``anchors`` ``(m, n)`` the training calls' toolken logits, ``held`` ``(h, n)`` held-out calls'.
+
+    The radius is the ``ceil((h + 1) * (1 - miss))``-th smallest held-out distance, the
+    split-conformal rank: a new call drawn like the held-out ones lies outside it with
+    probability at most ``miss``. When that rank exceeds ``h`` (too few held-out calls
+    to promise it), the gate gets no reach. Returns the figures for the fit report.
+    """
+    if len(anchors) > MAX_ANCHORS:
+        keep = torch.randperm(len(anchors), generator=torch.Generator().manual_seed(seed))[:MAX_ANCHORS]
+        anchors = anchors[keep.sort().values]
+    rank = math.ceil((len(held) + 1) * (1 - miss))
+    if len(anchors) == 0 or len(held) == 0 or rank > len(held):
+        gate.anchors, gate.radius = torch.zeros(0, 0), math.inf
+        return {"radius": None, "held_out_calls": len(held), "miss": miss,
+                "why_none": f"{len(held)} held-out calls; a radius for a miss rate of {miss:g} needs {_calls_needed(miss)}"}
+    gate.anchors = anchors.detach().float()
+    distances = gate.distance(held).sort().values
+    gate.radius = float(distances[rank - 1])
+    return {"radius": gate.radius, "held_out_calls": len(held), "miss": miss, "anchors": len(anchors)}
+
+
+def _calls_needed(miss: float) -> int:
+    """The fewest held-out calls for which :func:`fit_reach` sets a radius at ``miss``."""
+    return next(h for h in range(1, 10**7) if math.ceil((h + 1) * (1 - miss)) <= h)

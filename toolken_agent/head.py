@@ -79,7 +79,7 @@ class ToolkenHead(nn.Module):
             head.prior_bias.copy_(self.prior_bias[indices])
             if self.bias is not None:
                 head.bias.copy_(self.bias[indices])
-        head.gate = self.gate  # the gate reads the best toolken's margin, whatever the order
+        head.gate = self.gate.select(indices) if self.gate is not None else None  # its anchors' columns follow the toolkens
         return head
 
 

@@ -46,7 +46,7 @@ from .priors import DEFAULT_PRIOR, build_priors
 from .tool import ToolSpec
 from .toolset import Toolset, as_toolset
 from .training import (MIXES, TrainConfig, TrainingInterrupted, TrainResult, choose_lambda, choose_mix,
-                       selection_accuracy, train_gate, train_head)
+                       selection_accuracy, train_gate, train_head, train_reach)
 
 
 class FitProgress(Protocol):
@@ -83,6 +83,7 @@ class FitReport:
     mix_scores: dict[str, float] = field(default_factory=dict)  # check-set decision accuracy per candidate
     results_added: int = 0  # conversations given result turns and a reply after their calls
     gate: dict[str, float] = field(default_factory=dict)  # the whether-to-call gate's threshold and rates
+    reach: dict[str, Any] = field(default_factory=dict)  # the gate's radius around the training calls (gate.fit_reach)
     phase_seconds: dict[str, float] = field(default_factory=dict)  # wall time of each phase, in order
 
     def as_dict(self) -> dict[str, Any]:
@@ -106,6 +107,7 @@ class FitReport:
             "check_examples": self.check_examples,
             "mix": self.mix,
             "mix_scores": self.mix_scores,
+            "reach": self.reach,
             "results_added": self.results_added,
             "gate": self.gate,
             "phase_seconds": {k: round(v, 3) for k, v in self.phase_seconds.items()},
@@ -318,6 +320,7 @@ class Toolkens(ModelHubMixin, library_name=LIBRARY_NAME, tags=list(TAGS)):
         negatives: bool = FIT.negatives,
         results: bool = FIT.results,
         call_false_positives: float | None = FIT.call_false_positives,
+        call_reach_miss: float | None = FIT.call_reach_miss,
         check: Sequence[Conversation] | Features = (),
         features: Features | None = None,
         progress: FitProgress | None = None,
@@ -337,7 +340,10 @@ class Toolkens(ModelHubMixin, library_name=LIBRARY_NAME, tags=list(TAGS)):
         is trained too. ``call_false_positives``: a whether-to-call gate is fitted and
         thresholded for that false-positive rate on held-out decisions
         (:func:`~toolken_agent.training.train_gate`); ``None`` leaves the decision to
-        the head's margin.
+        the head's margin. ``call_reach_miss``: the gate also gets a radius around the
+        training calls that at most this share of held-out calls (the ``check`` requests
+        where given) fall outside, when there are enough of them to promise it
+        (:func:`~toolken_agent.gate.fit_reach`); ``None``: no radius.
         ``check``: a few real requests with their calls, when the training texts are
         unlike them (synthetic); the tool choice then leans toward the priors as far as
         that decides these better (:func:`~toolken_agent.training.choose_mix`); its
@@ -416,14 +422,15 @@ class Toolkens(ModelHubMixin, library_name=LIBRARY_NAME, tags=list(TAGS)):
             if call_false_positives is not None:  # the gate of the kept epoch: a second's work, not lost
                 toolkens.head.gate, report.gate = train_gate(toolkens.head, train_feats, held_feats, quiet=quiet,
                                                              target=call_false_positives)
+                if call_reach_miss is not None and held_feats is not None:
+                    report.reach = train_reach(toolkens.head, train_feats, held_feats, miss=call_reach_miss,
+                                               seed=config.seed)
             toolkens.training = report.as_dict()
             raise FitInterrupted(exc.result, toolkens, "training") from None
         if call_false_positives is not None:
             with _interruptible(toolkens, report, "fitting the call gate"), _phase(report, progress, "call gate", 0):
                 toolkens.head.gate, report.gate = train_gate(toolkens.head, train_feats, held_feats, quiet=quiet,
                                                              target=call_false_positives)
-        if held_feats is not None:
-            report.heldout = selection_accuracy(toolkens.head, held_feats)
         if len(check):
             with _interruptible(toolkens, report, "choosing the tool-choice mix"):
                 if isinstance(check, Features):
@@ -434,6 +441,11 @@ class Toolkens(ModelHubMixin, library_name=LIBRARY_NAME, tags=list(TAGS)):
                         check_feats = extract_features(lm, check_rendered, on_progress=advance("tool-choice mix"))
                 report.check_examples = len(torch.unique(check_feats.example))
                 report.mix, report.mix_scores = choose_mix(toolkens.head, check_feats, mixes=MIXES)
+        reach_from = check_feats if len(check) else held_feats
+        if call_reach_miss is not None and toolkens.head.gate is not None and reach_from is not None:
+            report.reach = train_reach(toolkens.head, train_feats, reach_from, miss=call_reach_miss, seed=config.seed)
+        if held_feats is not None:  # the toolkens as saved: gate, mix and reach included
+            report.heldout = selection_accuracy(toolkens.head, held_feats)
         toolkens.training = report.as_dict()
         toolkens.demos = call_demos([conversations[i] for i in train_idx])
         toolkens.toolset = with_demos(toolkens.toolset, toolkens.demos)

@@ -19,7 +19,7 @@ import torch
 from .data import split_holdout
 from .defaults import FIT
 from .features import Features
-from .gate import TARGET_FALSE_POSITIVES, CallGate, choose_threshold, fit_gate
+from .gate import TARGET_FALSE_POSITIVES, CallGate, choose_threshold, fit_gate, fit_reach
 from .head import ToolkenHead
 
 
@@ -122,13 +122,16 @@ def train_head(
 def predict_decisions(head: ToolkenHead, features: Features, *, tool_bias: float = 0.0) -> torch.Tensor:
     """At each row: the toolken that is called (index), or -1 if a word wins.
 
-    With a gate, the gate decides whether (at its threshold) and the head which;
+    With a gate, the gate decides whether (at its threshold, within its reach) and the head which;
     without, the best toolken is called where it beats the best word.
     """
-    tool_logits = head(features.hidden) + tool_bias  # (N, n_tools)
+    raw = head(features.hidden)  # (N, n_tools)
+    tool_logits = raw + tool_bias
     best, index = tool_logits.max(dim=-1)
-    if head.gate is not None:
-        fire = head.gate.probability(features.hidden, tool_logits, features.vocab_max) >= head.gate.threshold
+    if head.gate is not None:  # the bias moves the margin the gate reads, not where a call lies (its reach)
+        gate = head.gate
+        fire = (gate.probability(features.hidden, tool_logits, features.vocab_max) >= gate.threshold) \
+            & gate.within_reach(raw)
     else:
         fire = best > features.vocab_max
     return torch.where(fire, index, -1)
@@ -248,6 +251,18 @@ def choose_mix(head: ToolkenHead, check: Features, *, mixes: Sequence[float] = M
 def _gate_inputs(head: ToolkenHead, features: Features) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     rows = features.subset(features.decision)
     return rows.hidden, head(rows.hidden), rows.vocab_max, rows.tool_target >= 0
+
+
+def train_reach(head: ToolkenHead, train: Features, held: Features, *, miss: float, seed: int = 0) -> dict[str, Any]:
+    """Give ``head``'s gate a reach (:func:`~toolken_agent.gate.fit_reach`): anchors from ``train``'s calls, radius from ``held``'s.
+
+    Run on the final head (after the tool-choice mix), since the anchors are its logits.
+    """
+    if head.gate is None:
+        return {}
+    with torch.no_grad():
+        anchors, held_calls = (head(f.hidden[(f.tool_target >= 0) & f.decision]) for f in (train, held))
+    return fit_reach(head.gate, anchors, held_calls, miss=miss, seed=seed)
 
 
 def train_gate(head: ToolkenHead, train: Features, held: Features | None, *, quiet: Features | None = None,

@@ -14,13 +14,16 @@ import sys
 from pathlib import Path
 from typing import Any
 
-METHOD_ORDER = ("prompted-fc", "prompted-fc+icl", "zero-shot", "toolkengpt", "paper", "ours")
+METHOD_ORDER = ("prompted-fc", "prompted-fc+icl", "zero-shot", "toolkengpt", "paper", "toolkengpt+check", "paper+check",
+                "ours")
 NEEDS = {
     "prompted-fc": "tool schemas in every prompt; no training",
     "prompted-fc+icl": "schemas plus 3 demonstrations in every prompt; no training",
     "zero-shot": "name + description per tool; no training data",
     "toolkengpt": "training conversations; one frozen pass + head training",
     "paper": "training conversations; one frozen pass + head training",
+    "toolkengpt+check": "as toolkengpt, with ours' real check questions added to its training data (KAMEL only)",
+    "paper+check": "as paper, with ours' real check questions added to its training data (KAMEL only)",
     "ours": "training conversations (plus 16 built-in requests that need no tool); one frozen pass + "
             "6 head trainings on a split to choose lambda + head training; on KAMEL, 2 real questions per "
             "relation (outside the test) to choose how far the tool choice leans on the priors",
