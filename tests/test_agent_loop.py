@@ -372,3 +372,53 @@ def test_a_forced_call_is_made_even_when_its_arguments_trace_to_nothing(tiny_lm)
     toolkens = Toolkens.from_priors(tiny_lm, make_toolset([Note]), prior="random")
     events = list(Decoder(toolkens).stream([Message("user", "hi")], DecodeConfig(tool_choice="note", max_new_tokens=2)))
     assert [e.call.name for e in events if isinstance(e, CallFinished)] == ["note"]
+
+
+# -- numbers from the conversation ------------------------------------------------------
+@pytest.mark.parametrize("text, numbers", [
+    ("Out of 340 people surveyed, 35% said yes.", [340, 35]),
+    ("A 81-minute run over 7.5 km", [81, 7.5]),
+    ("Transfer 1,200.50 dollars at -4 degrees (-2)", [1200.5, -4, -2]),
+    ("Hired on 2025-02-01, model v2, job A3", []),  # dates and names are not numbers
+    ("3 apples and 3 pears", [3]),
+])
+def test_numbers_are_read_as_people_write_them(text, numbers):
+    from toolken_agent.provenance import numbers_in
+
+    assert numbers_in(text) == numbers
+
+
+def test_number_fields_are_limited_to_the_conversations_numbers_and_their_default():
+    from toolken_agent.provenance import grounded_numbers
+
+    schema = {"type": "object", "properties": {
+        "amount": {"type": "number"}, "people": {"type": "integer", "minimum": 1},
+        "coats": {"type": "integer", "default": 2}, "unit": {"type": "string"},
+        "mode": {"type": "integer", "enum": [0, 1]}, "limit": {"type": "integer", "minimum": 1000}}}
+    props = grounded_numbers(schema, [22, 7.5, 0])["properties"]
+    assert props["amount"]["enum"] == [22, 7.5, 0]
+    assert props["people"]["enum"] == [22]  # whole numbers within the bounds only
+    assert props["coats"]["enum"] == [22, 0, 2]
+    assert props["unit"] == {"type": "string"} and props["mode"]["enum"] == [0, 1]
+    assert "enum" not in props["limit"]  # no candidate: the field stays free
+    assert grounded_numbers(schema, []) == schema
+
+
+def test_a_number_argument_is_one_the_request_holds(tiny_lm):
+    from toolken_agent.decoding import CallFinished, DecodeConfig
+
+    class Scale(Tool):
+        """Scale a recipe."""
+
+        read_only = True
+
+        def run(self, amount: float, servings: int) -> float:
+            return amount * servings
+
+    toolkens = Toolkens.from_priors(tiny_lm, make_toolset([Scale]), prior="random")
+    request = [Message("user", "Scale 2.5 cups for 6 people, not 4")]
+    for seed in range(3):  # the tiny model writes at random: the grammar is what holds it to the request
+        events = list(Decoder(toolkens).stream(request, DecodeConfig(tool_choice="scale", max_new_tokens=2,
+                                                                      temperature=1.0, seed=seed)))
+        (call,) = [e.call for e in events if isinstance(e, CallFinished)]
+        assert call.args["amount"] in (2.5, 6, 4) and call.args["servings"] in (6, 4)

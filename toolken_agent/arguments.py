@@ -50,6 +50,9 @@ _COMPACT = {"whitespace_flexible": False, "item_separator": ",", "key_separator"
 # small model cannot ramble through the argument budget and leave the JSON unfinished.
 MAX_STRING_CHARS = 200
 
+# Compiled schemas kept per grammar; the oldest goes first beyond this.
+MAX_CACHED_SCHEMAS = 512
+
 # Keywords whose values are data, not subschemas: never rewritten.
 _DATA_KEYWORDS = frozenset({"enum", "const", "default", "examples", "example"})
 
@@ -180,6 +183,8 @@ class ArgumentGrammar:
         if template is None:
             template = self._compile(schema)  # outside the lock: compiling drops the GIL
             with self._lock:
+                if len(self._cache) >= MAX_CACHED_SCHEMAS:  # schemas grounded per request (provenance) keep coming
+                    self._cache.pop(next(iter(self._cache)))
                 template = self._cache.setdefault(key, template)
         with self._lock:  # copying only reads the template; the lock keeps that obvious
             matcher = template.deep_copy()

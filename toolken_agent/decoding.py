@@ -37,7 +37,7 @@ from .memo import memo
 from .events import (ArgumentsChunk, CallFinished, CallRefused, CallStarted, Confirm, DecodeConfig, Event,  # noqa: F401
                      Finished, TextChunk, ToolResult)
 from .processors import ReplyStartGuard, ResultCopy, ToolChoice
-from .provenance import call_key, calls_made, untraceable
+from .provenance import call_key, calls_made, grounded_numbers, numbers_in, sources, untraceable
 from .sampling import sample
 from .tool import ArgumentsError, ToolSpec, parse_arguments
 from .toolkens import Toolkens
@@ -373,7 +373,10 @@ class Decoder:
         config = run.config
         arg_state = _State()
         self._feed(arg_state, self.format.render(argument_messages(spec, messages), add_generation_prompt=True).input_ids)
-        constraint = self.grammar.constraint(dict(spec.parameters))
+        schema = dict(spec.parameters)
+        if config.trace_arguments:  # structured output's arguments are the answer: free to hold any number
+            schema = grounded_numbers(schema, numbers_in(sources(messages, results=spec.read_only is True)))
+        constraint = self.grammar.constraint(schema)
         written = _ArgumentText(self.lm.tokenizer)
         while not constraint.done and len(written.ids) < config.max_argument_tokens:
             if run.expired():

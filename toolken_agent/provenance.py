@@ -11,6 +11,11 @@ controls what the model may write. Two rules keep calls tied to the person askin
   spelled in full); only a value copied from its demonstrations that appears nowhere
   in the conversation is refused there. Values fixed by the schema (``enum``,
   ``const``) need no source: the grammar allows nothing else.
+* **Numbers from the conversation.** A number argument is written from the numbers the
+  same sources hold (:func:`grounded_numbers`, applied in the grammar, so the model
+  picks among them rather than inventing one; a field's own default is allowed too).
+  A small model otherwise fills a numeric slot from its demonstrations (``coats: 2`` for
+  "3 coats"). Where the sources hold no number of the field's type, the field is free.
 * **No repeats.** A call identical to one already made for the current request (same
   tool, same arguments) is not made again: its result is already in the conversation.
 
@@ -20,6 +25,7 @@ Both are checks on data; nothing here runs or evaluates what the model wrote.
 from __future__ import annotations
 
 import json
+import re
 import unicodedata
 from typing import Any, Iterator, Mapping, Sequence
 
@@ -90,3 +96,49 @@ def untraceable(spec: ToolSpec, args: Mapping[str, Any], messages: Sequence[Mess
         if value_n in demo_values:
             return f"{path}={value!r} is copied from an example, not taken from the request"
     return None
+
+
+# A number as people write it: not part of a word or a date, thousands commas allowed.
+_NUMBER = re.compile(r"(?<![\w.-])-?\d{1,3}(?:,\d{3})+(?:\.\d+)?(?![\w,.-]?\d)|(?<![\w.-])-?\d+(?:\.\d+)?(?![\w.-]?\d)")
+
+
+def numbers_in(text: str) -> list[int | float]:
+    """The numbers written in ``text``, in order, once each (``"1,200"`` is 1200; dates are not numbers)."""
+    found: list[int | float] = []
+    for match in _NUMBER.finditer(text):
+        raw = match.group().replace(",", "")
+        value: int | float = float(raw) if "." in raw else int(raw)
+        if value not in found:
+            found.append(value)
+    return found
+
+
+def grounded_numbers(schema: Mapping[str, Any], numbers: Sequence[int | float]) -> dict[str, Any]:
+    """``schema`` with each top-level number field limited to ``numbers`` (and its default).
+
+    Only fields whose type is ``number`` or ``integer`` and whose values the schema does
+    not already fix; an integer field takes the whole numbers only, and bounds
+    (``minimum``/``maximum``) still apply. A field left with no candidate stays free.
+    """
+    props = schema.get("properties")
+    if not isinstance(props, Mapping) or not numbers:
+        return dict(schema)
+    out = dict(schema)
+    out["properties"] = dict(props)
+    for key, field in props.items():
+        kind = field.get("type") if isinstance(field, Mapping) else None
+        if kind not in ("number", "integer") or "enum" in field or "const" in field:
+            continue
+        allowed = [n for n in numbers if kind == "number" or float(n).is_integer()]
+        allowed = [int(n) if kind == "integer" else n for n in allowed]
+        if isinstance(field.get("default"), (int, float)) and not isinstance(field.get("default"), bool):
+            allowed.append(field["default"])
+        allowed = [n for n in dict.fromkeys(allowed) if _within(n, field)]
+        if allowed:
+            out["properties"][key] = {**field, "enum": allowed}
+    return out
+
+
+def _within(value: int | float, field: Mapping[str, Any]) -> bool:
+    low, high = field.get("minimum"), field.get("maximum")
+    return (not isinstance(low, (int, float)) or value >= low) and (not isinstance(high, (int, float)) or value <= high)
