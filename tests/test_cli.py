@@ -151,10 +151,10 @@ def test_train_with_check_requests_chooses_and_records_the_tool_choice_mix(files
                                  "--check", str(check)])
     assert result.exit_code == 0, result.output
     figures = json.loads(result.output.strip().splitlines()[-1])
-    assert "tool choice: mix" in " ".join(result.output.split()) and "chosen on 6 check requests" in " ".join(result.output.split())
+    assert "tool choice: mix" in " ".join(result.output.split()) and "chosen on 3 check requests (3 more joined the training data" in " ".join(result.output.split())
     config = json.loads((out / CONFIG_FILE).read_text())
     assert config["mix"] == figures["mix"] == config["training"]["mix"]
-    assert config["training"]["check_examples"] == 6
+    assert config["training"]["check_examples"] == 3 and config["training"]["check_trained"] == 3
 
 
 def test_help_does_not_import_torch():

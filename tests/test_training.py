@@ -221,11 +221,22 @@ def test_training_resets_the_mix_to_the_plain_head():
     assert head.mix == 1.0
 
 
+def test_check_requests_split_per_tool_into_one_half_to_train_and_one_to_calibrate():
+    from toolken_agent.toolkens import split_check
+
+    tools = [0, 1, 0, -1, 0, 2, -1, 1]  # example i's first decision calls tools[i] (-1: answered in words)
+    feats = _one_call_per_example([0] * len(tools))
+    feats.target[:] = torch.tensor([feats.vocab_size + t if t >= 0 else 2 for t in tools])
+    learn, calibrate = split_check(feats)
+    assert learn == [0, 1, 3, 4, 5] and torch.unique(calibrate.example).tolist() == [2, 6, 7]
+
+
 def test_fit_with_check_requests_records_the_mix_and_the_checkpoint_keeps_it(tiny_lm, small_toolset, tmp_path):
     conversations = example_conversations(small_toolset, with_negatives=False)
     toolkens, report = Toolkens.fit(tiny_lm, small_toolset, conversations, check=conversations,
                                     config=TrainConfig(epochs=2), holdout=0.0)
-    assert report.check_examples == len(conversations) > 0 and set(report.mix_scores) == {str(m) for m in MIXES}
+    assert report.check_examples > 0 and report.check_examples + report.check_trained == len(conversations)
+    assert set(report.mix_scores) == {str(m) for m in MIXES}
     assert report.mix == toolkens.head.mix == toolkens.training["mix"]
     toolkens.head.mix = 0.25
     with torch.no_grad():

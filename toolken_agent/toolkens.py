@@ -78,7 +78,8 @@ class FitReport:
     lambda_: float = 0.0  # the regularizer weight trained with
     lambda_sweep: dict[str, float] = field(default_factory=dict)  # held-out decision accuracy per candidate, if swept
     negatives_added: int = 0  # built-in no-tool requests added to the data
-    check_examples: int = 0  # real requests the tool-choice mix was chosen on
+    check_examples: int = 0  # real requests the tool-choice mix and the gate's reach were chosen on
+    check_trained: int = 0  # real check requests added to the training share (split_check)
     mix: float = 1.0  # weight of the trained rows in the tool choice (ToolkenHead.mix)
     mix_scores: dict[str, float] = field(default_factory=dict)  # check-set decision accuracy per candidate
     results_added: int = 0  # conversations given result turns and a reply after their calls
@@ -105,6 +106,7 @@ class FitReport:
             "lambda_sweep": self.lambda_sweep,
             "negatives_added": self.negatives_added,
             "check_examples": self.check_examples,
+            "check_trained": self.check_trained,
             "mix": self.mix,
             "mix_scores": self.mix_scores,
             "reach": self.reach,
@@ -151,6 +153,25 @@ class FitInterrupted(TrainingInterrupted):
         super().__init__(result)
         self.toolkens = toolkens
         self.stage = stage
+
+
+def split_check(check: Features) -> tuple[list[int], Features]:
+    """Check requests to train on (example indices) and the rest, to choose the mix and radius on.
+
+    Per tool, in order, the first request of each pair trains and the second does not,
+    so every tool a calibrating request calls was trained on a real request too; a tool
+    with one check request trains on it. Requests without a call count as one tool.
+    """
+    first_tool: dict[int, int] = {}
+    for row in torch.nonzero(check.decision).flatten().tolist():
+        first_tool.setdefault(int(check.example[row]), int(check.tool_target[row]))
+    seen: dict[int, int] = {}
+    learn, calibrate = [], []
+    for example in sorted(torch.unique(check.example).tolist()):
+        tool = first_tool.get(example, -1)
+        (learn if seen.get(tool, 0) % 2 == 0 else calibrate).append(example)
+        seen[tool] = seen.get(tool, 0) + 1
+    return learn, check.for_examples(calibrate)
 
 
 def _check_given_features(features: Features, conversations: int, results: bool) -> None:
@@ -345,9 +366,11 @@ class Toolkens(ModelHubMixin, library_name=LIBRARY_NAME, tags=list(TAGS)):
         where given) fall outside, when there are enough of them to promise it
         (:func:`~toolken_agent.gate.fit_reach`); ``None``: no radius.
         ``check``: a few real requests with their calls, when the training texts are
-        unlike them (synthetic); the tool choice then leans toward the priors as far as
-        that decides these better (:func:`~toolken_agent.training.choose_mix`); its
-        frozen pass (:class:`Features`) where the caller already ran it.
+        unlike them (synthetic), or their frozen pass (:class:`Features`) where the
+        caller already ran it. They are split (:func:`split_check`): one half joins the
+        training share, because real requests teach more than synthetic ones; on the
+        other the tool choice leans toward the priors as far as that decides them better
+        (:func:`~toolken_agent.training.choose_mix`) and the gate's radius is set.
         ``progress`` hears each phase start, advance and end (:class:`FitProgress`);
         ``report.phase_seconds`` keeps each phase's time.
         ``features``: the frozen pass over ``conversations`` (example ``i`` is
@@ -395,6 +418,21 @@ class Toolkens(ModelHubMixin, library_name=LIBRARY_NAME, tags=list(TAGS)):
         report.cache_seconds = report.phase_seconds.get("caching", 0.0)
         train_idx, held_idx = split_holdout(len(conversations), holdout, seed=config.seed)
         train_feats = feats.for_examples(train_idx)
+        check_calibrate = None
+        if len(check):
+            with _interruptible(toolkens, report, "reading the check requests"):
+                if isinstance(check, Features):
+                    check_feats = check
+                else:
+                    check_rendered = toolkens._rendered(check)
+                    with _phase(report, progress, "check requests", sum(len(r.input_ids) for r in check_rendered)):
+                        check_feats = extract_features(lm, check_rendered, on_progress=advance("check requests"))
+            learn, check_calibrate = split_check(check_feats)
+            report.check_trained, report.check_examples = len(learn), len(torch.unique(check_calibrate.example))
+            if learn:
+                train_feats = train_feats.extended(check_feats.for_examples(learn))
+            if report.check_examples == 0:
+                check_calibrate = None
         report.examples, report.heldout_examples = len(train_idx), len(held_idx)
         report.positions = len(train_feats)
         report.call_positions = int((train_feats.tool_target >= 0).sum())
@@ -431,17 +469,10 @@ class Toolkens(ModelHubMixin, library_name=LIBRARY_NAME, tags=list(TAGS)):
             with _interruptible(toolkens, report, "fitting the call gate"), _phase(report, progress, "call gate", 0):
                 toolkens.head.gate, report.gate = train_gate(toolkens.head, train_feats, held_feats, quiet=quiet,
                                                              target=call_false_positives)
-        if len(check):
+        if check_calibrate is not None:
             with _interruptible(toolkens, report, "choosing the tool-choice mix"):
-                if isinstance(check, Features):
-                    check_feats = check
-                else:
-                    check_rendered = toolkens._rendered(check)
-                    with _phase(report, progress, "tool-choice mix", sum(len(r.input_ids) for r in check_rendered)):
-                        check_feats = extract_features(lm, check_rendered, on_progress=advance("tool-choice mix"))
-                report.check_examples = len(torch.unique(check_feats.example))
-                report.mix, report.mix_scores = choose_mix(toolkens.head, check_feats, mixes=MIXES)
-        reach_from = check_feats if len(check) else held_feats
+                report.mix, report.mix_scores = choose_mix(toolkens.head, check_calibrate, mixes=MIXES)
+        reach_from = check_calibrate if check_calibrate is not None else held_feats
         if call_reach_miss is not None and toolkens.head.gate is not None and reach_from is not None:
             report.reach = train_reach(toolkens.head, train_feats, reach_from, miss=call_reach_miss, seed=config.seed)
         if held_feats is not None:  # the toolkens as saved: gate, mix and reach included

@@ -89,7 +89,8 @@ class Method:
         lam = "lambda chosen on train split" if self.lambda_ is None else f"lambda {self.lambda_:g}"
         return (f"{settings['prior']} prior, {lam}, {bias}" + (", built-in no-tool requests" if settings["negatives"] else "")
                 + (", call gate" if settings["call_false_positives"] is not None else "")
-                + (", tool choice mixed with the priors as real check questions prefer" if self.check else "")
+                + (", half the real check questions added to the training data, the tool choice mixed with the "
+                   "priors and the gate's radius set as the other half prefer" if self.check else "")
                 + (", real check questions added to the training data" if self.check_as_data else ""))
 
 
