@@ -14,6 +14,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+TOOL_TIMEOUT = 30.0  # seconds a tool may run (toolken_agent.executor); here so that DecodeConfig needs no tool code
+
 PRIOR_KINDS = ("random", "name", "name+description", "lm-head", "lm-head+description")  # toolken_agent.priors
 DEFAULT_PRIOR = "lm-head+description"
 
