@@ -3,7 +3,8 @@
 ``Toolkens.fit`` used to train with a fixed lambda and no sweep while ``train`` swept:
 the Python API and the command line gave different toolkens for the same data. Both now
 read :data:`FIT`, and a test compares every shared default. This module imports
-nothing heavy, so the command line's ``--help`` can show the defaults without torch.
+nothing heavy, so the command line's ``--help`` can show the defaults without torch
+(and :data:`TOOL_TIMEOUT` lives here so that describing a decoding run needs no tool code).
 
     >>> from toolken_agent.defaults import FIT
     >>> FIT.lambdas, FIT.epochs
