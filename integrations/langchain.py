@@ -45,7 +45,9 @@ Structured output:
         # Person(name='Ann', age=31)
 
     ``json_schema``: the reply text itself is held to the schema while it is decoded (no
-    tool, no toolken); ``json_mode``: the reply is any JSON object; ``function_calling``
+    tool, no toolken); ``json_mode``: the reply is JSON, held to the schema when one is
+    given (the parser would refuse anything else) and any JSON object when it is ``None``
+    (as with ``bind(response_format={"type": "json_object"})``); ``function_calling``
     (the default): the schema is bound as a tool and its call is forced.
 
 No tool schema is written into the prompt. Each bound tool is a toolken: the trained row
@@ -325,7 +327,11 @@ class ChatToolken(BaseChatModel):
         * ``"json_schema"``: the reply text itself is decoded under ``schema`` (no tool, no
           toolken), so it always parses and validates, and ``finish_reason`` is ``"stop"``
           unless ``max_tokens`` or ``timeout`` cut it short.
-        * ``"json_mode"``: the reply is any JSON object; the prompt must say which keys.
+        * ``"json_mode"``: the reply is JSON. Given a ``schema``, it is held to it as with
+          ``json_schema`` (the parser refuses any other object, so a looser grammar could
+          only produce parse errors); with ``schema=None`` (or
+          ``bind(response_format={"type": "json_object"})``) it is any JSON object, and the
+          prompt must say which keys.
 
         ``strict`` is accepted for compatibility: the grammar always holds the JSON to the schema.
         """
@@ -339,8 +345,8 @@ class ChatToolken(BaseChatModel):
             if schema is None:
                 raise ValueError("json_schema needs a schema")
             response_format = json_schema_format(schema)
-        elif method == "json_mode":
-            response_format = {"type": "json_object"}
+        elif method == "json_mode":  # held to the schema when there is one: the parser would refuse anything else
+            response_format = json_schema_format(schema) if schema is not None else {"type": "json_object"}
         else:
             raise ValueError(f"unknown structured output method {method!r}: use function_calling, json_schema or json_mode")
         traced = {"ls_structured_output_format": {"kwargs": {"method": method, "strict": strict}, "schema": schema}} if schema else {}

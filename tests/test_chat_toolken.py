@@ -4,6 +4,7 @@ the profile, and the structured-output methods (on the tiny model)."""
 from __future__ import annotations
 
 import json
+import re
 from typing import Literal
 
 import pytest
@@ -160,6 +161,33 @@ def test_json_schema_output_for_a_typed_dict_or_a_json_schema_is_a_dict(tiny_cha
 def test_json_mode_output_is_a_json_object(tiny_chat):
     out = tiny_chat().with_structured_output(None, method="json_mode", include_raw=True).invoke("hi")
     assert isinstance(json.loads(out["raw"].content), dict) and out["parsed"] == json.loads(out["raw"].content)
+
+
+@pytest.mark.parametrize("schema", [Verdict, Verdict.model_json_schema()])
+def test_json_mode_given_a_schema_holds_the_reply_to_that_schema(tiny_chat, schema):
+    """Sampled hot, the tiny model still writes exactly the schema's keys and values: the parser would refuse anything else."""
+    for seed in range(4):
+        out = tiny_chat(temperature=1.0, seed=seed).with_structured_output(schema, method="json_mode", include_raw=True).invoke("hi")
+        assert out["parsing_error"] is None and out["raw"].tool_calls == []
+        written = json.loads(out["raw"].content)
+        assert Verdict.model_validate(written) and set(written) == {"ok", "color"}
+        assert (out["parsed"].model_dump() if isinstance(out["parsed"], Verdict) else out["parsed"]) == written
+
+
+@pytest.mark.parametrize("how", ["structured_output", "response_format"])
+def test_json_mode_without_a_schema_holds_the_reply_to_any_json_object_not_to_given_keys(tiny_chat, how):
+    """The same hot samples as above, with no schema, open an object whose keys are the model's own."""
+    replies = []
+    for seed in range(4):
+        llm = tiny_chat(temperature=1.0, seed=seed)
+        if how == "structured_output":
+            replies.append(llm.with_structured_output(None, method="json_mode", include_raw=True).invoke("hi")["raw"])
+        else:
+            replies.append(llm.bind(response_format={"type": "json_object"}).invoke("hi"))
+    assert all(r.content.startswith("{") and r.tool_calls == [] for r in replies)
+    finished = [r.content for r in replies if r.response_metadata["finish_reason"] == "stop"]
+    assert finished and all(isinstance(json.loads(text), dict) for text in finished)
+    assert any(not re.match(r'\{"(ok|color)":', r.content) for r in replies)  # not the keys a schema would force
 
 
 def test_function_calling_output_still_comes_from_a_forced_call(tiny_chat):

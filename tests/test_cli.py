@@ -157,16 +157,30 @@ def test_train_with_check_requests_chooses_and_records_the_tool_choice_mix(files
     assert config["training"]["check_examples"] == 3 and config["training"]["check_trained"] == 3
 
 
-def test_help_does_not_import_torch():
+def test_help_does_not_import_torch_or_the_tool_schema_stack():
     import subprocess
     import sys
 
     code = ("import sys; from typer.testing import CliRunner; from toolken_agent.cli import app; "
             "r = CliRunner().invoke(app, ['--help']); assert r.exit_code == 0, r.output; "
-            "print(sorted(m for m in ('torch', 'transformers') if m in sys.modules))")
+            "print(sorted(m for m in ('torch', 'transformers', 'toolken_agent.tool') if m in sys.modules))")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "[]"
+
+
+@pytest.mark.parametrize("args", [["tools", "math"], ["tools", "math", "--json"]])
+def test_listing_tools_does_not_import_torch(args):
+    """`tools` parses docstrings with transformers' parser, which loads without torch: listing stays light."""
+    import subprocess
+    import sys
+
+    code = ("import sys; from typer.testing import CliRunner; from toolken_agent.cli import app; "
+            f"r = CliRunner().invoke(app, {args!r}); assert r.exit_code == 0, r.output; assert 'multiply' in r.output; "
+            "print('torch' in sys.modules)")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip().splitlines()[-1] == "False"
 
 
 def test_train_and_the_python_api_share_the_gate_default():

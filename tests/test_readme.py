@@ -30,3 +30,15 @@ def test_the_train_from_python_block_runs_and_round_trips(tiny_lm, tmp_path, mon
     assert sorted(p.name for p in (tmp_path / "toolkens-math").iterdir()) == sorted([CARD_FILE, CONFIG_FILE, WEIGHTS_FILE])
     assert loaded.training == report.as_dict() and loaded.lambda_ == report.lambda_
     assert str(report.as_dict()["heldout"]) in capsys.readouterr().out
+
+
+def test_readmes_training_times_say_on_which_cpu_and_dtype_they_hold():
+    """A wall time means little without the CPU and dtype: fp32 on a CPU without bf16 took 5x the 'about a minute'."""
+    text = README.read_text()
+    quick_start = text.split("## Quick start\n", 1)[1].split("```", 1)[0]
+    measured = text.split("## Measured so far\n", 1)[1].split("|", 1)[0]
+    for where, paragraph in (("Quick start", quick_start), ("Measured so far", measured)):
+        flat = " ".join(paragraph.split())
+        assert re.search(r"\b(Intel|AMD|Apple|ARM)\b", flat), f"{where} names no CPU"
+        assert re.search(r"\b(bf16|fp32|fp16)\b", flat), f"{where} names no dtype"
+        assert re.search(r"\b\d+ cores\b", flat), f"{where} names no core count"

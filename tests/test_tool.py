@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import inspect
+
 import pytest
 
 from toolken_agent.errors import ToolsetError
@@ -112,3 +114,34 @@ def test_fingerprint_changes_with_description_and_schema():
 def test_unknown_objects_are_refused():
     with pytest.raises(ToolsetError, match="not a tool"):
         to_spec(42)
+
+
+def test_docstrings_are_read_by_transformers_parser_sections_types_and_wrapped_lines_included():
+    """The description stops at any section (Args, Returns, Raises); ``name (type):`` and wrapped lines are one field."""
+    from transformers.utils.chat_template_utils import parse_google_format_docstring
+
+    def convert_currency(amount: float, to: str) -> float:
+        """Convert an amount of US dollars into another currency.
+
+        Uses the day's reference rate.
+
+        Args:
+            amount (float): How many dollars,
+                before fees.
+            to: The ISO code of the currency wanted.
+
+        Returns:
+            The converted amount.
+
+        Raises:
+            ValueError: For an unknown currency.
+        """
+        return amount
+
+    spec = to_spec(convert_currency)
+    description, arg_docs, _ = parse_google_format_docstring(inspect.cleandoc(convert_currency.__doc__))
+    assert spec.description == description == "Convert an amount of US dollars into another currency.\n\nUses the day's reference rate."
+    props = spec.parameters["properties"]
+    assert props["amount"]["description"] == arg_docs["amount"] == "How many dollars, before fees."
+    assert props["to"]["description"] == "The ISO code of the currency wanted."
+    assert props["amount"]["type"] == "number" and spec.validate({"amount": "2", "to": "EUR"}) == {"amount": 2.0, "to": "EUR"}

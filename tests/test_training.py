@@ -245,3 +245,45 @@ def test_fit_with_check_requests_records_the_mix_and_the_checkpoint_keeps_it(tin
     assert loaded.head.mix == 0.25 and torch.equal(loaded.head.prior_bias, toolkens.head.prior_bias)
     hidden = torch.randn(3, tiny_lm.hidden_size)
     assert torch.equal(loaded.head(hidden), toolkens.head(hidden))
+
+
+class PhaseRecorder:
+    """A :class:`~toolken_agent.toolkens.FitProgress` that writes down what it hears, in order."""
+
+    def __init__(self) -> None:
+        self.events: list[tuple[str, str, int]] = []
+
+    def start(self, phase: str, total: int) -> None:
+        self.events.append(("start", phase, total))
+
+    def advance(self, phase: str, n: int = 1, info: str = "") -> None:
+        self.events.append(("advance", phase, n))
+
+    def end(self, phase: str) -> None:
+        self.events.append(("end", phase, 0))
+
+
+@pytest.mark.parametrize("with_negatives", [True, False], ids=["no-call-data", "calls-only"])
+def test_every_phase_of_fit_knows_its_total_when_it_starts_and_reaches_it_before_it_ends(tiny_lm, small_toolset,
+                                                                                          with_negatives):
+    """A bar per phase needs its total from the start (the caching bar used to learn it only at the end).
+
+    Calls-only data gets the built-in no-tool requests, whose features are cached too.
+    """
+    progress = PhaseRecorder()
+    conversations = example_conversations(small_toolset, with_negatives=with_negatives) * 4  # enough to split for the sweep
+    _, report = Toolkens.fit(tiny_lm, small_toolset, conversations, config=TrainConfig(epochs=2), progress=progress)
+    open_phases: dict[str, list[int]] = {}  # phase -> [total, done]
+    for kind, phase, n in progress.events:
+        if kind == "start":
+            assert phase not in open_phases
+            open_phases[phase] = [n, 0]
+        elif kind == "advance":
+            assert phase in open_phases, f"{phase} advanced outside its start and end"
+            open_phases[phase][1] += n
+        else:
+            total, done = open_phases.pop(phase)
+            assert done <= total, f"{phase} went past its total: {done} of {total}"  # short is allowed (work cached)
+    assert not open_phases
+    started = [phase for kind, phase, _ in progress.events if kind == "start"]
+    assert {"caching", "lambda sweep", "training"} <= set(started) and list(report.phase_seconds) == started

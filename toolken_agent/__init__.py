@@ -5,8 +5,6 @@ from a prior embedding of its name and description, and trained on cached featur
 """
 
 from .errors import CheckpointError, DataError, ModelError, ToolkenError, ToolsetError
-from .tool import Tool, ToolExample, ToolSpec, to_spec
-from .toolset import Toolset, load_toolset, make_toolset
 
 __version__ = "0.1.0"
 
@@ -16,9 +14,12 @@ __all__ = [
     "make_toolset", "to_spec", "ChatToolken", "load_jsonl", "example_conversations",
 ]
 
-# Names whose modules import torch (or LangChain's model stack) load on first use, so
-# that `import toolken_agent` and the CLI's --help stay light.
+# Names whose modules import torch (or LangChain's model stack, or pydantic and
+# jsonschema for tools) load on first use, so that `import toolken_agent` and the CLI's
+# --help stay light.
 _LAZY = {
+    "Tool": ".tool", "ToolExample": ".tool", "ToolSpec": ".tool", "to_spec": ".tool",
+    "Toolset": ".toolset", "load_toolset": ".toolset", "make_toolset": ".toolset",
     "FrozenLM": ".model", "load_model": ".model", "Toolkens": ".toolkens",
     "ChatToolken": ".integrations.langchain", "load_jsonl": ".data", "example_conversations": ".augment",
 }

@@ -3,7 +3,8 @@
 ``Toolkens.fit`` used to train with a fixed lambda and no sweep while ``train`` swept:
 the Python API and the command line gave different toolkens for the same data. Both now
 read :data:`FIT`, and a test compares every shared default. This module imports
-nothing heavy, so the command line's ``--help`` can show the defaults without torch.
+nothing heavy, so the command line's ``--help`` can show the defaults without torch
+(and :data:`TOOL_TIMEOUT` lives here so that describing a decoding run needs no tool code).
 
     >>> from toolken_agent.defaults import FIT
     >>> FIT.lambdas, FIT.epochs
@@ -13,6 +14,8 @@ nothing heavy, so the command line's ``--help`` can show the defaults without to
 from __future__ import annotations
 
 from dataclasses import dataclass
+
+TOOL_TIMEOUT = 30.0  # seconds a tool may run (toolken_agent.executor); here so that DecodeConfig needs no tool code
 
 PRIOR_KINDS = ("random", "name", "name+description", "lm-head", "lm-head+description")  # toolken_agent.priors
 DEFAULT_PRIOR = "lm-head+description"

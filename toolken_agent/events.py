@@ -8,11 +8,13 @@ yields live here, apart from the decoder, so that the terminal chat, the CLI's
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Callable, Mapping
+from typing import TYPE_CHECKING, Any, Callable, Mapping
 
 from .conversation import Message, ToolCall
-from .executor import DEFAULT_TIMEOUT
-from .tool import ToolSpec
+from .defaults import TOOL_TIMEOUT
+
+if TYPE_CHECKING:  # tool.py loads pydantic and jsonschema: not needed to describe a run
+    from .tool import ToolSpec
 
 
 @dataclass(frozen=True)
@@ -31,7 +33,7 @@ class DecodeConfig:
     # toolken can fire inside the echo where it names a tool (docs/design-notes.md).
     # False: such a reply may open with JSON.
     json_echo_guard: bool = True
-    tool_timeout: float = DEFAULT_TIMEOUT
+    tool_timeout: float = TOOL_TIMEOUT
     seed: int | None = None
     calls_per_turn: int | None = None  # calls in one assistant turn; None: up to max_calls
     # The whether-to-call probability a call needs (Toolkens.gate); None: the toolkens' own.
@@ -110,6 +112,6 @@ class Finished:
 
 
 Event = TextChunk | CallStarted | ArgumentsChunk | CallFinished | CallRefused | ToolResult | Finished
-Confirm = Callable[[ToolCall, ToolSpec], bool]  # asked before an acting tool runs
+Confirm = Callable[[ToolCall, "ToolSpec"], bool]  # asked before an acting tool runs
 
 

@@ -16,10 +16,10 @@ import threading
 from dataclasses import dataclass
 from typing import Any, Callable, Mapping
 
+from .defaults import TOOL_TIMEOUT as DEFAULT_TIMEOUT
 from .tool import ArgumentsError, ToolSpec
 from .toolset import Toolset
 
-DEFAULT_TIMEOUT = 30.0
 MAX_RESULT_CHARS = 20_000
 
 

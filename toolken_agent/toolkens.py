@@ -407,14 +407,18 @@ class Toolkens(ModelHubMixin, library_name=LIBRARY_NAME, tags=list(TAGS)):
             advance("caching")(n)
 
         with _interruptible(toolkens, report, "caching features"):
-            if features is not None:
-                feats = features
-            else:
-                rendered = toolkens._rendered(conversations[:given])
-                with _phase(report, progress, "caching", sum(len(r.input_ids) for r in rendered)):
-                    feats = extract_features(lm, rendered, on_progress=count_tokens)
-            if report.negatives_added:
-                feats = feats.extended(toolkens.built_in_negative_features(conversations[given:], on_progress=count_tokens))
+            feats = features
+            # One phase, with its total known up front, for both frozen passes: the user's
+            # conversations and the built-in negatives (otherwise a pass with no bar).
+            rendered = toolkens._rendered(conversations[:given]) if features is None else []
+            added = toolkens._rendered(conversations[given:]) if report.negatives_added else []
+            if features is None or added:
+                with _phase(report, progress, "caching", sum(len(r.input_ids) for r in [*rendered, *added])):
+                    if features is None:
+                        feats = extract_features(lm, rendered, on_progress=count_tokens)
+                    if added:
+                        feats = feats.extended(toolkens.built_in_negative_features(conversations[given:],
+                                                                                   on_progress=count_tokens))
         report.cache_seconds = report.phase_seconds.get("caching", 0.0)
         train_idx, held_idx = split_holdout(len(conversations), holdout, seed=config.seed)
         train_feats = feats.for_examples(train_idx)
