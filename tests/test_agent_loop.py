@@ -404,6 +404,19 @@ def test_number_fields_are_limited_to_the_conversations_numbers_and_their_defaul
     assert grounded_numbers(schema, []) == schema
 
 
+def test_required_number_fields_take_different_numbers_when_the_request_holds_enough():
+    from toolken_agent.provenance import grounded_numbers
+
+    schema = {"type": "object", "properties": {"percent": {"type": "number"}, "number": {"type": "number"},
+                                               "note": {"type": "string"}}, "required": ["percent", "number"]}
+    alternatives = grounded_numbers(schema, [340, 35])["anyOf"]
+    assert sorted((a["properties"]["percent"]["const"], a["properties"]["number"]["const"]) for a in alternatives) \
+        == [(35, 340), (340, 35)]
+    assert all(a["properties"]["note"] == {"type": "string"} for a in alternatives)
+    one = grounded_numbers(schema, [5])  # "5 feet 5 inches": one number for two fields is allowed then
+    assert "anyOf" not in one and one["properties"]["percent"]["enum"] == [5]
+
+
 def test_a_number_argument_is_one_the_request_holds(tiny_lm):
     from toolken_agent.decoding import CallFinished, DecodeConfig
 
@@ -422,3 +435,4 @@ def test_a_number_argument_is_one_the_request_holds(tiny_lm):
                                                                       temperature=1.0, seed=seed)))
         (call,) = [e.call for e in events if isinstance(e, CallFinished)]
         assert call.args["amount"] in (2.5, 6, 4) and call.args["servings"] in (6, 4)
+        assert call.args["amount"] != call.args["servings"]  # three numbers for two fields: one each

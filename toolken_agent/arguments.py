@@ -228,7 +228,9 @@ def _closed_objects(schema: Mapping[str, Any]) -> dict[str, Any]:
         if isinstance(node, dict):
             if node.get("type") == "string" and not {"maxLength", "enum", "const", "pattern", "format"} & node.keys():
                 node["maxLength"] = MAX_STRING_CHARS
-            if (node.get("type") == "object" or "properties" in node) and "additionalProperties" not in node:
+            # An object made of alternatives (anyOf/oneOf) is closed in each; closed itself, no key would be left.
+            listed = "properties" in node or (node.get("type") == "object" and not {"anyOf", "oneOf"} & node.keys())
+            if listed and "additionalProperties" not in node:
                 if "patternProperties" not in node:
                     node["additionalProperties"] = False
             for key, value in node.items():

@@ -15,7 +15,9 @@ controls what the model may write. Two rules keep calls tied to the person askin
   same sources hold (:func:`grounded_numbers`, applied in the grammar, so the model
   picks among them rather than inventing one; a field's own default is allowed too).
   A small model otherwise fills a numeric slot from its demonstrations (``coats: 2`` for
-  "3 coats"). Where the sources hold no number of the field's type, the field is free.
+  "3 coats"). Where the sources hold no number of the field's type, the field is free;
+  where they hold at least as many numbers as the call has required number fields,
+  those fields take different ones.
 * **No repeats.** A call identical to one already made for the current request (same
   tool, same arguments) is not made again: its result is already in the conversation.
 
@@ -24,6 +26,7 @@ Both are checks on data; nothing here runs or evaluates what the model wrote.
 
 from __future__ import annotations
 
+import itertools
 import json
 import re
 import unicodedata
@@ -136,7 +139,38 @@ def grounded_numbers(schema: Mapping[str, Any], numbers: Sequence[int | float]) 
         allowed = [n for n in dict.fromkeys(allowed) if _within(n, field)]
         if allowed:
             out["properties"][key] = {**field, "enum": allowed}
-    return out
+    return _distinct_numbers(out, len(numbers))
+
+
+MAX_ALTERNATIVES = 64  # assignments of numbers to fields written out as alternatives; more: each field alone
+
+
+def _distinct_numbers(schema: dict[str, Any], written: int) -> dict[str, Any]:
+    """Required number fields take different numbers, when the request holds enough of them.
+
+    A small model given "Out of 340 people, 35% said yes" wrote ``percent_of(35, 35)``;
+    with as many distinct numbers as fields, one number for two fields is rarely meant.
+    The assignments become ``anyOf`` alternatives of the whole object, one per assignment.
+    """
+    required = set(schema.get("required", ()))
+    fields = [k for k, f in schema["properties"].items() if k in required and isinstance(f, Mapping)
+              and f.get("type") in ("number", "integer") and "enum" in f and "const" not in f]
+    if len(fields) < 2 or written < len(fields):
+        return schema
+    choices = [schema["properties"][k]["enum"] for k in fields]
+    assignments = []
+    for values in itertools.product(*choices):
+        if len({float(v) for v in values}) == len(values):
+            assignments.append(values)
+            if len(assignments) > MAX_ALTERNATIVES:
+                return schema
+    if not assignments:
+        return schema
+    body = {k: v for k, v in schema.items() if k in ("type", "properties", "required", "additionalProperties")}
+    alternatives = [{**body, "properties": {k: ({"type": f["type"], "const": values[fields.index(k)]} if k in fields else f)
+                                            for k, f in schema["properties"].items()}} for values in assignments]
+    rest = {k: v for k, v in schema.items() if k not in body}
+    return {**rest, "anyOf": alternatives}
 
 
 def _within(value: int | float, field: Mapping[str, Any]) -> bool:
