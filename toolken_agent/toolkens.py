@@ -174,6 +174,29 @@ def split_check(check: Features) -> tuple[list[int], Features]:
     return learn, check.for_examples(calibrate)
 
 
+def _read_check(toolkens: "Toolkens", check: Sequence[Conversation] | Features, report: FitReport,
+                progress: FitProgress | None) -> tuple[Features | None, Features | None]:
+    """The check requests' frozen pass, split (:func:`split_check`): rows to train on, rows to calibrate on."""
+    with _interruptible(toolkens, report, "reading the check requests"):
+        if isinstance(check, Features):
+            feats = check
+        else:
+            rendered = toolkens._rendered(check)
+            with _phase(report, progress, "check requests", sum(len(r.input_ids) for r in rendered)):
+                feats = extract_features(toolkens.lm, rendered, on_progress=(
+                    lambda n=1: progress.advance("check requests", n, "")) if progress is not None else None)
+    learn, calibrate = split_check(feats)
+    report.check_trained, report.check_examples = len(learn), len(torch.unique(calibrate.example))
+    return (feats.for_examples(learn) if learn else None), (calibrate if report.check_examples else None)
+
+
+def _fit_reach(head: ToolkenHead, report: FitReport, train: Features, held: Features | None, *,
+               miss: float | None, seed: int) -> None:
+    """The gate's radius (:func:`~toolken_agent.training.train_reach`), where there is a gate, a miss rate and held-out calls."""
+    if miss is not None and head.gate is not None and held is not None:
+        report.reach = train_reach(head, train, held, miss=miss, seed=seed)
+
+
 def _check_given_features(features: Features, conversations: int, results: bool) -> None:
     """Refuse a frozen pass handed to :meth:`Toolkens.fit` that cannot be the conversations'."""
     if results:
@@ -422,21 +445,9 @@ class Toolkens(ModelHubMixin, library_name=LIBRARY_NAME, tags=list(TAGS)):
         report.cache_seconds = report.phase_seconds.get("caching", 0.0)
         train_idx, held_idx = split_holdout(len(conversations), holdout, seed=config.seed)
         train_feats = feats.for_examples(train_idx)
-        check_calibrate = None
-        if len(check):
-            with _interruptible(toolkens, report, "reading the check requests"):
-                if isinstance(check, Features):
-                    check_feats = check
-                else:
-                    check_rendered = toolkens._rendered(check)
-                    with _phase(report, progress, "check requests", sum(len(r.input_ids) for r in check_rendered)):
-                        check_feats = extract_features(lm, check_rendered, on_progress=advance("check requests"))
-            learn, check_calibrate = split_check(check_feats)
-            report.check_trained, report.check_examples = len(learn), len(torch.unique(check_calibrate.example))
-            if learn:
-                train_feats = train_feats.extended(check_feats.for_examples(learn))
-            if report.check_examples == 0:
-                check_calibrate = None
+        check_learn, check_calibrate = _read_check(toolkens, check, report, progress) if len(check) else (None, None)
+        if check_learn is not None:
+            train_feats = train_feats.extended(check_learn)
         report.examples, report.heldout_examples = len(train_idx), len(held_idx)
         report.positions = len(train_feats)
         report.call_positions = int((train_feats.tool_target >= 0).sum())
@@ -464,9 +475,7 @@ class Toolkens(ModelHubMixin, library_name=LIBRARY_NAME, tags=list(TAGS)):
             if call_false_positives is not None:  # the gate of the kept epoch: a second's work, not lost
                 toolkens.head.gate, report.gate = train_gate(toolkens.head, train_feats, held_feats, quiet=quiet,
                                                              target=call_false_positives)
-                if call_reach_miss is not None and held_feats is not None:
-                    report.reach = train_reach(toolkens.head, train_feats, held_feats, miss=call_reach_miss,
-                                               seed=config.seed)
+                _fit_reach(toolkens.head, report, train_feats, held_feats, miss=call_reach_miss, seed=config.seed)
             toolkens.training = report.as_dict()
             raise FitInterrupted(exc.result, toolkens, "training") from None
         if call_false_positives is not None:
@@ -476,9 +485,8 @@ class Toolkens(ModelHubMixin, library_name=LIBRARY_NAME, tags=list(TAGS)):
         if check_calibrate is not None:
             with _interruptible(toolkens, report, "choosing the tool-choice mix"):
                 report.mix, report.mix_scores = choose_mix(toolkens.head, check_calibrate, mixes=MIXES)
-        reach_from = check_calibrate if check_calibrate is not None else held_feats
-        if call_reach_miss is not None and toolkens.head.gate is not None and reach_from is not None:
-            report.reach = train_reach(toolkens.head, train_feats, reach_from, miss=call_reach_miss, seed=config.seed)
+        _fit_reach(toolkens.head, report, train_feats, check_calibrate if check_calibrate is not None else held_feats,
+                   miss=call_reach_miss, seed=config.seed)
         if held_feats is not None:  # the toolkens as saved: gate, mix and reach included
             report.heldout = selection_accuracy(toolkens.head, held_feats)
         toolkens.training = report.as_dict()
