@@ -220,7 +220,7 @@ def figures(results: dict, out: Path, stem: str) -> list[Path]:
                     p = d["prompted"].get(method)
                     ys.append(0 if p is None or p["skipped"] else p["select"])
                 else:
-                    ys.append(d["methods"][method].get(key, {}).get("mean", 0))
+                    ys.append(d["methods"].get(method, {}).get(key, {}).get("mean", 0))  # +check: KAMEL only
             ax.bar([x + i * width for x in range(len(names))], ys, width, label=method)
         ax.set_ylabel(label, fontsize=8)
     axes[1].set_xticks([x + 0.4 - width / 2 for x in range(len(names))], names, rotation=20)
