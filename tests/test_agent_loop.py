@@ -178,6 +178,16 @@ def test_the_reach_radius_is_the_conformal_rank_of_the_held_out_calls_distances(
     assert reach_gate(4, anchors, held, miss=0.5).radius == 20.0  # ceil(40 * 0.5) = 20th
 
 
+def test_held_out_calls_among_the_anchors_are_measured_against_the_other_examples_anchors_only():
+    anchors = torch.cat([torch.zeros(5, 2), torch.full((20, 2), 3.0)])  # example 0: five at the origin
+    owner = torch.tensor([0] * 5 + list(range(1, 21)))
+    held = torch.zeros(20, 2)  # example 0's calls, also among the anchors
+    plain = fit_reach(CallGate(4), anchors, held, miss=0.05)
+    assert plain["radius"] == 0.0  # each would find itself
+    own = fit_reach(gate := CallGate(4), anchors, held, miss=0.05, anchor_owner=owner, held_owner=torch.zeros(20, dtype=torch.long))
+    assert own["radius"] == pytest.approx(3.0 * 2 ** 0.5) and gate.anchors.shape == (25, 2)
+
+
 def test_too_few_held_out_calls_give_no_reach_and_every_position_stays_in_reach():
     report = fit_reach(gate := CallGate(4), torch.zeros(5, 2), torch.ones(18, 2), miss=0.05)
     assert report["radius"] is None and "19" in report["why_none"]

@@ -141,7 +141,7 @@ def test_train_adds_the_built_in_no_tool_requests_to_data_of_calls_alone_and_say
     assert training["negatives_added"] == added and training["examples"] + training["heldout_examples"] == 20 + added
 
 
-def test_train_with_check_requests_chooses_and_records_the_tool_choice_mix(files, tiny_model_dir, tmp_path):
+def test_train_with_check_requests_trains_on_them_and_records_them(files, tiny_model_dir, tmp_path):
     tools, data = files
     check = tmp_path / "check.jsonl"
     check.write_text("".join(json.dumps(conversation(i)) + "\n" for i in range(30, 36)))
@@ -151,10 +151,10 @@ def test_train_with_check_requests_chooses_and_records_the_tool_choice_mix(files
                                  "--check", str(check)])
     assert result.exit_code == 0, result.output
     figures = json.loads(result.output.strip().splitlines()[-1])
-    assert "tool choice: mix" in " ".join(result.output.split()) and "chosen on 3 check requests (3 more joined the training data" in " ".join(result.output.split())
+    assert "check: 6 real requests joined the training data" in " ".join(result.output.split())
     config = json.loads((out / CONFIG_FILE).read_text())
     assert config["mix"] == figures["mix"] == config["training"]["mix"]
-    assert config["training"]["check_examples"] == 3 and config["training"]["check_trained"] == 3
+    assert config["training"]["check_examples"] == 6
 
 
 def test_help_does_not_import_torch_or_the_tool_schema_stack():

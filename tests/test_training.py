@@ -14,11 +14,9 @@ from toolken_agent.head import ToolkenHead
 from toolken_agent.toolkens import Toolkens
 from toolken_agent.training import (
     LAMBDAS,
-    MIXES,
     TrainConfig,
     TrainingInterrupted,
     choose_lambda,
-    choose_mix,
     pick_lambda,
     joint_loss,
     selection_accuracy,
@@ -195,25 +193,6 @@ def _prior_right_trained_wrong() -> ToolkenHead:
     return head
 
 
-def test_mix_choice_leans_on_the_priors_when_real_requests_say_they_rank_tools_better():
-    check = _one_call_per_example([0, 1] * 5)
-    head = _prior_right_trained_wrong()
-    mix, scores = choose_mix(head, check)
-    assert scores["1.0"] == 0.0 and scores["0.0"] == 1.0
-    assert mix < 0.5 and head.mix == mix and scores[str(mix)] == 1.0
-
-
-def test_mix_choice_keeps_the_trained_head_when_it_ranks_tools_as_well_or_better():
-    check = _one_call_per_example([0, 1] * 5)
-    head = ToolkenHead(torch.eye(2, 8)[[1, 0]], bias=False)  # now the prior is the wrong one
-    with torch.no_grad():
-        head.weight.copy_(torch.eye(2, 8))
-    assert choose_mix(head, check)[0] == 1.0 and head.mix == 1.0
-    no_calls = _one_call_per_example([0, 1])
-    no_calls.target[:] = 0  # words only
-    assert choose_mix(_prior_right_trained_wrong(), no_calls) == (1.0, {})
-
-
 def test_training_resets_the_mix_to_the_plain_head():
     head = _prior_right_trained_wrong()
     head.mix = 0.25
@@ -221,30 +200,18 @@ def test_training_resets_the_mix_to_the_plain_head():
     assert head.mix == 1.0
 
 
-def test_check_requests_split_per_tool_into_one_half_to_train_and_one_to_calibrate():
-    from toolken_agent.toolkens import split_check
-
-    tools = [0, 1, 0, -1, 0, 2, -1, 1]  # example i's first decision calls tools[i] (-1: answered in words)
-    feats = _one_call_per_example([0] * len(tools))
-    feats.target[:] = torch.tensor([feats.vocab_size + t if t >= 0 else 2 for t in tools])
-    learn, calibrate = split_check(feats)
-    assert learn == [0, 1, 3, 4, 5] and torch.unique(calibrate.example).tolist() == [2, 6, 7]
-
-
-def test_fit_with_check_requests_records_the_mix_and_the_checkpoint_keeps_it(tiny_lm, small_toolset, tmp_path):
+def test_fit_with_check_requests_trains_on_them_and_sets_the_radius_on_them(tiny_lm, small_toolset, tmp_path):
     conversations = example_conversations(small_toolset, with_negatives=False)
-    toolkens, report = Toolkens.fit(tiny_lm, small_toolset, conversations, check=conversations,
+    check = conversations * 10  # enough real requests for a radius at the default miss rate
+    plain, _ = Toolkens.fit(tiny_lm, small_toolset, conversations, config=TrainConfig(epochs=2), holdout=0.0)
+    toolkens, report = Toolkens.fit(tiny_lm, small_toolset, conversations, check=check,
                                     config=TrainConfig(epochs=2), holdout=0.0)
-    assert report.check_examples > 0 and report.check_examples + report.check_trained == len(conversations)
-    assert set(report.mix_scores) == {str(m) for m in MIXES}
-    assert report.mix == toolkens.head.mix == toolkens.training["mix"]
-    toolkens.head.mix = 0.25
-    with torch.no_grad():
-        toolkens.head.prior_bias.add_(0.5)
+    assert report.check_examples == len(check)
+    assert report.positions > plain.training["positions"]  # the check requests joined the training share
+    assert report.reach["radius"] is not None and report.reach["held_out_calls"] > 0
+    assert toolkens.head.mix == 1.0
     loaded = Toolkens.load(toolkens.save(tmp_path / "tk"), small_toolset, lm=tiny_lm)
-    assert loaded.head.mix == 0.25 and torch.equal(loaded.head.prior_bias, toolkens.head.prior_bias)
-    hidden = torch.randn(3, tiny_lm.hidden_size)
-    assert torch.equal(loaded.head(hidden), toolkens.head(hidden))
+    assert loaded.gate.radius == pytest.approx(toolkens.gate.radius)
 
 
 class PhaseRecorder:

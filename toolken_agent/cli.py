@@ -153,7 +153,7 @@ def train(
     call_false_positives: Annotated[float, typer.Option("--call-false-positives", min=0.0, max=1.0, help="Share of held-out no-call decisions the whether-to-call gate may fire on; its threshold is chosen for it (chat --call-threshold moves it later).")] = FIT.call_false_positives,
     call_reach_miss: Annotated[float, typer.Option("--call-reach-miss", min=0.0, max=1.0, help="Share of held-out calls the gate's radius around the training calls may leave out; requests beyond it never call. No radius with too few held-out calls (19 at 0.05); 0 turns it off.")] = FIT.call_reach_miss,
     result_turns: Annotated[bool, typer.Option("--result-turns/--no-result-turns", help="Give every call without a result a result turn and a reply in words, so toolkens learn to answer after results (read-only tools are run; others get a placeholder).")] = FIT.results,
-    check: Annotated[Optional[Path], typer.Option("--check", help="A few real requests with their calls (JSONL, as --data), when the training data is synthetic: half join the training data; on the other half the tool choice leans toward the description priors as far as that decides them better, and the call gate's radius is set.")] = None,
+    check: Annotated[Optional[Path], typer.Option("--check", help="A few real requests with their calls (JSONL, as --data), when the training data is synthetic: they join the training data, and the call gate's radius around the training calls is set on them.")] = None,
     lenient: Annotated[bool, typer.Option(help="Skip bad data lines (counted) instead of stopping.")] = False,
     seed: Annotated[int, typer.Option(help="Seed of the held-out split, the shuffling and the random prior.")] = FIT.seed,
     dtype: DtypeOption = "auto",
@@ -324,11 +324,9 @@ def _print_fit(report, out_dir: Path, phases: dict[str, float], seconds: float) 
             table.add_row(label, *(f"{acc[k]:.3f}" if _is_number(acc[k]) else "n/a" for k in
                                    ("accuracy", "call_accuracy", "no_call_accuracy")), str(acc["decisions"]))
         out.print(table)
-    if report.mix_scores:
-        out.print(f"tool choice: mix {report.mix:g} (the trained rows' share against the priors), chosen on "
-                  f"{report.check_examples} check requests ({report.check_trained} more joined the training data; "
-                  "decision accuracy per mix: "
-                  + ", ".join(f"{k}: {v:.2f}" for k, v in report.mix_scores.items()) + ")", highlight=False)
+    if report.check_examples:
+        out.print(f"check: {report.check_examples} real requests joined the training data; the call gate's radius is "
+                  "set on them, each against the other requests' calls", highlight=False)
     if report.results_added:
         out.print(f"result turns: {report.results_added} conversations got a result and a reply after their calls",
                   highlight=False)

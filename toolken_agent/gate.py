@@ -180,25 +180,36 @@ def choose_threshold(probabilities: torch.Tensor, calls: torch.Tensor, *,
     return float(torch.sigmoid(torch.tensor((low + high) / 2)))
 
 
-def fit_reach(gate: CallGate, anchors: torch.Tensor, held: torch.Tensor, *, miss: float, seed: int = 0) -> dict:
+def fit_reach(gate: CallGate, anchors: torch.Tensor, held: torch.Tensor, *, miss: float, seed: int = 0,
+              anchor_owner: torch.Tensor | None = None, held_owner: torch.Tensor | None = None) -> dict:
     """Give ``gate`` a reach: ``anchors`` ``(m, n)`` the training calls' toolken logits, ``held`` ``(h, n)`` held-out calls'.
 
     The radius is the ``ceil((h + 1) * (1 - miss))``-th smallest held-out distance, the
     split-conformal rank: a new call drawn like the held-out ones lies outside it with
     probability at most ``miss``. When that rank exceeds ``h`` (too few held-out calls
-    to promise it), the gate gets no reach. Returns the figures for the fit report.
+    to promise it), the gate gets no reach. Where the held-out calls are among the
+    anchors too (real requests trained on), ``anchor_owner`` ``(m,)`` and ``held_owner``
+    ``(h,)`` name each row's example, and a held-out call is measured against the other
+    examples' anchors only, as a new request would be. Returns the figures for the fit report.
     """
     if len(anchors) > MAX_ANCHORS:
-        keep = torch.randperm(len(anchors), generator=torch.Generator().manual_seed(seed))[:MAX_ANCHORS]
-        anchors = anchors[keep.sort().values]
+        keep = torch.randperm(len(anchors), generator=torch.Generator().manual_seed(seed))[:MAX_ANCHORS].sort().values
+        anchors = anchors[keep]
+        anchor_owner = anchor_owner[keep] if anchor_owner is not None else None
     rank = math.ceil((len(held) + 1) * (1 - miss))
     if len(anchors) == 0 or len(held) == 0 or rank > len(held):
         gate.anchors, gate.radius = torch.zeros(0, 0), math.inf
         return {"radius": None, "held_out_calls": len(held), "miss": miss,
                 "why_none": f"{len(held)} held-out calls; a radius for a miss rate of {miss:g} needs {_calls_needed(miss)}"}
     gate.anchors = anchors.detach().float()
-    distances = gate.distance(held).sort().values
-    gate.radius = float(distances[rank - 1])
+    if anchor_owner is None or held_owner is None:
+        distances = gate.distance(held)
+    else:
+        d = torch.cdist(held.detach().float(), gate.anchors)
+        d[held_owner[:, None] == anchor_owner[None, :]] = float("inf")
+        k = min(REACH_NEIGHBOURS, int((anchor_owner[None, :] != held_owner[:, None]).sum(dim=1).min()))
+        distances = d.topk(k, dim=-1, largest=False).values.mean(dim=-1)
+    gate.radius = float(distances.sort().values[rank - 1])
     return {"radius": gate.radius, "held_out_calls": len(held), "miss": miss, "anchors": len(anchors)}
 
 

@@ -16,8 +16,9 @@ calibrated one (WiSE-FT, Wortsman et al. 2022). Why: toolkens trained on synthet
 learn those texts' contexts, while the description priors know only what each tool is
 for, so on real questions a blend of the two can rank tools better than either
 (docs/design-notes.md, "Tool-choice mix"). Gating with the trained head keeps its
-quiet mid-reply, which the priors lack. ``mix`` is chosen on real requests
-(:func:`toolken_agent.training.choose_mix`); 1 is the plain head.
+quiet mid-reply, which the priors lack. Rows bound untrained rank with ``mix = 0``
+(standardized, :mod:`toolken_agent.calibration`); a trained head has ``mix = 1``, since
+real requests, where the user has some, now join its training data instead.
 """
 
 from __future__ import annotations

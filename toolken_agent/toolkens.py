@@ -45,7 +45,7 @@ from .model_card import LIBRARY_NAME, TAGS, card_text
 from .priors import DEFAULT_PRIOR, build_priors
 from .tool import ToolSpec
 from .toolset import Toolset, as_toolset
-from .training import (MIXES, TrainConfig, TrainingInterrupted, TrainResult, choose_lambda, choose_mix,
+from .training import (TrainConfig, TrainingInterrupted, TrainResult, choose_lambda,
                        selection_accuracy, train_gate, train_head, train_reach)
 
 
@@ -78,10 +78,8 @@ class FitReport:
     lambda_: float = 0.0  # the regularizer weight trained with
     lambda_sweep: dict[str, float] = field(default_factory=dict)  # held-out decision accuracy per candidate, if swept
     negatives_added: int = 0  # built-in no-tool requests added to the data
-    check_examples: int = 0  # real requests the tool-choice mix and the gate's reach were chosen on
-    check_trained: int = 0  # real check requests added to the training share (split_check)
+    check_examples: int = 0  # real requests added to the training share; the gate's radius is set on them
     mix: float = 1.0  # weight of the trained rows in the tool choice (ToolkenHead.mix)
-    mix_scores: dict[str, float] = field(default_factory=dict)  # check-set decision accuracy per candidate
     results_added: int = 0  # conversations given result turns and a reply after their calls
     gate: dict[str, float] = field(default_factory=dict)  # the whether-to-call gate's threshold and rates
     reach: dict[str, Any] = field(default_factory=dict)  # the gate's radius around the training calls (gate.fit_reach)
@@ -106,9 +104,7 @@ class FitReport:
             "lambda_sweep": self.lambda_sweep,
             "negatives_added": self.negatives_added,
             "check_examples": self.check_examples,
-            "check_trained": self.check_trained,
             "mix": self.mix,
-            "mix_scores": self.mix_scores,
             "reach": self.reach,
             "results_added": self.results_added,
             "gate": self.gate,
@@ -155,28 +151,9 @@ class FitInterrupted(TrainingInterrupted):
         self.stage = stage
 
 
-def split_check(check: Features) -> tuple[list[int], Features]:
-    """Check requests to train on (example indices) and the rest, to choose the mix and radius on.
-
-    Per tool, in order, the first request of each pair trains and the second does not,
-    so every tool a calibrating request calls was trained on a real request too; a tool
-    with one check request trains on it. Requests without a call count as one tool.
-    """
-    first_tool: dict[int, int] = {}
-    for row in torch.nonzero(check.decision).flatten().tolist():
-        first_tool.setdefault(int(check.example[row]), int(check.tool_target[row]))
-    seen: dict[int, int] = {}
-    learn, calibrate = [], []
-    for example in sorted(torch.unique(check.example).tolist()):
-        tool = first_tool.get(example, -1)
-        (learn if seen.get(tool, 0) % 2 == 0 else calibrate).append(example)
-        seen[tool] = seen.get(tool, 0) + 1
-    return learn, check.for_examples(calibrate)
-
-
 def _read_check(toolkens: "Toolkens", check: Sequence[Conversation] | Features, report: FitReport,
-                progress: FitProgress | None) -> tuple[Features | None, Features | None]:
-    """The check requests' frozen pass, split (:func:`split_check`): rows to train on, rows to calibrate on."""
+                progress: FitProgress | None) -> Features:
+    """The check requests' frozen pass (run here unless given)."""
     with _interruptible(toolkens, report, "reading the check requests"):
         if isinstance(check, Features):
             feats = check
@@ -185,16 +162,15 @@ def _read_check(toolkens: "Toolkens", check: Sequence[Conversation] | Features, 
             with _phase(report, progress, "check requests", sum(len(r.input_ids) for r in rendered)):
                 feats = extract_features(toolkens.lm, rendered, on_progress=(
                     lambda n=1: progress.advance("check requests", n, "")) if progress is not None else None)
-    learn, calibrate = split_check(feats)
-    report.check_trained, report.check_examples = len(learn), len(torch.unique(calibrate.example))
-    return (feats.for_examples(learn) if learn else None), (calibrate if report.check_examples else None)
+    report.check_examples = len(torch.unique(feats.example)) if len(feats) else 0
+    return feats
 
 
 def _fit_reach(head: ToolkenHead, report: FitReport, train: Features, held: Features | None, *,
-               miss: float | None, seed: int) -> None:
+               miss: float | None, seed: int, held_in_train: bool = False) -> None:
     """The gate's radius (:func:`~toolken_agent.training.train_reach`), where there is a gate, a miss rate and held-out calls."""
     if miss is not None and head.gate is not None and held is not None:
-        report.reach = train_reach(head, train, held, miss=miss, seed=seed)
+        report.reach = train_reach(head, train, held, miss=miss, seed=seed, held_in_train=held_in_train)
 
 
 def _check_given_features(features: Features, conversations: int, results: bool) -> None:
@@ -390,10 +366,9 @@ class Toolkens(ModelHubMixin, library_name=LIBRARY_NAME, tags=list(TAGS)):
         (:func:`~toolken_agent.gate.fit_reach`); ``None``: no radius.
         ``check``: a few real requests with their calls, when the training texts are
         unlike them (synthetic), or their frozen pass (:class:`Features`) where the
-        caller already ran it. They are split (:func:`split_check`): one half joins the
-        training share, because real requests teach more than synthetic ones; on the
-        other the tool choice leans toward the priors as far as that decides them better
-        (:func:`~toolken_agent.training.choose_mix`) and the gate's radius is set.
+        caller already ran it. They join the training share (real requests teach more
+        than synthetic ones), and the gate's radius is set on them, each measured
+        against the other examples' calls (:func:`~toolken_agent.gate.fit_reach`).
         ``progress`` hears each phase start, advance and end (:class:`FitProgress`);
         ``report.phase_seconds`` keeps each phase's time.
         ``features``: the frozen pass over ``conversations`` (example ``i`` is
@@ -445,9 +420,12 @@ class Toolkens(ModelHubMixin, library_name=LIBRARY_NAME, tags=list(TAGS)):
         report.cache_seconds = report.phase_seconds.get("caching", 0.0)
         train_idx, held_idx = split_holdout(len(conversations), holdout, seed=config.seed)
         train_feats = feats.for_examples(train_idx)
-        check_learn, check_calibrate = _read_check(toolkens, check, report, progress) if len(check) else (None, None)
-        if check_learn is not None:
-            train_feats = train_feats.extended(check_learn)
+        checked = None  # the check requests' rows, as numbered in train_feats
+        if len(check):
+            check_feats = _read_check(toolkens, check, report, progress)
+            offset = int(train_feats.example.max()) + 1 if len(train_feats) else 0
+            train_feats = train_feats.extended(check_feats)
+            checked = train_feats.for_examples([offset + int(e) for e in torch.unique(check_feats.example)])
         report.examples, report.heldout_examples = len(train_idx), len(held_idx)
         report.positions = len(train_feats)
         report.call_positions = int((train_feats.tool_target >= 0).sum())
@@ -482,12 +460,9 @@ class Toolkens(ModelHubMixin, library_name=LIBRARY_NAME, tags=list(TAGS)):
             with _interruptible(toolkens, report, "fitting the call gate"), _phase(report, progress, "call gate", 0):
                 toolkens.head.gate, report.gate = train_gate(toolkens.head, train_feats, held_feats, quiet=quiet,
                                                              target=call_false_positives)
-        if check_calibrate is not None:
-            with _interruptible(toolkens, report, "choosing the tool-choice mix"):
-                report.mix, report.mix_scores = choose_mix(toolkens.head, check_calibrate, mixes=MIXES)
-        _fit_reach(toolkens.head, report, train_feats, check_calibrate if check_calibrate is not None else held_feats,
-                   miss=call_reach_miss, seed=config.seed)
-        if held_feats is not None:  # the toolkens as saved: gate, mix and reach included
+        _fit_reach(toolkens.head, report, train_feats, checked if checked is not None else held_feats,
+                   miss=call_reach_miss, seed=config.seed, held_in_train=checked is not None)
+        if held_feats is not None:  # the toolkens as saved: gate and reach included
             report.heldout = selection_accuracy(toolkens.head, held_feats)
         toolkens.training = report.as_dict()
         toolkens.demos = call_demos([conversations[i] for i in train_idx])

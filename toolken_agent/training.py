@@ -81,8 +81,8 @@ def train_head(
 
     On Ctrl-C the head is rolled back to the last finished epoch and
     :class:`TrainingInterrupted` is raised, so the caller can save that state.
-    Training resets ``head.mix`` to 1: the loss is the plain head's, and a mix with
-    the prior is chosen afterwards (:func:`choose_mix`).
+    Training resets ``head.mix`` to 1: the loss is the plain head's (a mix with the
+    prior is for rows bound untrained, :meth:`~toolken_agent.toolkens.Toolkens.bind`).
     """
     result = TrainResult()
     head.mix = 1.0
@@ -222,47 +222,26 @@ def choose_lambda(
     return pick_lambda(scores), {str(lam): score for lam, score in scores.items()}
 
 
-MIXES = (0.0, 0.1, 0.25, 0.5, 0.75, 1.0)
-
-
-def choose_mix(head: ToolkenHead, check: Features, *, mixes: Sequence[float] = MIXES) -> tuple[float, dict[str, float]]:
-    """The weight of the trained rows in the tool choice that decides best on ``check``.
-
-    ``check`` should be real requests, shaped like the ones the toolkens will see (a few
-    per tool), not more of the training texts: a split of synthetic training texts rates
-    the trained head best whatever it does on real questions (docs/design-notes.md,
-    "Tool-choice mix"). Only the calls move with the mix (the trained head
-    keeps deciding whether to fire), so the score is held-out decision accuracy as for
-    :func:`choose_lambda`; an exact tie goes to the larger mix, the trained head. Leaves
-    ``head.mix`` at the choice; 1 when ``check`` holds no call.
-    """
-    if not bool(((check.tool_target >= 0) & check.decision).any()):
-        head.mix = 1.0
-        return 1.0, {}
-    scores: dict[float, float] = {}
-    for mix in mixes:
-        head.mix = mix
-        scores[mix] = selection_accuracy(head, check)["accuracy"]
-    head.mix = pick_lambda(scores)  # the same rule: the best score, an exact tie to the larger value
-    return head.mix, {str(mix): score for mix, score in scores.items()}
-
-
 @torch.no_grad()
 def _gate_inputs(head: ToolkenHead, features: Features) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     rows = features.subset(features.decision)
     return rows.hidden, head(rows.hidden), rows.vocab_max, rows.tool_target >= 0
 
 
-def train_reach(head: ToolkenHead, train: Features, held: Features, *, miss: float, seed: int = 0) -> dict[str, Any]:
+def train_reach(head: ToolkenHead, train: Features, held: Features, *, miss: float, seed: int = 0,
+                held_in_train: bool = False) -> dict[str, Any]:
     """Give ``head``'s gate a reach (:func:`~toolken_agent.gate.fit_reach`): anchors from ``train``'s calls, radius from ``held``'s.
 
-    Run on the final head (after the tool-choice mix), since the anchors are its logits.
+    ``held_in_train``: ``held``'s examples are ``train``'s too (same numbering), so each is
+    measured against the others' anchors. Run on the final head: the anchors are its logits.
     """
     if head.gate is None:
         return {}
+    calls = [(f.tool_target >= 0) & f.decision for f in (train, held)]
     with torch.no_grad():
-        anchors, held_calls = (head(f.hidden[(f.tool_target >= 0) & f.decision]) for f in (train, held))
-    return fit_reach(head.gate, anchors, held_calls, miss=miss, seed=seed)
+        anchors, held_calls = (head(f.hidden[c]) for f, c in zip((train, held), calls))
+    owners = dict(anchor_owner=train.example[calls[0]], held_owner=held.example[calls[1]]) if held_in_train else {}
+    return fit_reach(head.gate, anchors, held_calls, miss=miss, seed=seed, **owners)
 
 
 def train_gate(head: ToolkenHead, train: Features, held: Features | None, *, quiet: Features | None = None,

@@ -882,7 +882,7 @@ def kamel_check(data_dir: Path = DATA_DIR, n_tools: int = 30, *, exclude: Iterab
                 seed: int = 0) -> list[dict]:
     """Up to ``per_tool`` real KAMEL questions per relation of the first ``n_tools``, none in ``exclude``.
 
-    A check set shaped like the test (:func:`toolken_agent.training.choose_mix`): the
+    A check set shaped like the test (``Toolkens.fit(check=...)``): the
     ``test_first_*`` files are six samples of KAMEL's questions, 2,715 distinct ones in
     all, so those outside the evaluated test questions (``exclude``, by text) are spare.
     Relations past the 100th appear only in ``test_first_234``: with all 500 of its

@@ -26,8 +26,7 @@ NEEDS = {
     "paper+check": "as paper, with ours' real check questions added to its training data (KAMEL only)",
     "ours": "training conversations (plus 16 built-in requests that need no tool); one frozen pass + "
             "6 head trainings on a split to choose lambda + head training; on KAMEL, up to 2 real questions per "
-            "relation (outside the test): the first of each relation joins the training data, the second chooses "
-            "how far the tool choice leans on the priors and sets the call gate's radius",
+            "relation (outside the test) join the training data and set the call gate's radius",
 }
 
 

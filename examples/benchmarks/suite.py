@@ -74,7 +74,7 @@ class Method:
     name: str
     fit: Mapping[str, Any] | None = field(default_factory=dict)  # over fit's defaults
     lambda_: float | None = None  # None: fit's sweep over LAMBDAS
-    check: bool = False  # the tool-choice mix chosen on real check questions, where the data set has spare ones
+    check: bool = False  # real check questions as Toolkens.fit(check=...), where the data set has spare ones
     check_as_data: bool = False  # the same check questions added to the training data (a baseline given what ours sees)
 
     @property
@@ -89,8 +89,8 @@ class Method:
         lam = "lambda chosen on train split" if self.lambda_ is None else f"lambda {self.lambda_:g}"
         return (f"{settings['prior']} prior, {lam}, {bias}" + (", built-in no-tool requests" if settings["negatives"] else "")
                 + (", call gate" if settings["call_false_positives"] is not None else "")
-                + (", half the real check questions added to the training data, the tool choice mixed with the "
-                   "priors and the gate's radius set as the other half prefer" if self.check else "")
+                + (", the real check questions added to the training data and the gate's radius set on them"
+                   if self.check else "")
                 + (", real check questions added to the training data" if self.check_as_data else ""))
 
 
