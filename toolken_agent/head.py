@@ -15,7 +15,7 @@ toolken logit is unchanged), but *which* tool is ranked by the weight-space ense
 calibrated one (WiSE-FT, Wortsman et al. 2022). Why: toolkens trained on synthetic texts
 learn those texts' contexts, while the description priors know only what each tool is
 for, so on real questions a blend of the two can rank tools better than either
-(docs/design-notes.md, "Tool-choice mix"). Gating with the trained head keeps its
+(docs/design-notes.md, "real check requests"). Gating with the trained head keeps its
 quiet mid-reply, which the priors lack. Rows bound untrained rank with ``mix = 0``
 (standardized, :mod:`toolken_agent.calibration`); a trained head has ``mix = 1``, since
 real requests, where the user has some, now join its training data instead.
