@@ -303,28 +303,28 @@ def _release(ll: Any, model: Any, ctx: Any, batch: Any) -> None:
 
 
 def f16_gguf(gguf: Path) -> Path:
-    """An F16 copy of ``gguf`` (made once beside the store's GGUFs with ``llama_model_quantize``).
+    """An F16 copy of ``gguf``, made once with ``llama_model_quantize`` (about a second) and
+    cached like the store's conversions: written beside its place and renamed in, its
+    sha256 checked at every use.
 
     A quantized GGUF's hidden states on llama.cpp differ from its de-quantized weights on
     transformers (where training features come from); its F16 copy's match them.
     """
-    from .atomic import writer_lock
-    from .store import cache_dir
+    from .store import cache_dir, cached_directory, gguf_digest
 
+    name = f"{gguf.stem}.F16.gguf"
+    target = cache_dir() / "gguf-f16" / f"{gguf.stem}-{gguf_digest(gguf)[:12]}"
+    return cached_directory(target, lambda out: _quantize_f16(gguf, out / name), required=name,
+                            source=gguf.name, what="to F16 for llama.cpp (once, ~1 s per 100M weights)") / name
+
+
+def _quantize_f16(gguf: Path, out: Path) -> None:
     ll = _llama()
-    target = cache_dir() / "gguf" / f"{gguf.stem}.F16.gguf"
-    target.parent.mkdir(parents=True, exist_ok=True)
-    with writer_lock(target.parent, timeout=None):
-        if not target.is_file():
-            tmp = target.with_name(f".{target.name}.tmp-{os.getpid()}")
-            params = ll.llama_model_quantize_default_params()
-            params.ftype = ll.LLAMA_FTYPE_MOSTLY_F16
-            params.allow_requantize = True
-            if ll.llama_model_quantize(str(gguf).encode(), str(tmp).encode(), ctypes.byref(params)) != 0:
-                tmp.unlink(missing_ok=True)
-                raise ModelError(f"llama.cpp could not write an F16 copy of {gguf}")
-            os.replace(tmp, target)
-    return target
+    params = ll.llama_model_quantize_default_params()
+    params.ftype = ll.LLAMA_FTYPE_MOSTLY_F16
+    params.allow_requantize = True
+    if ll.llama_model_quantize(str(gguf).encode(), str(out).encode(), ctypes.byref(params)) != 0:
+        raise ModelError(f"llama.cpp could not write an F16 copy of {gguf}")
 
 
 def load_llamacpp(spec: str, **options: Any) -> LlamaCppLM:

@@ -266,7 +266,7 @@ def train_method(method: str, model: str | None, out_dir: Path, toolset_name: st
     from toolken_agent.training import LAMBDAS, TrainConfig
 
     kwargs = dict(METHODS[method])
-    lm = load_model(model)
+    lm = load_model(model, engine="transformers")  # training: the batched pass is transformers
     module, data = tools_module(toolset_name), TOOLSETS[toolset_name][1]
     toolset = make_toolset(module.TOOLS, module.__file__)
     conversations = load_jsonl(data, toolset).conversations
@@ -318,7 +318,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
         from examples.benchmarks.prompted_chat import PromptedChat
         from toolken_agent.model import load_model
 
-        lm = load_model(args.model)
+        lm = load_model(args.model, engine="transformers")
 
         def make_llm() -> Any:
             return PromptedChat(lm=lm, max_tokens=max(args.max_tokens, 96))
