@@ -91,3 +91,24 @@ def test_toolkens_trained_on_transformers_call_the_right_tool_decoded_on_llama_c
     events = list(Decoder(toolkens).stream([Message("user", "What is 37 times 91?")], DecodeConfig(max_new_tokens=24)))
     calls = [e.call for e in events if isinstance(e, CallFinished)]
     assert calls and calls[0].name == "multiply"
+
+
+def test_the_f16_copy_is_made_once_verified_at_every_use_and_made_again_when_damaged(tmp_path, monkeypatch, capsys):
+    from toolken_agent.llamacpp import f16_gguf
+    from toolken_agent.store import embedded_gguf
+
+    source = embedded_gguf()
+    monkeypatch.setenv("TOOLKEN_AGENT_CACHE", str(tmp_path))
+    copy = f16_gguf(source)
+    assert copy.is_file() and copy.name == "SmolLM2-135M-Instruct.Q4_1.F16.gguf"
+    made = copy.stat().st_mtime_ns
+    assert f16_gguf(source) == copy and copy.stat().st_mtime_ns == made  # verified, not made again
+    with open(copy, "r+b") as f:  # damage one byte past the header
+        f.seek(4096)
+        byte = f.read(1)
+        f.seek(4096)
+        f.write(bytes([byte[0] ^ 0xFF]))
+    capsys.readouterr()
+    assert f16_gguf(source) == copy
+    assert "does not match the hashes recorded" in capsys.readouterr().err
+    assert [p.name for p in copy.parent.parent.iterdir()] == [copy.parent.name]  # no temporary left beside it

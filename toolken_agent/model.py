@@ -8,7 +8,6 @@ model directory or hub id) is :mod:`toolken_agent.store`'s job; this module comp
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import threading
 from dataclasses import dataclass, field
