@@ -29,7 +29,9 @@ def f16_pair():
 
 @pytest.fixture(scope="module")
 def q41():
-    return load_model(engine="llamacpp")
+    from toolken_agent.llamacpp import load_llamacpp
+
+    return load_llamacpp("default", weights="as-is", threads=1)
 
 
 def _ids(lm: LanguageModel) -> list[int]:
@@ -37,10 +39,23 @@ def _ids(lm: LanguageModel) -> list[int]:
                                             add_generation_prompt=True, tokenize=True, return_dict=False)
 
 
-def test_the_default_model_runs_on_llama_cpp_when_it_is_installed(q41):
+def test_the_default_model_runs_on_llama_cpp_when_it_is_installed(q41, monkeypatch):
     assert isinstance(q41, LanguageModel) and isinstance(q41.new_context(), DecodeContext)
     assert q41.engine == "llama.cpp" and q41.precision.endswith("Q4_1")
-    assert choose_engine("default", "auto") == "llamacpp"
+    monkeypatch.delenv("TOOLKEN_AGENT_ENGINE", raising=False)
+    assert choose_engine("default", None) == "llamacpp"
+
+
+def test_a_quantized_gguf_decodes_as_its_f16_copy_unless_asked_for_as_is(monkeypatch):
+    from toolken_agent.llamacpp import load_llamacpp
+
+    monkeypatch.delenv("TOOLKEN_AGENT_GGUF_WEIGHTS", raising=False)
+    chosen = load_model(engine="llamacpp")
+    assert chosen.precision == "llama.cpp F16" and chosen.gguf.name == "SmolLM2-135M-Instruct.Q4_1.F16.gguf"
+    again = load_llamacpp(str(chosen.gguf), threads=1)  # an F16 file decodes as it is, not copied again
+    assert again.gguf == chosen.gguf
+    monkeypatch.setenv("TOOLKEN_AGENT_GGUF_WEIGHTS", "as-is")
+    assert load_llamacpp("default", threads=1).precision == "llama.cpp Q4_1"
 
 
 def test_f16_hidden_states_and_logits_match_transformers_fp32_on_the_same_weights(f16_pair):

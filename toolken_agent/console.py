@@ -26,7 +26,7 @@ ModelOption = Annotated[Optional[str], typer.Option("--model", "-m", help="HF mo
 Dtype = Enum("Dtype", {name: name for name in ("auto", "float32", "bfloat16")}, type=str)
 DtypeOption = Annotated[Dtype, typer.Option("--dtype", help="auto (bf16 where the CPU has it), float32 or bfloat16.")]
 Engine = Enum("Engine", {name: name for name in ("auto", "transformers", "llamacpp")}, type=str)
-EngineOption = Annotated[Optional[Engine], typer.Option("--engine", help="What decodes: llamacpp for a GGUF (needs the [llamacpp] extra), transformers, or auto (llama.cpp for a GGUF when it is installed; the default, or $TOOLKEN_AGENT_ENGINE).")]
+EngineOption = Annotated[Optional[Engine], typer.Option("--engine", help="What decodes: llamacpp for a GGUF (needs the llamacpp extra), transformers, or auto (llama.cpp for a GGUF when it is installed; the default, or $TOOLKEN_AGENT_ENGINE).")]
 
 
 def toolkens_option() -> Any:

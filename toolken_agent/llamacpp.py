@@ -327,10 +327,42 @@ def _quantize_f16(gguf: Path, out: Path) -> None:
         raise ModelError(f"llama.cpp could not write an F16 copy of {gguf}")
 
 
-def load_llamacpp(spec: str, **options: Any) -> LlamaCppLM:
-    """The model named by ``spec`` (a ``.gguf`` path or the embedded default) on llama.cpp."""
+WEIGHTS = ("f16", "as-is")
+DEFAULT_WEIGHTS = "f16"  # chosen by selection accuracy across engines (docs/engines.md)
+_UNQUANTIZED = {0, 1, 32}  # llama_ftype: ALL_F32, MOSTLY_F16, MOSTLY_BF16
+
+
+def load_llamacpp(spec: str, *, weights: str | None = None, **options: Any) -> LlamaCppLM:
+    """The model named by ``spec`` (a ``.gguf`` path or the embedded default) on llama.cpp.
+
+    ``weights``: ``f16`` decodes an F16 copy of a quantized GGUF (:func:`f16_gguf`), whose
+    hidden states are those of the de-quantized weights training read on transformers;
+    ``as-is`` decodes the file itself. ``None``: ``$TOOLKEN_AGENT_GGUF_WEIGHTS``, else
+    :data:`DEFAULT_WEIGHTS`.
+    """
     gguf = gguf_of(spec)
     if gguf is None:
         raise ModelError(f"the llama.cpp engine runs GGUF files; {spec} is not one")
+    weights = weights or os.environ.get("TOOLKEN_AGENT_GGUF_WEIGHTS") or DEFAULT_WEIGHTS
+    if weights not in WEIGHTS:
+        raise ModelError(f"unknown GGUF weights {weights!r} (use {' or '.join(WEIGHTS)})")
     hf_dir, name = resolve_model(spec)
+    if weights == "f16" and _file_type(gguf) not in _UNQUANTIZED:
+        gguf = f16_gguf(gguf)
     return LlamaCppLM(gguf, Path(hf_dir), spec=spec, name=name, **options)
+
+
+def _file_type(gguf: Path) -> int | None:
+    """The GGUF's ``general.file_type`` (a ``llama_ftype``), read with its vocabulary only."""
+    ll = _llama()
+    params = ll.llama_model_default_params()
+    params.vocab_only = True
+    model = ll.llama_model_load_from_file(str(gguf).encode(), params)
+    if not model:
+        raise ModelError(f"llama.cpp cannot load {gguf}")
+    try:
+        value = ctypes.create_string_buffer(32)
+        found = ll.llama_model_meta_val_str(model, b"general.file_type", value, len(value)) > 0
+        return int(value.value) if found and value.value.isdigit() else None
+    finally:
+        ll.llama_model_free(model)

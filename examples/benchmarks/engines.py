@@ -1,11 +1,11 @@
 """The cost of each engine, side by side in one run, printed as ratios.
 
     python -m examples.benchmarks.engines [--gguf PATH] [--parts decode,caching,train,agent,accuracy]
-                                          [--rounds 3] [--tokens 64] [--threads 1] [--f16] [--json OUT]
+                                          [--rounds 3] [--tokens 64] [--threads 1] [--weights f16|as-is] [--json OUT]
 
-The same GGUF (default: the embedded SmolLM2-135M-Instruct Q4_1; ``--f16`` first writes
-an F16 copy of it with ``llama_model_quantize``) runs on llama.cpp and, de-quantized by
-the store, on transformers (in the dtype ``load_model`` picks, or ``--dtype``). Every
+The same GGUF (default: the embedded SmolLM2-135M-Instruct Q4_1) runs on llama.cpp (as
+the engine loads it: its F16 copy unless ``--weights as-is``) and, de-quantized by the
+store, on transformers (in the dtype ``load_model`` picks, or ``--dtype``). Every
 timed part alternates the ways round by round, so load on the machine hits all alike,
 and reports medians:
 
@@ -34,6 +34,7 @@ import statistics
 import time
 from pathlib import Path
 from typing import Any, Callable
+from unittest.mock import patch
 
 import torch
 
@@ -44,7 +45,6 @@ from toolken_agent.decoding import DecodeConfig, Decoder, Finished
 from toolken_agent.engine import LanguageModel
 from toolken_agent.features import extract_features, plan_batches
 from toolken_agent.model import load_model
-from toolken_agent.store import embedded_gguf
 
 PROMPT = "Write a short story about a lighthouse keeper who finds a message in a bottle."
 
@@ -157,10 +157,11 @@ def math_conversations() -> tuple[Any, list[Any]]:
     return toolset, convs
 
 
-def caching(lm_t: LanguageModel, lm_l: LanguageModel, *, rounds: int) -> dict[str, Any]:
+def caching(lm_t: LanguageModel, lm_l: LanguageModel, *, rounds: int, every: int = 4) -> dict[str, Any]:
+    """Tokens per second of ``extract_features`` per engine, on every ``every``-th math training conversation."""
     toolset, convs = math_conversations()
-    rendered = Toolkens.from_priors(lm_t, toolset).chat_format
-    rendered = [rendered.render(c.messages, train=True) for c in convs]
+    fmt = Toolkens.from_priors(lm_t, toolset).chat_format
+    rendered = [fmt.render(c.messages, train=True) for c in convs[::every]]
     tokens = sum(len(r.input_ids) for r in rendered)
 
     def on(lm: LanguageModel) -> Callable[[], float]:
@@ -247,15 +248,18 @@ def agent(*, questions: int, max_tokens: int = 64) -> dict[str, Any]:
 
 # -- selection across engines ---------------------------------------------------------------
 ACCURACY_DATASETS = ("kamel-30", "funcqa-oh")
+# (training, test) conversations per data set, seeded samples: llama.cpp's frozen pass runs
+# one sequence at a time, and the whole sets on two llama.cpp weights take hours (docs/engines.md).
+ACCURACY_CAPS = {"kamel-30": (None, 200), "funcqa-oh": (200, None)}
 
 
 def accuracy_engines(dtype: str) -> dict[str, LanguageModel]:
     """The same weights three ways: transformers on the Q4_1's de-quantization, llama.cpp Q4_1, llama.cpp F16."""
-    from toolken_agent.llamacpp import f16_gguf, load_llamacpp
+    from toolken_agent.llamacpp import load_llamacpp
 
     return {f"transformers {dtype}": load_model("default", dtype=dtype, engine="transformers"),
-            "llama.cpp Q4_1": load_llamacpp("default", threads=1),
-            "llama.cpp F16": load_llamacpp(str(f16_gguf(embedded_gguf())), threads=1)}
+            "llama.cpp Q4_1": load_llamacpp("default", weights="as-is", threads=1),
+            "llama.cpp F16": load_llamacpp("default", weights="f16", threads=1)}
 
 
 def accuracy(engines: dict[str, LanguageModel], datasets: tuple[str, ...] = ACCURACY_DATASETS) -> dict[str, Any]:
@@ -266,16 +270,18 @@ def accuracy(engines: dict[str, LanguageModel], datasets: tuple[str, ...] = ACCU
     kept apart per engine and precision); on llama.cpp that is its batched pass, which at
     the call position (a reply start) is what decoding computes.
     """
-    from examples.benchmarks.run import Plan, check_set, load_bench, log, to_conversation, training_set
+    from examples.benchmarks.run import Plan, check_set, load_bench, log, subsample, to_conversation, training_set
     from examples.benchmarks.suite import METHODS, cached_features, fit, score
 
     ours = next(m for m in METHODS if m.name == "ours")
-    plan = Plan(datasets, (0,), 20, None, None, 0, {}, False, {})
     out: dict[str, Any] = {}
     for name in datasets:
+        plan = Plan(datasets, (0,), 20, ACCURACY_CAPS.get(name, (None, None))[0], ACCURACY_CAPS.get(name, (None, None))[1],
+                    0, {}, False, {})
         bench = load_bench(name)
-        test_convs = [to_conversation(r) for r in bench.test]
-        checks = [to_conversation(r) for r in check_set(name, bench.test)]
+        test_records = subsample(bench.test, plan.max_test)
+        test_convs = [to_conversation(r) for r in test_records]
+        checks = [to_conversation(r) for r in check_set(name, test_records)]
         train_feats, test_feats, heads, seconds = {}, {}, {}, {}
         for engine, lm in engines.items():
             start = time.perf_counter()
@@ -284,13 +290,16 @@ def accuracy(engines: dict[str, LanguageModel], datasets: tuple[str, ...] = ACCU
             check = cached_features(lm, bench.toolset.specs, checks)[0] if checks else None
             seconds[engine] = {"features": round(time.perf_counter() - start, 1)}
             start = time.perf_counter()
-            heads[engine] = fit(lm, bench.toolset, ours, train_convs, train_feats[engine], seed=0, check=check)[0].head
+            # Trained wholly on its own engine: fit would run the no-tool requests on transformers.
+            with patch("toolken_agent.toolkens.training_model", lambda lm: lm):
+                heads[engine] = fit(lm, bench.toolset, ours, train_convs, train_feats[engine], seed=0, check=check)[0].head
             seconds[engine]["fit"] = round(time.perf_counter() - start, 1)
             log(f"{name}: {engine} features and fit {seconds[engine]}")
         table = {f"trained {a}, decoded {b}": score(heads[a], test_feats[b]) for a in engines for b in engines}
         for key, res in table.items():
             log(f"{name}: {key}: select {res.get('select', float('nan')):.3f} choice {res.get('choice', float('nan')):.3f}")
         out[name] = {"tools": len(bench.toolset.specs), "train": len(train_convs), "test": len(test_convs),
+                     "train_positions": {k: len(v) for k, v in train_feats.items()},
                      "check": len(checks), "seconds": seconds, "scores": table}
     return out
 
@@ -298,7 +307,8 @@ def accuracy(engines: dict[str, LanguageModel], datasets: tuple[str, ...] = ACCU
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--gguf", default=None, help="a GGUF file (default: the embedded SmolLM2 Q4_1)")
-    parser.add_argument("--f16", action="store_true", help="run an F16 copy of the GGUF instead")
+    parser.add_argument("--weights", default=None, choices=("f16", "as-is"),
+                        help="llama.cpp decodes an F16 copy of a quantized GGUF, or the file as it is (default: the engine's)")
     parser.add_argument("--parts", default="decode,caching,train,agent")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--tokens", type=int, default=64)
@@ -310,14 +320,12 @@ def main() -> None:
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args()
 
-    from toolken_agent.llamacpp import f16_gguf, load_llamacpp
+    from toolken_agent.llamacpp import load_llamacpp
 
     spec = args.gguf or "default"
-    if args.f16:
-        spec = str(f16_gguf(Path(args.gguf) if args.gguf else embedded_gguf()))
     torch_threads = torch.get_num_threads()
     lm_t = load_model(spec, dtype=args.dtype, engine="transformers")
-    lm_l = load_llamacpp(spec, threads=args.threads)
+    lm_l = load_llamacpp(spec, threads=args.threads, weights=args.weights)
     parts = args.parts.split(",")
     results: dict[str, Any] = {"gguf": lm_l.gguf.name, "transformers": lm_t.precision, "llama.cpp": lm_l.precision,
                                "llama.cpp threads": lm_l.threads, "torch threads (transformers)": torch_threads}
