@@ -166,7 +166,7 @@ def run(limit: int, max_tokens: int) -> dict[str, Any]:
                          "compile_seconds": res["compile_seconds"], "mask_seconds": res["mask_seconds"],
                          **({"copy_seconds": res["copy_seconds"]} if "copy_seconds" in res else {}),
                          **judged(text, spec.parameters, gold)}
-        row["same_text"] = row["llguidance"]["text"] == row["llama.cpp"]["text"]
+        row["same_text"] = row["llguidance"]["text"].strip() == row["llama.cpp"]["text"].strip()  # GBNF allows a space after }
         row["same_value"] = row["llguidance"]["parses"] and row["llguidance"]["value"] == row["llama.cpp"]["value"]
         records.append(row)
         print(f"{which} {spec.name}: {row['llguidance']['text']!r} | {row['llama.cpp']['text']!r}", flush=True)
