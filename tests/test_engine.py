@@ -72,6 +72,21 @@ def test_a_gguf_falls_back_to_transformers_silently_when_llama_cpp_does_not_impo
         choose_engine("default", "llamacpp")
 
 
+def test_a_llama_cpp_whose_library_fails_to_load_counts_as_absent(monkeypatch):
+    class BrokenBuild:
+        """llama-cpp-python installed, its shared library failing to load as it raises then."""
+
+        def find_spec(self, name, path=None, target=None):
+            if name == "llama_cpp":
+                raise RuntimeError("Failed to load shared library 'libllama.so'")
+            return None
+
+    monkeypatch.delenv("TOOLKEN_AGENT_ENGINE", raising=False)
+    monkeypatch.delitem(sys.modules, "llama_cpp", raising=False)
+    monkeypatch.setattr(sys, "meta_path", [BrokenBuild(), *sys.meta_path])
+    assert choose_engine("default", None) == "transformers"
+
+
 def test_forcing_an_engine_by_argument_or_environment_wins_over_auto(llama_cpp_installed, monkeypatch):
     assert choose_engine("default", "transformers") == "transformers"
     monkeypatch.setenv("TOOLKEN_AGENT_ENGINE", "transformers")

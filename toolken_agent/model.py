@@ -263,7 +263,7 @@ def llama_cpp_imports() -> bool:
     """Whether llama-cpp-python is installed and its library loads (a broken build counts as absent)."""
     try:
         import llama_cpp  # noqa: F401
-    except (ImportError, OSError):
+    except (ImportError, OSError, RuntimeError):  # RuntimeError: its shared library failed to load
         return False
     return True
 
