@@ -94,6 +94,24 @@ def test_keeping_a_prefix_reuses_the_cache_and_equals_a_fresh_context(q41):
     assert torch.nn.functional.cosine_similarity(hidden, fresh, dim=0) > 0.999
 
 
+def test_more_contexts_than_kv_sequences_each_give_what_a_fresh_context_gives(q41):
+    from toolken_agent.llamacpp import SEQUENCES
+
+    ids = _ids(q41)
+    contexts = [q41.new_context() for _ in range(SEQUENCES + 3)]
+    for i, ctx in enumerate(contexts):  # the last ones take the first ones' sequences
+        ctx.feed(ids + [100 + i])
+    first = contexts[0]
+    first.keep(len(ids) - 2)  # on a context whose cache was lent away
+    hidden = first.feed([400, 500])
+    fresh = q41.new_context()
+    expected = fresh.feed(ids[:-2] + [400, 500])
+    assert torch.nn.functional.cosine_similarity(hidden, expected, dim=0) > 0.999
+    assert int(first.logits().argmax()) == int(fresh.logits().argmax())
+    for ctx in contexts:
+        ctx.close()
+
+
 def test_the_same_weights_have_the_same_fingerprint_on_both_engines(q41, smol_lm):
     assert q41.fingerprint == smol_lm.fingerprint and q41.vocab_size == smol_lm.vocab_size
 
