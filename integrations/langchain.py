@@ -106,7 +106,7 @@ from ..toolset import Toolset
 class _Runtime:
     """What instances with the same model and checkpoint share: the LM, the trained rows, the grammar."""
 
-    def __init__(self, model: str | None, dtype: str, toolkens: str | None):
+    def __init__(self, model: str | None, dtype: str, toolkens: str | None, engine: str | None = None):
         from ..arguments import ArgumentGrammar
         from ..base_model import recorded_model
         from ..hub import resolve_checkpoint
@@ -116,7 +116,7 @@ class _Runtime:
         if model is None and self.trained is not None:  # the model the checkpoint was trained on, as `chat` loads it
             config = self.trained[1]
             model = recorded_model(config.base_model, config.model, where=self.where)
-        self.lm: FrozenLM = load_model(model, dtype=dtype)
+        self.lm: FrozenLM = load_model(model, dtype=dtype, engine=engine)
         if self.trained is not None:
             check_model(self.trained[1], self.lm.fingerprint, self.lm.hidden_size, where=self.where)
         self.grammar = ArgumentGrammar(self.lm.tokenizer, self.lm.vocab_size)
@@ -130,18 +130,18 @@ _RUNTIMES: dict[tuple, _Runtime] = {}
 _RUNTIMES_LOCK = threading.Lock()
 
 
-def _runtime(model: str | None, dtype: str, toolkens: str | None) -> _Runtime:
-    key = (model, dtype, toolkens)
+def _runtime(model: str | None, dtype: str, toolkens: str | None, engine: str | None = None) -> _Runtime:
+    key = (model, dtype, toolkens, engine)
     with _RUNTIMES_LOCK:
         if key not in _RUNTIMES:
-            _RUNTIMES[key] = _Runtime(model, dtype, toolkens)
+            _RUNTIMES[key] = _Runtime(model, dtype, toolkens, engine)
         return _RUNTIMES[key]
 
 
 def _loaded_lm(model: str | None, dtype: str) -> FrozenLM | None:
     """The LM for ``model`` and ``dtype`` if an instance already loaded it, else ``None`` (nothing is loaded)."""
     with _RUNTIMES_LOCK:
-        return next((r.lm for (m, d, _), r in _RUNTIMES.items() if (m, d) == (model, dtype)), None)
+        return next((r.lm for (m, d, *_), r in _RUNTIMES.items() if (m, d) == (model, dtype)), None)
 
 
 def model_name(spec: str | None) -> str:
@@ -221,6 +221,10 @@ class ChatToolken(BaseChatModel):
     tool_timeout: float = 30.0
     """Seconds a tool may run in ``as_langchain_tool``'s executor; ChatToolken itself runs no tool."""
     dtype: str = "auto"
+    engine: str | None = None
+    """What decodes: ``"llamacpp"`` (a GGUF), ``"transformers"``, or ``"auto"``; ``None`` reads
+    ``$TOOLKEN_AGENT_ENGINE``, else ``auto``: llama.cpp for a GGUF (the default model too) when
+    the ``[llamacpp]`` extra is installed, else transformers."""
     seed: int | None = None
     timeout: float | None = Field(default=None, gt=0)
     """Wall-clock seconds for one reply, counted from the call (loading the model on first use
@@ -280,7 +284,7 @@ class ChatToolken(BaseChatModel):
         """
         return {"model": self.model or DEFAULT_MODEL, "toolkens": self.toolkens, "temperature": self.temperature,
                 "max_tokens": self.max_tokens, "top_p": self.top_p, "stop_sequences": self.stop, "tool_bias": self.tool_bias,
-                "seed": self.seed, "dtype": self.dtype, "max_calls": self.max_calls, "max_hops": self.max_hops,
+                "seed": self.seed, "dtype": self.dtype, "engine": self.engine, "max_calls": self.max_calls, "max_hops": self.max_hops,
                 "call_threshold": self.call_threshold, "timeout": self.timeout}
 
     def _get_ls_params(self, stop: list[str] | None = None, **kwargs: Any):
@@ -366,7 +370,7 @@ class ChatToolken(BaseChatModel):
         unknown = set(kwargs) - _CALL_KWARGS
         if unknown:
             raise ToolkenError(f"ChatToolken got call settings it does not know: {', '.join(sorted(unknown))}")
-        runtime = _runtime(kwargs.get("model") or self.model, self.dtype, self.toolkens)
+        runtime = _runtime(kwargs.get("model") or self.model, self.dtype, self.toolkens, self.engine)
         self._complete_profile(runtime.lm, kwargs.get("model"))
         specs = [spec_of_bound(t) for t in kwargs.get("tools") or []]
         toolkens = runtime.toolkens(specs)

@@ -118,7 +118,7 @@ def smol_lm() -> FrozenLM:
     """The embedded default model (fetched and converted on first use, then cached)."""
     from toolken_agent.model import load_model
 
-    return load_model()
+    return load_model(engine="transformers")  # real-model tests read transformers internals; test_llamacpp covers llama.cpp
 
 
 @pytest.fixture(scope="session")

@@ -74,7 +74,7 @@ def test_langchains_own_settings_are_still_accepted():
 # A changed value for every ChatToolken setting that changes a reply.
 CHANGES = {"model": "other", "toolkens": "ckpt", "temperature": 0.7, "top_p": 0.5, "max_tokens": 7, "stop": ["x"],
            "tool_bias": 5.0, "max_calls": 2, "max_hops": 1, "call_threshold": 0.3, "dtype": "float32", "seed": 1,
-           "timeout": 9.0}
+           "timeout": 9.0, "engine": "transformers"}
 NO_EFFECT_ON_REPLIES = {"tool_timeout", "max_retries", "streaming"}  # see ChatToolken._identifying_params
 
 

@@ -70,9 +70,9 @@ def shared_state_digest(llm: ChatToolken) -> str:
     head copy, trained and zero-shot toolken rows."""
     runtime = _runtime(llm.model, llm.dtype, llm.toolkens)
     h = hashlib.sha256()
-    tensors = list(runtime.lm.model.state_dict().items())
-    if runtime.lm._lm_head_fp32 is not None:
-        tensors.append(("lm_head_fp32", runtime.lm._lm_head_fp32))
+    model = getattr(runtime.lm, "model", None)  # transformers' module; llama.cpp's weights are not torch's
+    tensors = list(model.state_dict().items()) if isinstance(model, torch.nn.Module) else []
+    tensors.append(("lm_head_fp32", runtime.lm.lm_head_fp32()))
     memo = runtime.lm.__dict__.get("_toolken_memo", {})  # zero-shot rows, probes, calibration (toolken_agent.memo)
     tensors += [(f"memo/{k}", v) for k, v in sorted(memo.items()) if isinstance(v, torch.Tensor)]
     if runtime.trained is not None:

@@ -51,7 +51,7 @@ def test_masked_toolkens_match_the_real_default_model(smol_lm):
     from toolken_agent.model import load_model
     from toolken_agent.toolset import load_toolset
 
-    lm = load_model(dtype="float32")
+    lm = load_model(dtype="float32", engine="transformers")
     toolkens = Toolkens.from_priors(lm, load_toolset("math"))
     ids = lm.tokenizer("What is 12 times 7?", return_tensors="pt")["input_ids"]
     with torch.no_grad():

@@ -23,7 +23,7 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
-from .console import (DtypeOption, ModelOption, ToolsOption, TrustOption, err, load_trained, out, tool_prints_to_stderr,
+from .console import (DtypeOption, EngineOption, ModelOption, ToolsOption, TrustOption, err, load_trained, out, tool_prints_to_stderr,
                       toolkens_option, user_errors)
 from .defaults import FIT, PRIOR_KINDS
 from .errors import ToolkenError
@@ -366,6 +366,7 @@ def eval_command(
     max_tokens: Annotated[int, typer.Option(min=1, help="Text tokens per answer.")] = 96,
     lenient: Annotated[bool, typer.Option(help="Skip bad data lines (counted) instead of stopping.")] = False,
     dtype: DtypeOption = "auto",
+    engine: EngineOption = None,
 ) -> None:
     """Decode held-out conversations: tool selection, argument exact match, answer accuracy."""
     from .data import load_jsonl
@@ -373,7 +374,7 @@ def eval_command(
     from .evaluation import evaluate
 
     with user_errors(), tool_prints_to_stderr():
-        toolkens = load_trained(toolkens_dir, tools_ref, trust_toolset=trust_toolset, model=model, dtype=dtype)
+        toolkens = load_trained(toolkens_dir, tools_ref, trust_toolset=trust_toolset, model=model, dtype=dtype, engine=engine)
         loaded = load_jsonl(data, toolkens.toolset, lenient=lenient)
         conversations = loaded.conversations[:limit] if limit else loaded.conversations
         config = DecodeConfig(max_new_tokens=max_tokens, tool_bias=tool_bias)

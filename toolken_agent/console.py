@@ -25,6 +25,8 @@ ModelOption = Annotated[Optional[str], typer.Option("--model", "-m", help="HF mo
 # Member names equal their values, so a member is also the plain string model.parse_dtype reads.
 Dtype = Enum("Dtype", {name: name for name in ("auto", "float32", "bfloat16")}, type=str)
 DtypeOption = Annotated[Dtype, typer.Option("--dtype", help="auto (bf16 where the CPU has it), float32 or bfloat16.")]
+Engine = Enum("Engine", {name: name for name in ("auto", "transformers", "llamacpp")}, type=str)
+EngineOption = Annotated[Optional[Engine], typer.Option("--engine", help="What decodes: llamacpp for a GGUF (needs the llamacpp extra), transformers, or auto (llama.cpp for a GGUF when it is installed; the default, or $TOOLKEN_AGENT_ENGINE).")]
 
 
 def toolkens_option() -> Any:
@@ -61,7 +63,8 @@ def tool_prints_to_stderr() -> Iterator[TextIO]:
 
 
 
-def load_trained(toolkens_ref: str, tools_ref: str | None, *, trust_toolset: bool, model: str | None, dtype: str):
+def load_trained(toolkens_ref: str, tools_ref: str | None, *, trust_toolset: bool, model: str | None, dtype: str,
+                 engine: str | None = None):
     """A trained checkpoint (a directory or a Hub repo id) with the tools the user names.
 
     A checkpoint never chooses code to run: ``chat`` and ``eval`` used to import the
@@ -83,4 +86,5 @@ def load_trained(toolkens_ref: str, tools_ref: str | None, *, trust_toolset: boo
         raise ToolkenError(f"pass --tools with the toolset {toolkens_ref} was trained for{recorded}: a checkpoint holds "
                            "weights, and the toolset it records is never imported (--trust-toolset uses it if it is "
                            "a registered toolset name)")
-    return Toolkens.load(toolkens_dir, toolset, model=model, dtype=dtype, trust_toolset=trust_toolset)
+    return Toolkens.load(toolkens_dir, toolset, model=model, dtype=dtype, trust_toolset=trust_toolset,
+                         engine=getattr(engine, "value", engine))

@@ -19,10 +19,12 @@ turns by removing only the positions after the common prefix.
 from __future__ import annotations
 
 import ctypes
+import itertools
 import json
 import os
 import threading
 import weakref
+from collections import OrderedDict
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -34,7 +36,7 @@ from .engine import weights_fingerprint
 from .errors import ModelError
 from .store import gguf_of, resolve_model
 
-SEQUENCES = 8  # decoding contexts alive at once (a request holds one, two while it writes arguments)
+SEQUENCES = 8  # decoding contexts holding a KV cache at once; more may live, re-reading their tokens when used
 _GGML_LOG_ERROR = 4
 
 
@@ -126,6 +128,9 @@ class LlamaCppLM:
         self._embeddings_on = True
         self._batch = ll.llama_batch_init(params.n_batch, 0, 1)
         self._free = list(range(SEQUENCES))
+        self._seq_of: dict[int, int] = {}  # context id -> the sequence holding its KV cache
+        self._holders: "OrderedDict[int, weakref.ref[LlamaCppContext]]" = OrderedDict()  # least recently used first
+        self._ids = itertools.count()
         desc = ctypes.create_string_buffer(128)
         ll.llama_model_desc(self.model, desc, len(desc))
         self._desc = desc.value.decode(errors="replace")
@@ -189,15 +194,34 @@ class LlamaCppLM:
         return out
 
     def new_context(self) -> "LlamaCppContext":
-        with self.lock:
-            if not self._free:
-                import gc
+        return LlamaCppContext(self, next(self._ids))
 
-                gc.collect()  # contexts dropped without close() return their sequence when collected
-            if not self._free:
-                raise ModelError(f"more than {SEQUENCES} llama.cpp decoding contexts at once")
+    # -- sequences: a KV cache each, lent to contexts ---------------------------------
+    def _sequence(self, ctx: "LlamaCppContext") -> int:
+        """The sequence holding ``ctx``'s KV cache; a free one, else the least recently used
+        context's (which re-reads its tokens when used again). Under the lock."""
+        seq = self._seq_of.get(ctx.id)
+        if seq is not None:
+            self._holders.move_to_end(ctx.id)
+            return seq
+        if self._free:
             seq = self._free.pop()
-        return LlamaCppContext(self, seq)
+        else:
+            victim_id, victim = self._holders.popitem(last=False)
+            seq = self._seq_of.pop(victim_id)
+            if (holder := victim()) is not None:
+                holder.cached = 0
+        self._forget(seq, 0)
+        self._seq_of[ctx.id] = seq
+        self._holders[ctx.id] = weakref.ref(ctx)
+        return seq
+
+    def _release(self, ctx_id: int) -> None:
+        with self.lock:
+            self._holders.pop(ctx_id, None)
+            seq = self._seq_of.pop(ctx_id, None)
+            if seq is not None:
+                self._free.append(seq)
 
     # -- llama.cpp calls, always under the lock ---------------------------------------
     def _decode(self, seq: int, start: int, ids: Sequence[int], *, outputs: str) -> None:
@@ -233,27 +257,41 @@ class LlamaCppLM:
 
 
 class LlamaCppContext:
-    """One sequence of the shared llama.cpp context, with its own KV cache."""
+    """One token sequence on the shared llama.cpp context, its KV cache in a sequence lent by the model.
 
-    def __init__(self, lm: LlamaCppLM, seq: int):
-        self.lm, self.seq, self.length = lm, seq, 0
+    Any number may live: :data:`SEQUENCES` of them hold a KV cache at once, and one whose
+    sequence was lent to another re-reads its tokens (one batched pass) when next fed.
+    """
+
+    def __init__(self, lm: LlamaCppLM, ctx_id: int):
+        self.lm, self.id = lm, ctx_id
+        self.tokens: list[int] = []  # every token fed and kept
+        self.cached = 0  # how many of them the KV cache of this context's sequence holds
         self._logits: torch.Tensor | None = None
-        self._closed = False
-        with lm.lock:
-            lm._forget(seq, 0)  # whatever a previous holder of this sequence left
-        self._finalizer = weakref.finalize(self, lm._free.append, seq)
+        self._finalizer = weakref.finalize(self, lm._release, ctx_id)
+
+    @property
+    def length(self) -> int:
+        return len(self.tokens)
+
+    def _seq_for(self, ids: list[int]) -> tuple[int, int, list[int]]:
+        """``(sequence, start, ids to decode)``: the new ``ids``, after whatever of the tokens the cache lost."""
+        seq = self.lm._sequence(self)
+        pending = self.tokens[self.cached :] + ids
+        return seq, self.cached, pending
 
     def feed(self, ids: Sequence[int]) -> torch.Tensor:
-        ids = list(ids)
-        lm = self.lm
+        ids, lm = list(ids), self.lm
         with lm.lock:
-            if len(ids) > 1:
+            seq, start, pending = self._seq_for(ids)
+            if len(pending) > 1:
                 lm._set_embeddings(False)  # a prefill: no per-token outputs but the last logits
-                lm._decode(self.seq, self.length, ids[:-1], outputs="last")
+                lm._decode(seq, start, pending[:-1], outputs="last")
             lm._set_embeddings(True)
-            lm._decode(self.seq, self.length + len(ids) - 1, ids[-1:], outputs="last")
+            lm._decode(seq, start + len(pending) - 1, pending[-1:], outputs="last")
             hidden, self._logits = lm._read(-1)
-        self.length += len(ids)
+            self.tokens += ids
+            self.cached = len(self.tokens)
         return hidden
 
     def feed_all(self, ids: Sequence[int]) -> torch.Tensor:
@@ -261,12 +299,18 @@ class LlamaCppContext:
         ids, lm = list(ids), self.lm
         rows = []
         with lm.lock:
+            seq, start, pending = self._seq_for([])
+            if pending:  # tokens the cache lost, read again without outputs
+                lm._set_embeddings(False)
+                lm._decode(seq, start, pending, outputs="last")
+            start = len(self.tokens)
             lm._set_embeddings(True)
             for lo in range(0, len(ids), 512):
                 chunk = ids[lo : lo + 512]
-                lm._decode(self.seq, self.length + lo, chunk, outputs="all")
+                lm._decode(seq, start + lo, chunk, outputs="all")
                 rows.extend(lm._read(i)[0] for i in range(len(chunk)))
-        self.length += len(ids)
+            self.tokens += ids
+            self.cached = len(self.tokens)
         return torch.stack(rows) if rows else torch.zeros(0, lm.hidden_size)
 
     def logits(self) -> torch.Tensor:
@@ -275,10 +319,15 @@ class LlamaCppContext:
         return self._logits
 
     def keep(self, n: int) -> None:
-        if n < self.length:
+        n = max(n, 0)
+        if n < len(self.tokens):
             with self.lm.lock:
-                self.lm._forget(self.seq, max(n, 0))
-            self.length, self._logits = max(n, 0), None
+                seq = self.lm._seq_of.get(self.id)
+                if seq is not None and self.cached > n:
+                    self.lm._forget(seq, n)
+                self.cached = min(self.cached, n)
+                del self.tokens[n:]
+            self._logits = None
 
     def close(self) -> None:
         """Give the sequence back now rather than when this context is collected."""
@@ -303,34 +352,66 @@ def _release(ll: Any, model: Any, ctx: Any, batch: Any) -> None:
 
 
 def f16_gguf(gguf: Path) -> Path:
-    """An F16 copy of ``gguf`` (made once beside the store's GGUFs with ``llama_model_quantize``).
+    """An F16 copy of ``gguf``, made once with ``llama_model_quantize`` (about a second) and
+    cached like the store's conversions: written beside its place and renamed in, its
+    sha256 checked at every use.
 
     A quantized GGUF's hidden states on llama.cpp differ from its de-quantized weights on
     transformers (where training features come from); its F16 copy's match them.
     """
-    from .atomic import writer_lock
-    from .store import cache_dir
+    from .store import cache_dir, cached_directory, gguf_digest
 
+    name = f"{gguf.stem}.F16.gguf"
+    target = cache_dir() / "gguf-f16" / f"{gguf.stem}-{gguf_digest(gguf)[:12]}"
+    return cached_directory(target, lambda out: _quantize_f16(gguf, out / name), required=name,
+                            source=gguf.name, what="to F16 for llama.cpp (once, ~1 s per 100M weights)") / name
+
+
+def _quantize_f16(gguf: Path, out: Path) -> None:
     ll = _llama()
-    target = cache_dir() / "gguf" / f"{gguf.stem}.F16.gguf"
-    target.parent.mkdir(parents=True, exist_ok=True)
-    with writer_lock(target.parent, timeout=None):
-        if not target.is_file():
-            tmp = target.with_name(f".{target.name}.tmp-{os.getpid()}")
-            params = ll.llama_model_quantize_default_params()
-            params.ftype = ll.LLAMA_FTYPE_MOSTLY_F16
-            params.allow_requantize = True
-            if ll.llama_model_quantize(str(gguf).encode(), str(tmp).encode(), ctypes.byref(params)) != 0:
-                tmp.unlink(missing_ok=True)
-                raise ModelError(f"llama.cpp could not write an F16 copy of {gguf}")
-            os.replace(tmp, target)
-    return target
+    params = ll.llama_model_quantize_default_params()
+    params.ftype = ll.LLAMA_FTYPE_MOSTLY_F16
+    params.allow_requantize = True
+    if ll.llama_model_quantize(str(gguf).encode(), str(out).encode(), ctypes.byref(params)) != 0:
+        raise ModelError(f"llama.cpp could not write an F16 copy of {gguf}")
 
 
-def load_llamacpp(spec: str, **options: Any) -> LlamaCppLM:
-    """The model named by ``spec`` (a ``.gguf`` path or the embedded default) on llama.cpp."""
+WEIGHTS = ("f16", "as-is")
+DEFAULT_WEIGHTS = "f16"  # chosen by selection accuracy across engines (docs/engines.md)
+_UNQUANTIZED = {0, 1, 32}  # llama_ftype: ALL_F32, MOSTLY_F16, MOSTLY_BF16
+
+
+def load_llamacpp(spec: str, *, weights: str | None = None, **options: Any) -> LlamaCppLM:
+    """The model named by ``spec`` (a ``.gguf`` path or the embedded default) on llama.cpp.
+
+    ``weights``: ``f16`` decodes an F16 copy of a quantized GGUF (:func:`f16_gguf`), whose
+    hidden states are those of the de-quantized weights training read on transformers;
+    ``as-is`` decodes the file itself. ``None``: ``$TOOLKEN_AGENT_GGUF_WEIGHTS``, else
+    :data:`DEFAULT_WEIGHTS`.
+    """
     gguf = gguf_of(spec)
     if gguf is None:
         raise ModelError(f"the llama.cpp engine runs GGUF files; {spec} is not one")
+    weights = weights or os.environ.get("TOOLKEN_AGENT_GGUF_WEIGHTS") or DEFAULT_WEIGHTS
+    if weights not in WEIGHTS:
+        raise ModelError(f"unknown GGUF weights {weights!r} (use {' or '.join(WEIGHTS)})")
     hf_dir, name = resolve_model(spec)
+    if weights == "f16" and _file_type(gguf) not in _UNQUANTIZED:
+        gguf = f16_gguf(gguf)
     return LlamaCppLM(gguf, Path(hf_dir), spec=spec, name=name, **options)
+
+
+def _file_type(gguf: Path) -> int | None:
+    """The GGUF's ``general.file_type`` (a ``llama_ftype``), read with its vocabulary only."""
+    ll = _llama()
+    params = ll.llama_model_default_params()
+    params.vocab_only = True
+    model = ll.llama_model_load_from_file(str(gguf).encode(), params)
+    if not model:
+        raise ModelError(f"llama.cpp cannot load {gguf}")
+    try:
+        value = ctypes.create_string_buffer(32)
+        found = ll.llama_model_meta_val_str(model, b"general.file_type", value, len(value)) > 0
+        return int(value.value) if found and value.value.isdigit() else None
+    finally:
+        ll.llama_model_free(model)

@@ -8,7 +8,6 @@ model directory or hub id) is :mod:`toolken_agent.store`'s job; this module comp
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import threading
 from dataclasses import dataclass, field
@@ -21,7 +20,7 @@ from safetensors import SafetensorError
 
 from .engine import ARCH_KEYS, LanguageModel, weights_fingerprint
 from .errors import ModelError
-from .store import DEFAULT_MODEL, EMBEDDED_NAME, gguf_of, resolve_model  # noqa: F401  (the names are imported from here too)
+from .store import DEFAULT_MODEL, EMBEDDED_NAME, is_gguf_spec, resolve_model  # noqa: F401  (the names are imported from here too)
 
 
 @dataclass
@@ -209,8 +208,10 @@ def load_model(spec: str | None = None, *, dtype: str | torch.dtype | None = "au
 
     ``engine``: ``transformers`` (any model), ``llamacpp`` (a GGUF: a ``.gguf`` path or
     the embedded default; needs the ``[llamacpp]`` extra), or ``auto`` (llama.cpp for a
-    GGUF when it is installed, else transformers); ``None`` reads
-    ``$TOOLKEN_AGENT_ENGINE`` and falls back to ``transformers``. ``device``: a torch
+    GGUF when llama-cpp-python imports, else transformers, silently); ``None`` reads
+    ``$TOOLKEN_AGENT_ENGINE`` and falls back to ``auto``. Training wants transformers
+    (``toolken-agent train`` asks for it): its batched pass is the fast one
+    (docs/engines.md). ``device``: a torch
     device (``cpu``, ``cuda``, ``cuda:1``) or ``auto`` to spread a model larger than one
     device over all of them (transformers' ``device_map="auto"``); ``None`` is this
     process's GPU when there is one (its ``LOCAL_RANK`` under ``accelerate launch``),
@@ -235,20 +236,36 @@ def load_model(spec: str | None = None, *, dtype: str | torch.dtype | None = "au
 
 def choose_engine(spec: str, engine: str | None) -> str:
     """``transformers`` or ``llamacpp`` for ``spec``: see :func:`load_model`."""
-    engine = engine or os.environ.get("TOOLKEN_AGENT_ENGINE") or "transformers"
+    engine = engine or os.environ.get("TOOLKEN_AGENT_ENGINE") or "auto"
     if engine not in ENGINES:
         raise ModelError(f"unknown engine {engine!r} (use {', '.join(ENGINES)})")
     if engine == "transformers":
         return engine
-    if gguf_of(spec) is None:
+    if not is_gguf_spec(spec):
         if engine == "llamacpp":
             raise ModelError(f"the llama.cpp engine runs GGUF files; {spec} is not one")
         return "transformers"
-    if importlib.util.find_spec("llama_cpp") is None:
+    if not llama_cpp_imports():
         if engine == "llamacpp":
             raise ModelError("the llama.cpp engine needs llama-cpp-python: pip install 'toolken-agent[llamacpp]'")
         return "transformers"
     return "llamacpp"
+
+
+def training_model(lm: LanguageModel) -> LanguageModel:
+    """The LM whose batched pass caches training features: ``lm`` on transformers; a GGUF
+    decoding on llama.cpp trains on the same weights on transformers, whose batched pass
+    is the faster one and the one the features were measured against (docs/engines.md)."""
+    return lm if lm.engine == "transformers" else load_model(lm.spec, engine="transformers")
+
+
+def llama_cpp_imports() -> bool:
+    """Whether llama-cpp-python is installed and its library loads (a broken build counts as absent)."""
+    try:
+        import llama_cpp  # noqa: F401
+    except (ImportError, OSError, RuntimeError):  # RuntimeError: its shared library failed to load
+        return False
+    return True
 
 
 def default_device() -> str:

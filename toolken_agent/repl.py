@@ -19,7 +19,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from .chat_format import arguments_text
-from .console import DtypeOption, ModelOption, TrustOption, err, load_trained, out, toolkens_option, user_errors
+from .console import DtypeOption, EngineOption, ModelOption, TrustOption, err, load_trained, out, toolkens_option, user_errors
 from .conversation import Message, ToolCall
 from .events import ArgumentsChunk, CallFinished, DecodeConfig, Event, Finished, TextChunk, ToolResult
 
@@ -225,6 +225,7 @@ def chat_command(
     temperature: Annotated[float, typer.Option(min=0.0, help="Sampling temperature; 0 is greedy.")] = 0.0,
     max_tokens: Annotated[int, typer.Option("--max-tokens", min=1, help="Text tokens per assistant turn.")] = 256,
     dtype: DtypeOption = "auto",
+    engine: EngineOption = None,
     call_threshold: Annotated[Optional[float], typer.Option("--call-threshold", min=0.0, max=1.0, help="Probability a call needs from a trained checkpoint's whether-to-call gate: lower calls more readily (default: the one chosen at training).")] = None,
 ) -> None:
     """Chat with the model; it calls tools through its toolkens. Reads one message per line when piped."""
@@ -236,9 +237,9 @@ def chat_command(
 
     with user_errors():
         if toolkens is not None:
-            trained = load_trained(toolkens, tools, trust_toolset=trust_toolset, model=model, dtype=dtype)
+            trained = load_trained(toolkens, tools, trust_toolset=trust_toolset, model=model, dtype=dtype, engine=engine)
         elif tools is not None:
-            trained = Toolkens.bind(load_model(model, dtype=dtype), load_toolset(tools))
+            trained = Toolkens.bind(load_model(model, dtype=dtype, engine=getattr(engine, "value", engine)), load_toolset(tools))
             err.print("using untrained toolkens (priors only); train them with `toolken-agent train` for reliable calls",
                       style="dim", highlight=False)
         else:

@@ -34,6 +34,7 @@ import sys
 import tempfile
 import zipfile
 from pathlib import Path
+from typing import Callable
 
 import torch
 
@@ -79,16 +80,21 @@ def resolve_model(spec: str) -> tuple[str, str]:
     return spec, spec.rsplit("/", 1)[-1]
 
 
+def is_gguf_spec(spec: str) -> bool:
+    """Whether ``spec`` names a GGUF (the embedded default or a ``.gguf`` path), without touching a file."""
+    return spec in (DEFAULT_MODEL, "smollm2", EMBEDDED_NAME) or spec.endswith(".gguf")
+
+
 def gguf_of(spec: str) -> Path | None:
     """The GGUF file a spec names (the embedded default's is extracted on first use), or ``None``."""
+    if not is_gguf_spec(spec):
+        return None
     if spec in (DEFAULT_MODEL, "smollm2", EMBEDDED_NAME):
         return embedded_gguf()
-    if spec.endswith(".gguf"):
-        path = Path(spec).expanduser()
-        if not path.is_file():
-            raise ModelError(f"no GGUF file at {spec}")
-        return path
-    return None
+    path = Path(spec).expanduser()
+    if not path.is_file():
+        raise ModelError(f"no GGUF file at {spec}")
+    return path
 
 
 def embedded_wheel() -> Path:
@@ -151,54 +157,64 @@ def embedded_gguf() -> Path:
     return target
 
 
+def gguf_digest(gguf: Path) -> str:
+    """The sha256 of a GGUF under 4 GiB; of a larger one, its size (hashing it took minutes)."""
+    return file_sha256(gguf) if gguf.stat().st_size < (4 << 30) else f"{gguf.stat().st_size:x}"
+
+
 def converted_gguf(gguf: Path, name: str, *, digest: str | None = None) -> Path:
     """A safetensors copy of a GGUF model, converted on first use, cached, and verified at every use.
 
     ``digest`` is the GGUF's sha256 when the caller already knows it.
     """
-    if digest is None:
-        digest = file_sha256(gguf) if gguf.stat().st_size < (4 << 30) else f"{gguf.stat().st_size:x}"
-    target = cache_dir() / "models" / f"{name}-{digest[:12]}"
+    target = cache_dir() / "models" / f"{name}-{(digest or gguf_digest(gguf))[:12]}"
+    return cached_directory(target, lambda out: _dequantize(gguf, out), required="config.json",
+                            source=gguf.name, what="to safetensors (once, ~20 s)")
+
+
+def cached_directory(target: Path, make: Callable[[Path], None], *, required: str, source: str, what: str) -> Path:
+    """``target``, a conversion of ``source`` made by ``make(directory)`` on first use, checked at every use.
+
+    One process at a time makes it (others wait), into a temporary directory that is
+    renamed into place with the sha256 of each file recorded beside them; a ``target``
+    whose files no longer match is made again, with a line saying so.
+    """
     target.parent.mkdir(parents=True, exist_ok=True)
-    with writer_lock(target.parent, timeout=None, on_wait=lambda: _say(f"waiting for another process converting {gguf.name}")):
+    with writer_lock(target.parent, timeout=None, on_wait=lambda: _say(f"waiting for another process converting {source}")):
         clean_stale(target)
-        if verified_conversion(target):
+        if verified_conversion(target, required=required):
             return target
         if target.exists():
             _say(f"{target} does not match the hashes recorded when it was converted; converting again")
-        _convert(gguf, target)
+        _say(f"converting {source} {what}")
+        tmp = temp_dir(target)
+        try:
+            make(tmp)
+            share_like_dir(tmp)
+            files = {p.name: {"size": p.stat().st_size, "sha256": file_sha256(p)} for p in sorted(tmp.iterdir()) if p.is_file()}
+            (tmp / MANIFEST_FILE).write_text(json.dumps({"source": source, "files": files}, indent=2) + "\n")
+            swap_into_place(tmp, target)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
     return target
 
 
-def verified_conversion(target: Path) -> bool:
+def verified_conversion(target: Path, *, required: str = "config.json") -> bool:
     """Whether ``target`` holds exactly the files its manifest lists, each with its recorded sha256.
 
-    A conversion without a manifest (made before manifests, or never finished) fails.
+    A directory without a manifest (made before manifests, or never finished), or whose
+    manifest lacks ``required``, fails.
     """
     try:
         manifest = json.loads((target / MANIFEST_FILE).read_text())
         files = manifest["files"]
         present = {p.name for p in target.iterdir()} - {MANIFEST_FILE}
-        return (isinstance(files, dict) and "config.json" in files and present == set(files)
+        return (isinstance(files, dict) and required in files and present == set(files)
                 and all((target / f).stat().st_size == entry["size"] and file_sha256(target / f) == entry["sha256"]
                         for f, entry in files.items()))
     except (OSError, ValueError, KeyError, TypeError):
         return False
-
-
-def _convert(gguf: Path, target: Path) -> None:
-    """Dequantize ``gguf`` into a new directory, record its files' hashes, swap it in at ``target``."""
-    _say(f"converting {gguf.name} to safetensors (once, ~20 s)")
-    tmp = temp_dir(target)
-    try:
-        _dequantize(gguf, tmp)
-        share_like_dir(tmp)
-        files = {p.name: {"size": p.stat().st_size, "sha256": file_sha256(p)} for p in sorted(tmp.iterdir()) if p.is_file()}
-        (tmp / MANIFEST_FILE).write_text(json.dumps({"source": gguf.name, "files": files}, indent=2) + "\n")
-        swap_into_place(tmp, target)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
 
 
 def _dequantize(gguf: Path, out: Path) -> None:

@@ -40,7 +40,7 @@ from .gate import CallGate
 from .head import ToolkenHead, joint_logits
 from .hub import resolve_checkpoint
 from .memo import memo
-from .model import FrozenLM, load_model
+from .model import FrozenLM, load_model, training_model
 from .model_card import LIBRARY_NAME, TAGS, card_text
 from .priors import DEFAULT_PRIOR, build_priors
 from .tool import ToolSpec
@@ -376,11 +376,15 @@ class Toolkens(ModelHubMixin, library_name=LIBRARY_NAME, tags=list(TAGS)):
         many heads on one data set does. The built-in negatives are run apart either way
         and appended. Not with ``results``, which changes the conversations.
 
+        ``lm`` on llama.cpp: the frozen passes run on the same weights on transformers
+        (:func:`~toolken_agent.model.training_model`) and the toolkens returned decode on ``lm``.
+
         Raises :class:`FitInterrupted` (a :class:`~toolken_agent.training.TrainingInterrupted`)
         on Ctrl-C at any stage, with the last good state as ``exc.toolkens``.
         """
         if features is not None:
             _check_given_features(features, len(conversations), results)
+        decoding_lm, lm = lm, training_model(lm)  # the frozen pass runs on transformers; the toolkens decode on lm
         report = FitReport()
 
         def advance(phase: str) -> Callable[..., None]:
@@ -467,7 +471,7 @@ class Toolkens(ModelHubMixin, library_name=LIBRARY_NAME, tags=list(TAGS)):
         toolkens.training = report.as_dict()
         toolkens.demos = call_demos([conversations[i] for i in train_idx])
         toolkens.toolset = with_demos(toolkens.toolset, toolkens.demos)
-        return toolkens, report
+        return (toolkens if decoding_lm is lm else replace(toolkens, lm=decoding_lm)), report
 
     # -- persistence ------------------------------------------------------------------
     def config(self) -> ToolkenConfig:
@@ -549,7 +553,7 @@ class Toolkens(ModelHubMixin, library_name=LIBRARY_NAME, tags=list(TAGS)):
     def _from_pretrained(cls, *, model_id: str, revision: str | None, cache_dir: str | Path | None,
                          force_download: bool, local_files_only: bool, token: str | bool | None,
                          tools: Any = None, lm: FrozenLM | None = None, model: str | None = None,
-                         dtype: str | None = "auto", trust_toolset: bool = False) -> "Toolkens":
+                         dtype: str | None = "auto", trust_toolset: bool = False, engine: str | None = None) -> "Toolkens":
         path = resolve_checkpoint(model_id, revision=revision, cache_dir=cache_dir, force_download=force_download,
                                   local_files_only=local_files_only, token=token)
         toolset = as_toolset(tools) if tools is not None else None
@@ -557,7 +561,7 @@ class Toolkens(ModelHubMixin, library_name=LIBRARY_NAME, tags=list(TAGS)):
 
     @classmethod
     def load(cls, path: str | Path, toolset: Toolset | None = None, *, lm: FrozenLM | None = None, model: str | None = None,
-             dtype: str | None = "auto", trust_toolset: bool = False) -> "Toolkens":
+             dtype: str | None = "auto", trust_toolset: bool = False, engine: str | None = None) -> "Toolkens":
         """Load a checkpoint for ``toolset``, refusing another model or changed tools.
 
         The toolset must hold exactly the trained tools (any order); toolkens are
@@ -574,7 +578,8 @@ class Toolkens(ModelHubMixin, library_name=LIBRARY_NAME, tags=list(TAGS)):
             from .toolset import load_registered_toolset
 
             toolset = load_registered_toolset(config.toolset)
-        lm = lm or load_model(model or recorded_model(config.base_model, config.model, where=str(path)), dtype=dtype)
+        lm = lm or load_model(model or recorded_model(config.base_model, config.model, where=str(path)), dtype=dtype,
+                              engine=engine)
         check_model(config, lm.fingerprint, lm.hidden_size, where=str(path))
         check_tools(config, toolset.specs, where=str(path))
         missing = [n for n in toolset.names if n not in config.tool_names]

@@ -266,7 +266,7 @@ def train_method(method: str, model: str | None, out_dir: Path, toolset_name: st
     from toolken_agent.training import LAMBDAS, TrainConfig
 
     kwargs = dict(METHODS[method])
-    lm = load_model(model)
+    lm = load_model(model, engine="transformers")  # training: the batched pass is transformers
     module, data = tools_module(toolset_name), TOOLSETS[toolset_name][1]
     toolset = make_toolset(module.TOOLS, module.__file__)
     conversations = load_jsonl(data, toolset).conversations
@@ -284,6 +284,8 @@ def main(argv: Sequence[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--toolkens", default=None, help="checkpoint from `toolken-agent train` (default: zero-shot)")
     parser.add_argument("--model", default=None, help="model spec (default: the embedded SmolLM2-135M-Instruct)")
+    parser.add_argument("--engine", default=None, choices=("auto", "transformers", "llamacpp"),
+                        help="what decodes (default: ChatToolken's: llama.cpp for a GGUF when it is installed)")
     parser.add_argument("--max-questions", type=int, default=None)
     parser.add_argument("--max-tokens", type=int, default=64, help="per model call")
     parser.add_argument("--toolset", choices=sorted(TOOLSETS), default="office",
@@ -318,16 +320,16 @@ def main(argv: Sequence[str] | None = None) -> dict:
         from examples.benchmarks.prompted_chat import PromptedChat
         from toolken_agent.model import load_model
 
-        lm = load_model(args.model)
+        lm = load_model(args.model, engine="transformers")
 
         def make_llm() -> Any:
             return PromptedChat(lm=lm, max_tokens=max(args.max_tokens, 96))
     else:
         # Load the model (and build zero-shot rows) before the clock runs per question.
-        ChatToolken(model=args.model, toolkens=args.toolkens, max_tokens=1).bind_tools(tools.TOOLS).invoke("Hello")
+        ChatToolken(model=args.model, toolkens=args.toolkens, engine=args.engine, max_tokens=1).bind_tools(tools.TOOLS).invoke("Hello")
 
         def make_llm() -> Any:
-            return ChatToolken(model=args.model, toolkens=args.toolkens, max_tokens=args.max_tokens)
+            return ChatToolken(model=args.model, toolkens=args.toolkens, engine=args.engine, max_tokens=args.max_tokens)
     load_seconds = time.perf_counter() - start
 
     records = []

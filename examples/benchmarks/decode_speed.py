@@ -77,7 +77,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=5)
     args = parser.parse_args()
 
-    lm = load_model(args.model)
+    lm = load_model(args.model, engine="transformers")
     result = measure(lm, tokens=args.tokens, rounds=args.rounds)
     print(f"model {lm.name} ({str(lm.dtype).replace('torch.', '')}), {args.tokens} tokens, {args.rounds} rounds, "
           f"prompt {result['prompt_tokens']} tokens, {torch.get_num_threads()} threads")

@@ -1,11 +1,11 @@
 """The cost of each engine, side by side in one run, printed as ratios.
 
     python -m examples.benchmarks.engines [--gguf PATH] [--parts decode,caching,train,agent,accuracy]
-                                          [--rounds 3] [--tokens 64] [--threads 1] [--f16] [--json OUT]
+                                          [--rounds 3] [--tokens 64] [--threads 1] [--weights f16|as-is] [--json OUT]
 
-The same GGUF (default: the embedded SmolLM2-135M-Instruct Q4_1; ``--f16`` first writes
-an F16 copy of it with ``llama_model_quantize``) runs on llama.cpp and, de-quantized by
-the store, on transformers (in the dtype ``load_model`` picks, or ``--dtype``). Every
+The same GGUF (default: the embedded SmolLM2-135M-Instruct Q4_1) runs on llama.cpp (as
+the engine loads it: its F16 copy unless ``--weights as-is``) and, de-quantized by the
+store, on transformers (in the dtype ``load_model`` picks, or ``--dtype``). Every
 timed part alternates the ways round by round, so load on the machine hits all alike,
 and reports medians:
 
@@ -18,10 +18,11 @@ and reports medians:
 * ``caching``: tokens per second of the caching pass (``extract_features``) per engine.
 * ``train``: ``Toolkens.fit`` on the math examples (transformers) over one bare frozen
   forward (``final_hidden``) of the same tokens, in the same batches.
-* ``agent``: wall seconds per question of the agent loop (tools run) with a head trained
-  on transformers, per engine.
-* ``accuracy``: tool selection on FuncQA one-hop (``shared/data``), trained on
-  transformers and decoded on each engine, against trained and decoded on llama.cpp.
+* ``agent``: wall seconds per question of ``create_agent(ChatToolken(...))`` on the office
+  tools (:mod:`examples.benchmarks.agent_loop`), a head trained on transformers, per engine.
+* ``accuracy`` (not in the default parts): the suite's ``select`` on KAMEL-30 and FuncQA
+  one-hop, trained on each of transformers, llama.cpp Q4_1 and llama.cpp F16 and scored
+  on each (:func:`accuracy`).
 """
 
 from __future__ import annotations
@@ -31,22 +32,19 @@ import ctypes
 import json
 import statistics
 import time
-from dataclasses import replace
 from pathlib import Path
 from typing import Any, Callable
+from unittest.mock import patch
 
 import torch
 
 from toolken_agent import Toolkens, load_toolset
 from toolken_agent.augment import example_conversations, with_built_in_negatives, with_result_turns
 from toolken_agent.conversation import Message
-from toolken_agent.data import split_holdout
 from toolken_agent.decoding import DecodeConfig, Decoder, Finished
 from toolken_agent.engine import LanguageModel
 from toolken_agent.features import extract_features, plan_batches
 from toolken_agent.model import load_model
-from toolken_agent.store import embedded_gguf
-from toolken_agent.training import TrainConfig
 
 PROMPT = "Write a short story about a lighthouse keeper who finds a message in a bottle."
 
@@ -159,10 +157,11 @@ def math_conversations() -> tuple[Any, list[Any]]:
     return toolset, convs
 
 
-def caching(lm_t: LanguageModel, lm_l: LanguageModel, *, rounds: int) -> dict[str, Any]:
+def caching(lm_t: LanguageModel, lm_l: LanguageModel, *, rounds: int, every: int = 4) -> dict[str, Any]:
+    """Tokens per second of ``extract_features`` per engine, on every ``every``-th math training conversation."""
     toolset, convs = math_conversations()
-    rendered = Toolkens.from_priors(lm_t, toolset).chat_format
-    rendered = [rendered.render(c.messages, train=True) for c in convs]
+    fmt = Toolkens.from_priors(lm_t, toolset).chat_format
+    rendered = [fmt.render(c.messages, train=True) for c in convs[::every]]
     tokens = sum(len(r.input_ids) for r in rendered)
 
     def on(lm: LanguageModel) -> Callable[[], float]:
@@ -176,7 +175,7 @@ def caching(lm_t: LanguageModel, lm_l: LanguageModel, *, rounds: int) -> dict[st
     return {"tokens": tokens, "tokens_per_second": rates, "ratio llama.cpp / transformers": rates["llama.cpp"] / rates["transformers"]}
 
 
-def train(lm_t: LanguageModel, *, rounds: int) -> tuple[dict[str, Any], Toolkens]:
+def train(lm_t: LanguageModel, *, rounds: int) -> dict[str, Any]:
     toolset = load_toolset("math")
     given = example_conversations(toolset, with_negatives=False)
     _, convs = math_conversations()  # what fit trains on: the same augmentation
@@ -184,7 +183,6 @@ def train(lm_t: LanguageModel, *, rounds: int) -> tuple[dict[str, Any], Toolkens
     rendered = [fmt.render(c.messages, train=True) for c in convs]
     batches = plan_batches(rendered, 4096)
     pad = lm_t.tokenizer.pad_token_id or 0
-    fitted: list[Toolkens] = []
 
     @torch.inference_mode()
     def bare() -> float:
@@ -201,85 +199,137 @@ def train(lm_t: LanguageModel, *, rounds: int) -> tuple[dict[str, Any], Toolkens
 
     def fit() -> float:
         start = time.perf_counter()
-        toolkens, _ = Toolkens.fit(lm_t, toolset, given, lambdas=(0, 0.001, 0.01, 0.1, 1, 10), config=TrainConfig())
-        fitted[:] = [toolkens]
+        Toolkens.fit(lm_t, toolset, given)  # toolken-agent train's defaults
         return time.perf_counter() - start
 
     seconds = {k: median(v) for k, v in interleaved({"bare-forward": bare, "fit": fit}, rounds).items()}
     return {"tokens": sum(len(r.input_ids) for r in rendered), "seconds": seconds,
-            "ratio fit / bare forward": seconds["fit"] / seconds["bare-forward"]}, fitted[0]
+            "ratio fit / bare forward": seconds["fit"] / seconds["bare-forward"]}
 
 
 # -- agent loop ---------------------------------------------------------------------------
-def agent(trained: Toolkens, lm_l: LanguageModel, *, rounds: int, questions: int = 6) -> dict[str, Any]:
-    toolset, convs = math_conversations()
-    _, held = split_holdout(len(convs), 0.2, seed=0)
-    asks = [[m for m in convs[i].messages if m.role in ("system", "user")][:2] for i in held][:questions]
-    decoders = {"transformers": Decoder(trained), "llama.cpp": Decoder(replace(trained, lm=lm_l))}
+def agent(*, questions: int, max_tokens: int = 64) -> dict[str, Any]:
+    """Wall seconds per question of ``create_agent(ChatToolken(...), office tools)`` per engine.
 
-    def on(decoder: Decoder) -> Callable[[], float]:
-        def run() -> float:
-            start = time.perf_counter()
-            for ask in asks:
-                for _ in decoder.stream(ask, DecodeConfig(max_new_tokens=64), run_tools=True):
-                    pass
-            return (time.perf_counter() - start) / len(asks)
-        return run
+    The office toolset's head is trained once (``ours``, on transformers, as
+    :mod:`examples.benchmarks.agent_loop` does); each of the first ``questions`` held-out
+    requests then runs on one engine after the other, the tools' stores emptied each time.
+    """
+    import tempfile
 
-    seconds = {k: median(v) for k, v in interleaved({k: on(d) for k, d in decoders.items()}, rounds).items()}
-    return {"questions": len(asks), "seconds_per_question": seconds,
+    from langchain.agents import create_agent
+
+    from examples.benchmarks.agent_loop import load_questions, run_question, score, summarise, tools_module, train_method
+    from toolken_agent import ChatToolken
+
+    ckpt = Path(tempfile.mkdtemp(prefix="engines-agent-")) / "ours"
+    start = time.perf_counter()
+    fit_report = train_method("ours", None, ckpt, "office")
+    trained = time.perf_counter() - start
+    tools, items = tools_module("office"), load_questions(limit=questions)
+    engines = {"transformers": "transformers", "llama.cpp": "llamacpp"}
+    for engine in engines.values():  # load each model and bind the tools before the clock runs
+        ChatToolken(toolkens=str(ckpt), engine=engine, max_tokens=1).bind_tools(tools.TOOLS).invoke("Hello")
+    records: dict[str, list[dict]] = {k: [] for k in engines}
+    for item in items:
+        for name, engine in engines.items():
+            tools.reset()
+            graph = create_agent(ChatToolken(toolkens=str(ckpt), engine=engine, max_tokens=max_tokens), tools.TOOLS)
+            t0 = time.perf_counter()
+            messages, recursion_error, error = run_question(graph, item["question"])
+            records[name].append(score(item, messages, time.perf_counter() - t0, recursion_error=recursion_error, error=error))
+    seconds = {k: median([r["seconds"] for r in v]) for k, v in records.items()}
+    return {"questions": len(items), "train_seconds": round(trained, 1), "heldout": fit_report.get("heldout"),
+            "median_seconds_per_question": seconds,
+            "per_question": {k: [r["seconds"] for r in v] for k, v in records.items()},
+            "summary": {k: summarise(v) for k, v in records.items()},
             "ratio transformers / llama.cpp": seconds["transformers"] / seconds["llama.cpp"]}
 
 
 # -- selection across engines ---------------------------------------------------------------
-def accuracy(lm_t: LanguageModel, lm_l: LanguageModel, *, limit: int | None = None) -> dict[str, Any]:
-    from examples.benchmarks.datasets import load_funcqa
-    from examples.benchmarks.run import to_conversation
-    from toolken_agent.evaluation import evaluate
+ACCURACY_DATASETS = ("kamel-30", "funcqa-oh")
+# (training, test) conversations per data set, seeded samples: llama.cpp's frozen pass runs
+# one sequence at a time, and the whole sets on two llama.cpp weights take hours (docs/engines.md).
+ACCURACY_CAPS = {"kamel-30": (None, 200), "funcqa-oh": (200, None)}
 
-    bench = load_funcqa(split="oh")
-    train_convs = [to_conversation(r) for r in bench.train]
-    tests = [to_conversation(r) for r in bench.test][:limit]
-    config = DecodeConfig(max_new_tokens=48)
-    out: dict[str, Any] = {"train": len(train_convs), "test": len(tests)}
-    on_t, _ = Toolkens.fit(lm_t, bench.toolset, train_convs, lambdas=None, config=TrainConfig())
-    on_l, _ = Toolkens.fit(lm_l, bench.toolset, train_convs, lambdas=None, config=TrainConfig())
-    for name, toolkens in (("trained transformers, decoded transformers", on_t),
-                           ("trained transformers, decoded llama.cpp", replace(on_t, lm=lm_l)),
-                           ("trained llama.cpp, decoded llama.cpp", on_l)):
-        report = evaluate(toolkens, tests, config)
-        out[name] = {"tool_selection": report.tool_right / max(report.examples, 1),
-                     "arguments": report.args_right / max(report.args_scored, 1),
-                     "answers": report.answers_right / max(report.answers, 1), "seconds": report.seconds}
+
+def accuracy_engines(dtype: str) -> dict[str, LanguageModel]:
+    """The same weights three ways: transformers on the Q4_1's de-quantization, llama.cpp Q4_1, llama.cpp F16."""
+    from toolken_agent.llamacpp import load_llamacpp
+
+    return {f"transformers {dtype}": load_model("default", dtype=dtype, engine="transformers"),
+            "llama.cpp Q4_1": load_llamacpp("default", weights="as-is", threads=1),
+            "llama.cpp F16": load_llamacpp("default", weights="f16", threads=1)}
+
+
+def accuracy(engines: dict[str, LanguageModel], datasets: tuple[str, ...] = ACCURACY_DATASETS) -> dict[str, Any]:
+    """The suite's ``select`` (and ``choice``, ``no_call``) of ``ours`` trained on each engine's
+    features and scored on each engine's: every pair, on the suite's data sets and splits.
+
+    Features are the suite's teacher-forced frozen pass (:func:`suite.cached_features`,
+    kept apart per engine and precision); on llama.cpp that is its batched pass, which at
+    the call position (a reply start) is what decoding computes.
+    """
+    from examples.benchmarks.run import Plan, check_set, load_bench, log, subsample, to_conversation, training_set
+    from examples.benchmarks.suite import METHODS, cached_features, fit, score
+
+    ours = next(m for m in METHODS if m.name == "ours")
+    out: dict[str, Any] = {}
+    for name in datasets:
+        plan = Plan(datasets, (0,), 20, ACCURACY_CAPS.get(name, (None, None))[0], ACCURACY_CAPS.get(name, (None, None))[1],
+                    0, {}, False, {})
+        bench = load_bench(name)
+        test_records = subsample(bench.test, plan.max_test)
+        test_convs = [to_conversation(r) for r in test_records]
+        checks = [to_conversation(r) for r in check_set(name, test_records)]
+        train_feats, test_feats, heads, seconds = {}, {}, {}, {}
+        for engine, lm in engines.items():
+            start = time.perf_counter()
+            train_convs, train_feats[engine], _ = training_set(lm, name, bench, plan)
+            test_feats[engine] = cached_features(lm, bench.toolset.specs, test_convs)[0]
+            check = cached_features(lm, bench.toolset.specs, checks)[0] if checks else None
+            seconds[engine] = {"features": round(time.perf_counter() - start, 1)}
+            start = time.perf_counter()
+            # Trained wholly on its own engine: fit would run the no-tool requests on transformers.
+            with patch("toolken_agent.toolkens.training_model", lambda lm: lm):
+                heads[engine] = fit(lm, bench.toolset, ours, train_convs, train_feats[engine], seed=0, check=check)[0].head
+            seconds[engine]["fit"] = round(time.perf_counter() - start, 1)
+            log(f"{name}: {engine} features and fit {seconds[engine]}")
+        table = {f"trained {a}, decoded {b}": score(heads[a], test_feats[b]) for a in engines for b in engines}
+        for key, res in table.items():
+            log(f"{name}: {key}: select {res.get('select', float('nan')):.3f} choice {res.get('choice', float('nan')):.3f}")
+        out[name] = {"tools": len(bench.toolset.specs), "train": len(train_convs), "test": len(test_convs),
+                     "train_positions": {k: len(v) for k, v in train_feats.items()},
+                     "check": len(checks), "seconds": seconds, "scores": table}
     return out
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--gguf", default=None, help="a GGUF file (default: the embedded SmolLM2 Q4_1)")
-    parser.add_argument("--f16", action="store_true", help="run an F16 copy of the GGUF instead")
+    parser.add_argument("--weights", default=None, choices=("f16", "as-is"),
+                        help="llama.cpp decodes an F16 copy of a quantized GGUF, or the file as it is (default: the engine's)")
     parser.add_argument("--parts", default="decode,caching,train,agent")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--tokens", type=int, default=64)
+    parser.add_argument("--questions", type=int, default=4, help="office requests in the agent part")
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--dtype", default="auto")
-    parser.add_argument("--accuracy-limit", type=int, default=None, help="test conversations for accuracy (default: all)")
+    parser.add_argument("--accuracy-datasets", default=",".join(ACCURACY_DATASETS))
+    parser.add_argument("--accuracy-dtype", default="float32", help="transformers' dtype in the accuracy part")
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args()
 
-    from toolken_agent.llamacpp import f16_gguf, load_llamacpp
+    from toolken_agent.llamacpp import load_llamacpp
 
     spec = args.gguf or "default"
-    if args.f16:
-        spec = str(f16_gguf(Path(args.gguf) if args.gguf else embedded_gguf()))
     torch_threads = torch.get_num_threads()
     lm_t = load_model(spec, dtype=args.dtype, engine="transformers")
-    lm_l = load_llamacpp(spec, threads=args.threads)
+    lm_l = load_llamacpp(spec, threads=args.threads, weights=args.weights)
     parts = args.parts.split(",")
     results: dict[str, Any] = {"gguf": lm_l.gguf.name, "transformers": lm_t.precision, "llama.cpp": lm_l.precision,
                                "llama.cpp threads": lm_l.threads, "torch threads (transformers)": torch_threads}
     print(json.dumps(results))
-    trained = None
     for part in parts:
         start = time.perf_counter()
         if part == "decode":
@@ -287,13 +337,11 @@ def main() -> None:
         elif part == "caching":
             results[part] = caching(lm_t, lm_l, rounds=args.rounds)
         elif part == "train":
-            results[part], trained = train(lm_t, rounds=args.rounds)
+            results[part] = train(lm_t, rounds=args.rounds)
         elif part == "agent":
-            if trained is None:
-                _, trained = train(lm_t, rounds=0)
-            results[part] = agent(trained, lm_l, rounds=args.rounds)
+            results[part] = agent(questions=args.questions)
         elif part == "accuracy":
-            results[part] = accuracy(lm_t, lm_l, limit=args.accuracy_limit)
+            results[part] = accuracy(accuracy_engines(args.accuracy_dtype), tuple(args.accuracy_datasets.split(",")))
         else:
             raise SystemExit(f"unknown part {part!r}")
         print(f"== {part} ({time.perf_counter() - start:.0f} s)")

@@ -308,7 +308,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         parser.error(f"benchmark data not found at {ds.DATA_DIR} (set TOOLKEN_BENCH_DATA)")
 
     start = time.perf_counter()
-    lm = load_model(args.model)
+    lm = load_model(args.model, engine="transformers")
     results: dict[str, Any] = {
         "model": lm.name, "spec": lm.spec, "dtype": str(lm.dtype).replace("torch.", ""),
         "threads": torch.get_num_threads(), "machine": platform.machine(), "quick": args.quick,

@@ -115,7 +115,13 @@ METHODS = (
 
 # -- features, once per model and data set -------------------------------------------------
 def _features_key(lm: FrozenLM, rendered: Sequence[Any]) -> str:
+    """The weights, the engine and precision that ran them, and the rendered tokens.
+
+    The fingerprint is the same for the same weights on every engine and dtype (so a
+    checkpoint binds anywhere); their hidden states are not, so features are kept apart.
+    """
     h = hashlib.sha256(lm.fingerprint.encode())
+    h.update(f"{lm.engine} {lm.precision}".encode())
     for r in rendered:
         h.update(json.dumps([r.input_ids, r.positions, r.targets, r.decisions]).encode())
     return h.hexdigest()[:20]
