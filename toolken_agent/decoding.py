@@ -296,8 +296,7 @@ class Decoder:
         gate = self.toolkens.gate
         threshold = config.call_threshold if config.call_threshold is not None else gate.threshold
         vocab, row = self.lm.vocab_size, scores[0]
-        probability = gate.probability(state.hidden, row[vocab:] + config.tool_bias, row[:vocab].max())
-        return bool(probability >= threshold) and bool(gate.within_reach(row[vocab:]))
+        return bool(gate.fires(state.hidden, row[vocab:], row[:vocab].max(), threshold=threshold, tool_bias=config.tool_bias))
 
     def _reply_start_guard(self, reply: Callable[[], str], *, blank: bool, brace: bool) -> ReplyStartGuard:
         """With ``blank``: no end token, whitespace or ``<`` first; with ``brace``: no ``{`` first."""

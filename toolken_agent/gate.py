@@ -71,9 +71,7 @@ class CallGate(nn.Module):
         if self.anchors.numel() == 0:
             return torch.zeros(tool_logits.shape[:-1])
         flat = tool_logits.detach().float().reshape(-1, tool_logits.shape[-1])
-        k = min(REACH_NEIGHBOURS, int(self.anchors.shape[0]))
-        d = torch.cdist(flat, self.anchors).topk(k, dim=-1, largest=False).values.mean(dim=-1)
-        return d.reshape(tool_logits.shape[:-1])
+        return _mean_of_nearest(torch.cdist(flat, self.anchors)).reshape(tool_logits.shape[:-1])
 
     def within_reach(self, tool_logits: torch.Tensor) -> torch.Tensor:
         """Where ``(...)`` the toolken logits lie within the radius of the training calls (everywhere without one)."""
@@ -82,10 +80,15 @@ class CallGate(nn.Module):
         return self.distance(tool_logits) <= self.radius
 
     def fires(self, hidden: torch.Tensor, tool_logits: torch.Tensor, best_word: torch.Tensor, *,
-              threshold: float | None = None) -> torch.Tensor:
-        """Where ``(...)`` a call is made: probability at the threshold and within reach."""
+              threshold: float | None = None, tool_bias: float = 0.0) -> torch.Tensor:
+        """Where ``(...)`` a call is made: probability at the threshold and within reach.
+
+        ``tool_logits`` are the head's own; a ``tool_bias`` lifts the margin the
+        probability reads, not where the call lies, so the reach reads them unbiased.
+        """
         threshold = self.threshold if threshold is None else threshold
-        return (self.probability(hidden, tool_logits, best_word) >= threshold) & self.within_reach(tool_logits)
+        return (self.probability(hidden, tool_logits + tool_bias, best_word) >= threshold) \
+            & self.within_reach(tool_logits)
 
     def select(self, indices: list[int]) -> "CallGate":
         """This gate for a head over a subset of the toolkens, in the given order.
@@ -206,11 +209,18 @@ def fit_reach(gate: CallGate, anchors: torch.Tensor, held: torch.Tensor, *, miss
         distances = gate.distance(held)
     else:
         d = torch.cdist(held.detach().float(), gate.anchors)
-        d[held_owner[:, None] == anchor_owner[None, :]] = float("inf")
-        k = min(REACH_NEIGHBOURS, int((anchor_owner[None, :] != held_owner[:, None]).sum(dim=1).min()))
-        distances = d.topk(k, dim=-1, largest=False).values.mean(dim=-1)
+        d[held_owner[:, None] == anchor_owner[None, :]] = float("inf")  # its own example's anchors do not count
+        distances = _mean_of_nearest(d)
     gate.radius = float(distances.sort().values[rank - 1])
     return {"radius": gate.radius, "held_out_calls": len(held), "miss": miss, "anchors": len(anchors)}
+
+
+def _mean_of_nearest(distances: torch.Tensor) -> torch.Tensor:
+    """Per row of ``distances`` ``(m, k)``: the mean of the :data:`REACH_NEIGHBOURS` smallest finite ones."""
+    k = min(REACH_NEIGHBOURS, int(distances.shape[-1]))
+    nearest = distances.topk(k, dim=-1, largest=False).values
+    finite = torch.isfinite(nearest)
+    return torch.where(finite, nearest, 0.0).sum(dim=-1) / finite.sum(dim=-1).clamp(min=1)
 
 
 def _calls_needed(miss: float) -> int:

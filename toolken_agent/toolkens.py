@@ -166,13 +166,6 @@ def _read_check(toolkens: "Toolkens", check: Sequence[Conversation] | Features, 
     return feats
 
 
-def _fit_reach(head: ToolkenHead, report: FitReport, train: Features, held: Features | None, *,
-               miss: float | None, seed: int, held_in_train: bool = False) -> None:
-    """The gate's radius (:func:`~toolken_agent.training.train_reach`), where there is a gate, a miss rate and held-out calls."""
-    if miss is not None and head.gate is not None and held is not None:
-        report.reach = train_reach(head, train, held, miss=miss, seed=seed, held_in_train=held_in_train)
-
-
 def _check_given_features(features: Features, conversations: int, results: bool) -> None:
     """Refuse a frozen pass handed to :meth:`Toolkens.fit` that cannot be the conversations'."""
     if results:
@@ -194,7 +187,6 @@ def _interruptible(toolkens: "Toolkens", report: FitReport, stage: str) -> Itera
     except (KeyboardInterrupt, TrainingInterrupted) as exc:
         if isinstance(exc, FitInterrupted):
             raise
-        toolkens.head.mix = report.mix
         report.train.interrupted = True
         toolkens.training = report.as_dict()
         raise FitInterrupted(report.train, toolkens, stage) from None
@@ -447,6 +439,16 @@ class Toolkens(ModelHubMixin, library_name=LIBRARY_NAME, tags=list(TAGS)):
             config = replace(config, lambda_=chosen)
             toolkens.lambda_ = chosen
         report.lambda_ = config.lambda_
+        reach_on = checked if checked is not None else held_feats  # real requests where given, else the held-out share
+
+        def fit_whether() -> None:
+            """The call gate and its reach, on the head as trained so far."""
+            toolkens.head.gate, report.gate = train_gate(toolkens.head, train_feats, held_feats, quiet=quiet,
+                                                         target=call_false_positives)
+            if call_reach_miss is not None and toolkens.head.gate is not None and reach_on is not None:
+                report.reach = train_reach(toolkens.head, train_feats, reach_on, miss=call_reach_miss, seed=config.seed,
+                                           held_in_train=checked is not None)
+
         on_epoch = advance("training")
         try:
             with _phase(report, progress, "training", config.epochs):
@@ -455,17 +457,12 @@ class Toolkens(ModelHubMixin, library_name=LIBRARY_NAME, tags=list(TAGS)):
         except TrainingInterrupted as exc:
             report.train = exc.result
             if call_false_positives is not None:  # the gate of the kept epoch: a second's work, not lost
-                toolkens.head.gate, report.gate = train_gate(toolkens.head, train_feats, held_feats, quiet=quiet,
-                                                             target=call_false_positives)
-                _fit_reach(toolkens.head, report, train_feats, held_feats, miss=call_reach_miss, seed=config.seed)
+                fit_whether()
             toolkens.training = report.as_dict()
             raise FitInterrupted(exc.result, toolkens, "training") from None
         if call_false_positives is not None:
             with _interruptible(toolkens, report, "fitting the call gate"), _phase(report, progress, "call gate", 0):
-                toolkens.head.gate, report.gate = train_gate(toolkens.head, train_feats, held_feats, quiet=quiet,
-                                                             target=call_false_positives)
-        _fit_reach(toolkens.head, report, train_feats, checked if checked is not None else held_feats,
-                   miss=call_reach_miss, seed=config.seed, held_in_train=checked is not None)
+                fit_whether()
         if held_feats is not None:  # the toolkens as saved: gate and reach included
             report.heldout = selection_accuracy(toolkens.head, held_feats)
         toolkens.training = report.as_dict()

@@ -126,12 +126,9 @@ def predict_decisions(head: ToolkenHead, features: Features, *, tool_bias: float
     without, the best toolken is called where it beats the best word.
     """
     raw = head(features.hidden)  # (N, n_tools)
-    tool_logits = raw + tool_bias
-    best, index = tool_logits.max(dim=-1)
-    if head.gate is not None:  # the bias moves the margin the gate reads, not where a call lies (its reach)
-        gate = head.gate
-        fire = (gate.probability(features.hidden, tool_logits, features.vocab_max) >= gate.threshold) \
-            & gate.within_reach(raw)
+    best, index = (raw + tool_bias).max(dim=-1)
+    if head.gate is not None:
+        fire = head.gate.fires(features.hidden, raw, features.vocab_max, tool_bias=tool_bias)
     else:
         fire = best > features.vocab_max
     return torch.where(fire, index, -1)
