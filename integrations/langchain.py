@@ -98,6 +98,7 @@ from ..decoding import ArgumentsChunk, CallFinished, CallRefused, CallStarted, D
 from ..errors import ToolkenError
 from ..executor import DEFAULT_TIMEOUT, run_tool
 from ..model import DEFAULT_MODEL, EMBEDDED_NAME, FrozenLM, load_model
+from ..store import EMBEDDED_ALIASES
 from ..tool import ToolSpec, to_spec
 from ..toolkens import Toolkens
 from ..toolset import Toolset
@@ -151,7 +152,7 @@ def model_name(spec: str | None) -> str:
     model, and the two must agree (the embedded default is ``SmolLM2-135M-Instruct``,
     never ``default``).
     """
-    if spec in (None, DEFAULT_MODEL, "smollm2", EMBEDDED_NAME):
+    if spec is None or spec in EMBEDDED_ALIASES:
         return EMBEDDED_NAME
     path = Path(spec).expanduser()
     if spec.endswith(".gguf"):

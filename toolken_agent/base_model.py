@@ -19,7 +19,7 @@ from typing_extensions import TypedDict
 
 from .atomic import file_sha256
 from .errors import CheckpointError
-from .store import DEFAULT_MODEL, EMBEDDED_GGUF_MEMBER, EMBEDDED_GGUF_SHA256, EMBEDDED_NAME
+from .store import DEFAULT_MODEL, EMBEDDED_ALIASES, EMBEDDED_GGUF_MEMBER, EMBEDDED_GGUF_SHA256, EMBEDDED_NAME
 
 EMBEDDED_HUB_ID = "HuggingFaceTB/SmolLM2-135M-Instruct"  # what the embedded GGUF is a quantization of
 
@@ -38,7 +38,7 @@ class BaseModelRecord(TypedDict):
 def describe_model(spec: str | None) -> BaseModelRecord:
     """What the model that ``spec`` loads is (see the module docstring)."""
     spec = spec or DEFAULT_MODEL
-    if spec in (DEFAULT_MODEL, "smollm2", EMBEDDED_NAME):
+    if spec in EMBEDDED_ALIASES:
         return BaseModelRecord(kind="embedded", name=Path(EMBEDDED_GGUF_MEMBER).name, path="",
                                sha256=EMBEDDED_GGUF_SHA256, hub_id=EMBEDDED_HUB_ID)
     path = Path(spec).expanduser()

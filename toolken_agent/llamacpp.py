@@ -34,7 +34,7 @@ import torch.nn.functional as F
 
 from .engine import weights_fingerprint
 from .errors import ModelError
-from .store import gguf_of, resolve_model
+from .store import converted_gguf, gguf_source
 
 SEQUENCES = 8  # decoding contexts holding a KV cache at once; more may live, re-reading their tokens when used
 _GGML_LOG_ERROR = 4
@@ -144,10 +144,6 @@ class LlamaCppLM:
     @property
     def device(self) -> torch.device:
         return torch.device("cpu")
-
-    @property
-    def dtype(self) -> torch.dtype:
-        return torch.float32  # of the hidden states and logits it returns
 
     @property
     def hidden_size(self) -> int:
@@ -270,10 +266,6 @@ class LlamaCppContext:
         self._logits: torch.Tensor | None = None
         self._finalizer = weakref.finalize(self, lm._release, ctx_id)
 
-    @property
-    def length(self) -> int:
-        return len(self.tokens)
-
     def _seq_for(self, ids: list[int]) -> tuple[int, int, list[int]]:
         """``(sequence, start, ids to decode)``: the new ``ids``, after whatever of the tokens the cache lost."""
         seq = self.lm._sequence(self)
@@ -351,18 +343,19 @@ def _release(ll: Any, model: Any, ctx: Any, batch: Any) -> None:
     ll.llama_model_free(model)
 
 
-def f16_gguf(gguf: Path) -> Path:
+def f16_gguf(gguf: Path, *, digest: str | None = None) -> Path:
     """An F16 copy of ``gguf``, made once with ``llama_model_quantize`` (about a second) and
     cached like the store's conversions: written beside its place and renamed in, its
     sha256 checked at every use.
 
     A quantized GGUF's hidden states on llama.cpp differ from its de-quantized weights on
     transformers (where training features come from); its F16 copy's match them.
+    ``digest`` is the GGUF's sha256 when the caller already knows it.
     """
     from .store import cache_dir, cached_directory, gguf_digest
 
     name = f"{gguf.stem}.F16.gguf"
-    target = cache_dir() / "gguf-f16" / f"{gguf.stem}-{gguf_digest(gguf)[:12]}"
+    target = cache_dir() / "gguf-f16" / f"{gguf.stem}-{(digest or gguf_digest(gguf))[:12]}"
     return cached_directory(target, lambda out: _quantize_f16(gguf, out / name), required=name,
                             source=gguf.name, what="to F16 for llama.cpp (once, ~1 s per 100M weights)") / name
 
@@ -389,16 +382,17 @@ def load_llamacpp(spec: str, *, weights: str | None = None, **options: Any) -> L
     ``as-is`` decodes the file itself. ``None``: ``$TOOLKEN_AGENT_GGUF_WEIGHTS``, else
     :data:`DEFAULT_WEIGHTS`.
     """
-    gguf = gguf_of(spec)
-    if gguf is None:
+    source = gguf_source(spec)  # the file's sha256 read once, for both caches below
+    if source is None:
         raise ModelError(f"the llama.cpp engine runs GGUF files; {spec} is not one")
+    gguf, name, digest = source
     weights = weights or os.environ.get("TOOLKEN_AGENT_GGUF_WEIGHTS") or DEFAULT_WEIGHTS
     if weights not in WEIGHTS:
         raise ModelError(f"unknown GGUF weights {weights!r} (use {' or '.join(WEIGHTS)})")
-    hf_dir, name = resolve_model(spec)
+    hf_dir = converted_gguf(gguf, name, digest=digest)
     if weights == "f16" and _file_type(gguf) not in _UNQUANTIZED:
-        gguf = f16_gguf(gguf)
-    return LlamaCppLM(gguf, Path(hf_dir), spec=spec, name=name, **options)
+        gguf = f16_gguf(gguf, digest=digest)
+    return LlamaCppLM(gguf, hf_dir, spec=spec, name=name, **options)
 
 
 def _file_type(gguf: Path) -> int | None:

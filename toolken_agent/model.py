@@ -222,7 +222,7 @@ def load_model(spec: str | None = None, *, dtype: str | torch.dtype | None = "au
     chosen = choose_engine(spec, engine)
     torch_dtype = parse_dtype(dtype)
     dev = device or default_device()
-    key = (spec, torch_dtype, dev, chosen)
+    key = (spec, None, None, chosen) if chosen == "llamacpp" else (spec, torch_dtype, dev, chosen)  # llama.cpp takes neither
     with _LOAD_LOCK:
         if key not in _LOADED:
             if chosen == "llamacpp":

