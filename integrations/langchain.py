@@ -63,7 +63,6 @@ as ``temprature``) is an error, not silently dropped.
 from __future__ import annotations
 
 import difflib
-import functools
 import json
 import threading
 import time
@@ -139,10 +138,14 @@ def _runtime(model: str | None, dtype: str, toolkens: str | None, engine: str | 
         return _RUNTIMES[key]
 
 
-def _loaded_lm(model: str | None, dtype: str) -> FrozenLM | None:
-    """The LM for ``model`` and ``dtype`` if an instance already loaded it, else ``None`` (nothing is loaded)."""
+def _loaded_lm(model: str | None, dtype: str, toolkens: str | None, engine: str | None) -> FrozenLM | None:
+    """The LM an instance with these settings already loaded, else ``None`` (nothing is loaded).
+
+    The checkpoint and engine count: without ``model``, a checkpoint loads the model it records.
+    """
     with _RUNTIMES_LOCK:
-        return next((r.lm for (m, d, *_), r in _RUNTIMES.items() if (m, d) == (model, dtype)), None)
+        runtime = _RUNTIMES.get((model, dtype, toolkens, engine))
+        return runtime.lm if runtime is not None else None
 
 
 def model_name(spec: str | None) -> str:
@@ -160,17 +163,29 @@ def model_name(spec: str | None) -> str:
     return path.name if path.is_dir() else spec.rsplit("/", 1)[-1]
 
 
-@functools.lru_cache(maxsize=32)
+_TRAINED_MODEL_NAMES: dict[str, str] = {}
+
+
 def trained_model_name(toolkens: str) -> str | None:
-    """The model name a checkpoint records (what loads when ``model=`` is not given), read from its config alone."""
+    """The model name a checkpoint records (what loads when ``model=`` is not given), read from its config alone.
+
+    From a directory or the local Hub cache only: a constructor that asks for a name
+    must not download (the checkpoint is fetched when the model first runs). Names found
+    are kept; a miss is asked again, since a later download can fill the cache.
+    """
     from ..checkpoint import CONFIG_FILE, parse_config
     from ..hub import resolve_checkpoint
 
-    try:
-        path = Path(resolve_checkpoint(toolkens))
-        return parse_config(json.loads((path / CONFIG_FILE).read_text(encoding="utf-8")), where=path).model_name or None
-    except (OSError, ValueError, ToolkenError):  # unreadable here: loading will say why
-        return None
+    if toolkens not in _TRAINED_MODEL_NAMES:
+        try:
+            path = Path(resolve_checkpoint(toolkens, local_files_only=True))
+            name = parse_config(json.loads((path / CONFIG_FILE).read_text(encoding="utf-8")), where=path).model_name
+        except (OSError, ValueError, ToolkenError):  # unreadable here: loading will say why
+            return None
+        if not name:
+            return None
+        _TRAINED_MODEL_NAMES[toolkens] = name
+    return _TRAINED_MODEL_NAMES[toolkens]
 
 
 def model_profile(name: str, lm: FrozenLM | None) -> ModelProfile:
@@ -219,7 +234,7 @@ class ChatToolken(BaseChatModel):
     call_threshold: float | None = None
     """Probability a call needs from the checkpoint's whether-to-call gate (lower calls more
     readily); ``None``: the threshold chosen at training for its false-positive target."""
-    tool_timeout: float = 30.0
+    tool_timeout: float = DEFAULT_TIMEOUT
     """Seconds a tool may run in ``as_langchain_tool``'s executor; ChatToolken itself runs no tool."""
     dtype: str = "auto"
     engine: str | None = None
@@ -300,7 +315,7 @@ class ChatToolken(BaseChatModel):
         The constructor loads nothing, so the context length is there at construction only
         if another instance loaded the model already; otherwise the first call adds it.
         """
-        return model_profile(self._model_name(self.model), _loaded_lm(self.model, self.dtype))
+        return model_profile(self._model_name(self.model), _loaded_lm(self.model, self.dtype, self.toolkens, self.engine))
 
     # -- tools ---------------------------------------------------------------------------
     def bind_tools(

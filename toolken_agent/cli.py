@@ -195,7 +195,7 @@ def train(
             origin = "the tools' examples"
         check_convs = load_jsonl(check, toolset, lenient=lenient).conversations if check is not None else []
         if check is not None and count_calls(check_convs) == 0:
-            raise ToolkenError(f"{check} holds no tool call to choose the tool-choice mix on")
+            raise ToolkenError(f"{check} holds no tool call to choose the call gate's radius on (check requests are calls)")
         added = len(NEGATIVE_EXAMPLES) if built_in_negatives and needs_built_in_negatives(conversations) else 0  # fit adds them
         config = TrainConfig(epochs=epochs, lr=lr, lambda_=lambda_value, seed=seed)
         start = time.perf_counter()

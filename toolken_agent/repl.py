@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import sys
-from typing import TYPE_CHECKING, Annotated, Callable, Iterable, Iterator, Optional, Protocol, Sequence
+from typing import TYPE_CHECKING, Annotated, Iterable, Iterator, Optional, Protocol, Sequence
 
 import typer
 from rich.console import Console
@@ -21,13 +21,12 @@ from rich.markup import escape
 from .chat_format import arguments_text
 from .console import DtypeOption, EngineOption, ModelOption, TrustOption, err, load_trained, out, toolkens_option, user_errors
 from .conversation import Message, ToolCall
-from .events import ArgumentsChunk, CallFinished, DecodeConfig, Event, Finished, TextChunk, ToolResult
+from .events import ArgumentsChunk, CallFinished, Confirm, DecodeConfig, Event, Finished, TextChunk, ToolResult
 
 if TYPE_CHECKING:  # tool.py loads pydantic and jsonschema; `--help` registers this command without them
     from .tool import ToolSpec
     from .toolset import Toolset
 
-Confirm = Callable[[ToolCall, "ToolSpec"], bool]  # asked before a tool that may act runs
 
 COMMANDS = {
     "/tools": "list the tools the model can call",

@@ -142,7 +142,7 @@ class FitInterrupted(TrainingInterrupted):
 
     Before the final training finishes an epoch, the last good state is the priors
     (``result`` holds no epoch); during it, the last finished epoch; after it (while
-    fitting the call gate or choosing the mix), the trained toolkens as far as they got.
+    fitting the call gate and its reach), the trained toolkens as far as they got.
     """
 
     def __init__(self, result: TrainResult, toolkens: "Toolkens", stage: str):
@@ -290,16 +290,13 @@ class Toolkens(ModelHubMixin, library_name=LIBRARY_NAME, tags=list(TAGS)):
         return joint_logits(self.lm.vocab_logits(hidden), self.head(hidden), toolkens=toolkens)
 
     # -- training ---------------------------------------------------------------------
-    def features(self, conversations: Sequence[Conversation], *, on_progress: Callable[[int], None] | None = None,
-                 on_total: Callable[[int], None] | None = None) -> Features:
+    def features(self, conversations: Sequence[Conversation], *,
+                 on_progress: Callable[[int], None] | None = None) -> Features:
         """Render ``conversations`` with training targets and run the frozen pass once.
 
-        ``on_total`` hears the number of tokens before the pass, ``on_progress`` the tokens done as it goes.
+        ``on_progress`` hears the tokens done as it goes.
         """
-        rendered = self._rendered(conversations)
-        if on_total is not None:
-            on_total(sum(len(r.input_ids) for r in rendered))
-        return extract_features(self.lm, rendered, on_progress=on_progress)
+        return extract_features(self.lm, self._rendered(conversations), on_progress=on_progress)
 
     def _rendered(self, conversations: Sequence[Conversation]) -> list[Rendered]:
         rendered = [self.chat_format.render(c.messages, train=True) for c in conversations]
@@ -554,7 +551,7 @@ class Toolkens(ModelHubMixin, library_name=LIBRARY_NAME, tags=list(TAGS)):
         path = resolve_checkpoint(model_id, revision=revision, cache_dir=cache_dir, force_download=force_download,
                                   local_files_only=local_files_only, token=token)
         toolset = as_toolset(tools) if tools is not None else None
-        return cls.load(path, toolset, lm=lm, model=model, dtype=dtype, trust_toolset=trust_toolset)
+        return cls.load(path, toolset, lm=lm, model=model, dtype=dtype, trust_toolset=trust_toolset, engine=engine)
 
     @classmethod
     def load(cls, path: str | Path, toolset: Toolset | None = None, *, lm: FrozenLM | None = None, model: str | None = None,

@@ -62,7 +62,7 @@ def selection_table(results: dict) -> list[str]:
 
 
 def _mixes(m: dict) -> str:
-    """The tool-choice mix per seed, where one was chosen below 1 (``ours`` on KAMEL)."""
+    """The tool-choice mix per seed, where a results file records one (``ours`` on KAMEL, before check questions were trained on)."""
     seeds = m.get("seeds", {}).values()
     if not any("mix" in s for s in seeds):
         return ""

@@ -120,11 +120,11 @@ CHECK_PER_TOOL = 2
 
 
 def check_set(name: str, test_records: Sequence[dict]) -> list[dict]:
-    """Real questions outside the test, for methods that choose their tool-choice mix on them.
+    """Real questions outside the test, for the methods that train on them (``ours``, the ``+check`` baselines).
 
     Only KAMEL has spare ones (:func:`datasets.kamel_check`), and only KAMEL's training
     texts are unlike its test (synthetic paragraphs against short real questions).
-    Elsewhere: none, and such a method keeps its trained head as is.
+    Elsewhere: none.
     """
     if not name.startswith("kamel-"):
         return []
@@ -163,7 +163,8 @@ def run_dataset(lm: FrozenLM, name: str, plan: Plan) -> dict[str, Any]:
     check_records = check_set(name, test_records)
     log(f"{name}: {len(specs)} tools, {len(train_convs)} train, {len(test_convs)} test, {len(check_records)} check")
     test_feats, test_seconds = cached_features(lm, specs, test_convs)
-    check_feats = cached_features(lm, specs, [to_conversation(r) for r in check_records])[0] if check_records else None
+    check_convs = [to_conversation(r) for r in check_records]
+    check_feats = cached_features(lm, specs, check_convs)[0] if check_convs else None
     out: dict[str, Any] = {
         "tools": len(specs), "train": len(train_convs), "test": len(test_convs), "check": len(check_records),
         "train_positions": len(train_feats), "cache_seconds": round(train_seconds + test_seconds, 1),
@@ -177,7 +178,6 @@ def run_dataset(lm: FrozenLM, name: str, plan: Plan) -> dict[str, Any]:
     for kind in PRIOR_KINDS:  # each prior alone: untrained rows, calibrated bias
         head = Toolkens.from_priors(lm, bench.toolset, prior=kind, calibrate=True).head
         out["priors_zero_shot"][kind] = {**score(head, test_feats), "no_call_foreign": no_call_rate(head, negatives)}
-    check_convs = [to_conversation(r) for r in check_records]
     for method in METHODS:
         if method.check_as_data and check_feats is None:
             continue  # no spare real questions in this data set
@@ -193,8 +193,6 @@ def run_dataset(lm: FrozenLM, name: str, plan: Plan) -> dict[str, Any]:
             head = toolkens.head
             every_call = score(head, test_feats, all_calls=True)  # every hop / plan step, teacher-forced
             runs[str(seed)] = {**score(head, test_feats), "no_call_foreign": no_call_rate(head, negatives)}
-            if head.mix < 1.0:
-                runs[str(seed)]["mix"] = head.mix
             if "select" in every_call:
                 runs[str(seed)]["select_all_calls"] = every_call["select"]
             if seed == seeds[0]:
@@ -235,7 +233,7 @@ def scarcity(lm: FrozenLM, toolset: Any, train_convs: Sequence[Conversation], tr
 
     A method that chooses lambda on a split of its training data does so here too, on
     the few conversations it gets, as a user with that little data would; one with a
-    check set chooses its mix on the same check questions at every size.
+    check set trains on the same check questions at every size.
     """
     curve: dict[str, dict[str, Any]] = {}
     for method in METHODS:

@@ -19,12 +19,12 @@ paper           name (hidden mean)    0.01         no      yes (Li et al. 2025)
 ours            lm-head+description   chosen on a  calib.  yes: ``fit``'s defaults, as
                                       train split          ``toolken-agent train`` (the
                                                            16 built-in no-tool requests,
-                                                           the call gate, the mix)
+                                                           the call gate and its radius)
 ==============  ====================  ===========  ======  ================================
 
 All trained methods see the same positions with the same joint loss (calls and ordinary
 text, so toolkens learn when *not* to fire); only initialization, regularizer, bias and
-``ours``' 16 extra requests, gate and mix differ. Every fit trains on all of its data
+``ours``' 16 extra requests and gate differ. Every fit trains on all of its data
 (``holdout=0``) and without result turns (``results=False``: the suite scores where a
 call starts, not the reply after a result). ``ours`` picks lambda from ``LAMBDAS`` by
 decision accuracy on a 20% split of its training data, once per data set with the first
@@ -43,12 +43,11 @@ Scoring happens where the toolken decides (teacher-forced test turns):
 from __future__ import annotations
 
 import hashlib
-import inspect
 import json
 import os
 import random
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 import torch
@@ -57,6 +56,7 @@ from safetensors.torch import load_file, save_file
 from toolken_agent.calibration import as_no_call_features, reply_start_decisions
 from toolken_agent.chat_format import ChatFormat
 from toolken_agent.conversation import Conversation
+from toolken_agent.defaults import FIT
 from toolken_agent.features import Features, extract_features
 from toolken_agent.head import ToolkenHead
 from toolken_agent.model import FrozenLM
@@ -95,7 +95,7 @@ class Method:
 
 
 def _fit_defaults() -> dict[str, Any]:
-    return {k: p.default for k, p in inspect.signature(Toolkens.fit).parameters.items() if p.default is not p.empty}
+    return asdict(FIT)
 
 
 METHODS = (
@@ -105,7 +105,7 @@ METHODS = (
     Method("paper", dict(prior="name", bias=False, calibrate=False, negatives=False, call_false_positives=None),
            lambda_=0.01),
     Method("ours", {}, check=True),
-    # The baselines given the real check questions ours chooses its mix on, as training data.
+    # The baselines given the real check questions ours trains on, as training data too.
     Method("toolkengpt+check", dict(prior="random", bias=False, calibrate=False, negatives=False, call_false_positives=None),
            lambda_=0.0, check_as_data=True),
     Method("paper+check", dict(prior="name", bias=False, calibrate=False, negatives=False, call_false_positives=None),
@@ -159,8 +159,8 @@ def fit(lm: FrozenLM, toolset: Toolset, method: Method, conversations: Sequence[
 
     ``lambda_`` fixes the regularizer weight where the method would sweep (the run
     sweeps once per data set, with its first seed); ``check``: real questions' features,
-    for a method that chooses its tool-choice mix on them, or trains on them
-    (``check_conversations``, their conversations). No report for ``zero-shot``.
+    for ``ours`` (``Toolkens.fit(check=...)``: trained on, the gate's radius set on them), or for a
+    baseline that adds them to its data (``check_conversations``, their conversations). No report for ``zero-shot``.
     """
     if method.check_as_data:
         if check is None or not check_conversations:
