@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 import torch
 
@@ -305,7 +307,7 @@ def test_the_reply_start_guard_bans_its_tokens_only_until_the_reply_shows_text()
     assert torch.equal(guard(ids, logits), logits)
 
 
-def test_result_copy_lifts_the_results_tokens_until_the_reply_quotes_it():
+def test_result_copy_lifts_a_results_opening_tokens_until_the_reply_quotes_it():
     from toolken_agent.processors import ResultCopy
 
     reply = "It is"
@@ -314,6 +316,31 @@ def test_result_copy_lifts_the_results_tokens_until_the_reply_quotes_it():
     assert copy(ids, logits).tolist() == [[0.0, 2.0, 0.0, 2.0]]
     reply = "It is 104 degrees"
     assert torch.equal(copy(ids, logits), logits)
+
+
+def test_result_copy_pushes_on_with_a_quote_once_the_reply_has_begun_it():
+    from toolken_agent.processors import ResultCopy
+
+    reply = "Sent. Message sent"
+    copy = ResultCopy(["Message sent to Emma."], [1], bias=2.0, reply=lambda: reply,
+                      continuations={"Message": 2, "Message sent": 3, "Message sent to": 4}, continue_bias=6.0)
+    ids, logits = torch.zeros(1, 0, dtype=torch.long), torch.zeros(1, 5)
+    assert copy(ids, logits).tolist() == [[0.0, 0.0, 0.0, 6.0, 0.0]]  # the longest prefix the reply ends with
+    reply = "Sent. Messagesent"  # mid-word is not a quote beginning
+    assert copy(ids, logits).tolist() == [[0.0, 2.0, 0.0, 0.0, 0.0]]
+
+
+def test_the_reply_after_a_result_quotes_it_whole(tiny_lm, small_toolset):
+    from toolken_agent.decoding import DecodeConfig, TextChunk
+
+    toolkens = Toolkens.bind(tiny_lm, small_toolset)
+    history = [Message("user", "What is 3 plus 4?"), Message("assistant", tool_calls=(ToolCall("add", {"a": 3, "b": 4}, "c"),)),
+               Message("tool", "the sum is 1234567", tool_call_id="c", name="add")]
+    config = DecodeConfig(max_new_tokens=24, result_copy_bias=30.0, result_continue_bias=30.0)
+    text = "".join(e.text for e in Decoder(toolkens).stream(history, config) if isinstance(e, TextChunk))
+    assert "the sum is 1234567" in text  # a random tiny model quotes it only through the copy
+    plain = DecodeConfig(max_new_tokens=24, result_copy_bias=0.0)
+    assert "1234567" not in "".join(e.text for e in Decoder(toolkens).stream(history, plain) if isinstance(e, TextChunk))
 
 
 def test_a_reply_never_opens_with_call_markup_written_as_text(tiny_lm):
@@ -365,8 +392,10 @@ def test_when_the_gates_call_is_refused_the_reply_is_words_not_another_tool(tiny
         toolkens.head.bias.copy_(torch.tensor([1e4, 1e3]))  # note first, double next
         gate.bias.fill_(100.0)  # the gate says "call" everywhere
     toolkens.head.gate = gate
-    events = list(Decoder(toolkens).stream([Message("user", "hi")], DecodeConfig(max_new_tokens=3), run_tools=False))
-    assert [e.call.name for e in events if isinstance(e, CallRefused)] == ["note"]  # its text traces to nothing
+    history = [Message("user", "hi"), Message("assistant", tool_calls=(ToolCall("note", {"text": "hi"}, "c"),)),
+               Message("tool", "noted", tool_call_id="c", name="note")]
+    events = list(Decoder(toolkens).stream(history, DecodeConfig(max_new_tokens=3), run_tools=False))
+    assert [e.call.name for e in events if isinstance(e, CallRefused)] == ["note"]  # "hi" is all it may write: a repeat
     assert not any(isinstance(e, CallFinished) for e in events)
 
 
@@ -425,6 +454,117 @@ def test_required_number_fields_take_different_numbers_when_the_request_holds_en
     assert all(a["properties"]["note"] == {"type": "string"} for a in alternatives)
     one = grounded_numbers(schema, [5])  # "5 feet 5 inches": one number for two fields is allowed then
     assert "anyOf" not in one and one["properties"]["percent"]["enum"] == [5]
+
+
+@pytest.mark.parametrize("written, fits", [
+    ([180], False),  # one number cannot fill three fields
+    ([96, 4], False),
+    ([3, 6, 4], True),
+    ([2, 2, 6], True),  # a number written twice fills two fields
+    ([2.5, 6, 0.5], False),  # the integer field needs a whole number, and there is one fewer
+    ([], True),  # no digit written: the request may spell its numbers out
+])
+def test_a_tool_needs_as_many_written_numbers_as_required_number_fields(written, fits):
+    from toolken_agent.provenance import numbers_suffice
+    from toolken_agent.tool import ToolSpec
+
+    spec = ToolSpec("scale", "Scale a recipe.", {"type": "object", "properties": {
+        "amount": {"type": "number"}, "servings": {"type": "integer"}, "new_servings": {"type": "integer"},
+        "coats": {"type": "integer", "default": 2}, "unit": {"type": "string"}},
+        "required": ["amount", "servings", "new_servings", "unit"]})
+    assert numbers_suffice(spec, written) is fits
+
+
+def test_a_request_with_too_few_numbers_for_the_best_toolken_calls_the_next_best(tiny_lm):
+    from toolken_agent.decoding import CallFinished, DecodeConfig
+
+    class Scale(Tool):
+        """Scale a recipe."""
+
+        read_only = True
+
+        def run(self, amount: float, servings: int, new_servings: int) -> float:
+            return amount * new_servings / servings
+
+    class Cups(Tool):
+        """Grams to cups."""
+
+        read_only = True
+
+        def run(self, grams: float) -> float:
+            return grams / 120
+
+    toolkens = Toolkens.from_priors(tiny_lm, make_toolset([Scale, Cups]), prior="random")
+    with torch.no_grad():
+        toolkens.head.bias.copy_(torch.tensor([2e4, 1e4]))  # scale beats cups, and both beat every word
+    def first_call(request: str) -> str:
+        events = Decoder(toolkens).stream([Message("user", request)], DecodeConfig(max_new_tokens=2))
+        return next(e.call.name for e in events if isinstance(e, CallFinished))
+    assert first_call("180 grams of oats, in cups?") == "cups"
+    assert first_call("Scale 3 cups from 6 servings to 4") == "scale"
+    assert first_call("Scale three cups from six servings to four") == "scale"  # no digits: not judged
+
+
+@pytest.mark.parametrize("text, units", [
+    ("a 81-minute run over 15 km", {81: {"minute"}, 15: {"km"}}),
+    ("35% of 340 people", {35: {"percent"}, 340: {"people"}}),
+    ("on 2025-02-01, 3", {}),  # a date is not a number; nothing follows the 3
+])
+def test_the_word_after_a_number_is_its_unit(text, units):
+    from toolken_agent.provenance import number_units
+
+    assert number_units(text) == units
+
+
+def test_numbers_go_to_the_fields_their_units_name():
+    from toolken_agent.provenance import grounded_numbers, number_units, numbers_in
+
+    schema = {"type": "object", "properties": {"distance_km": {"type": "number"}, "minutes": {"type": "number"}},
+              "required": ["distance_km", "minutes"]}
+    text = "pace for a 81-minute run over 15 km"
+    (only,) = grounded_numbers(schema, numbers_in(text), number_units(text))["anyOf"]
+    assert (only["properties"]["distance_km"]["const"], only["properties"]["minutes"]["const"]) == (15, 81)
+    scale = {"type": "object", "properties": {"amount": {"type": "number"}, "servings": {"type": "integer"},
+                                              "new_servings": {"type": "integer"}},
+             "required": ["amount", "servings", "new_servings"]}
+    text = "rescale 3 cups from a 6-serving recipe to 4 servings"
+    alternatives = grounded_numbers(scale, numbers_in(text), number_units(text))["anyOf"]
+    assert {a["properties"]["amount"]["const"] for a in alternatives} == {3}  # the servings numbers are not the amount
+    text = "split 96 between 4"  # no unit names a field: any assignment
+    assert len(grounded_numbers(schema, numbers_in(text), number_units(text))["anyOf"]) == 2
+
+
+def test_an_acting_tools_strings_are_held_to_spans_of_the_request():
+    from toolken_agent.provenance import grounded_strings
+
+    schema = {"type": "object", "properties": {"text": {"type": "string"}, "when": {"type": "string"},
+                                               "mode": {"type": "string", "enum": ["a", "b"]}, "n": {"type": "integer"}}}
+    out = grounded_strings(schema, 'Remind me this evening to "take out (the) trash"')
+    pattern = re.compile(out["properties"]["text"]["pattern"])
+    for value in ("this evening", "take out (the) trash", "Remind", "the"):
+        assert pattern.match(value), value
+    for value in ("night at 8", "evening to \"take", "this  evening", "eve", ""):
+        assert not pattern.match(value), value
+    assert out["properties"]["mode"] == schema["properties"]["mode"] and out["properties"]["n"] == {"type": "integer"}
+    assert grounded_strings(schema, "word " * 700) == schema  # too long a source: left free
+
+
+def test_an_acting_tool_writes_only_words_the_user_wrote(tiny_lm):
+    from toolken_agent.decoding import CallFinished, DecodeConfig
+
+    class Remind(Tool):
+        """Set a reminder."""
+
+        def run(self, text: str, when: str) -> str:
+            return "ok"
+
+    toolkens = Toolkens.from_priors(tiny_lm, make_toolset([Remind]), prior="random")
+    request = "Remind me this evening to take out the trash"
+    for seed in range(3):  # the tiny model writes at random: the grammar is what holds it to the request
+        events = list(Decoder(toolkens).stream([Message("user", request)], DecodeConfig(
+            tool_choice="remind", max_new_tokens=2, temperature=1.0, seed=seed, max_argument_tokens=64)))
+        (call,) = [e for e in events if isinstance(e, CallFinished)]
+        assert call.error is None and all(v in request for v in call.call.args.values()), call.call.args
 
 
 def test_a_number_argument_is_one_the_request_holds(tiny_lm):

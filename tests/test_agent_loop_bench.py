@@ -221,3 +221,9 @@ def test_summarise_takes_tool_shares_over_tool_requests_and_quiet_over_the_rest(
     assert s["ended_within_2_model_calls"] == 0.5 and s["empty_final"] == 0.5
     assert s["recursion_errors"] == 1 and s["no_tool_quiet"] == 0.5 and s["repeated_actions"] == 1
     assert s["seconds_per_question"] == 2.0
+
+
+def test_result_copy_settings_are_read_as_copy_and_continue_biases():
+    from examples.benchmarks.result_copy import parse_settings
+
+    assert parse_settings("0:0, 4:6") == [(0.0, 0.0), (4.0, 6.0)]

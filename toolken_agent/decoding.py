@@ -37,7 +37,8 @@ from .memo import memo
 from .events import (ArgumentsChunk, CallFinished, CallRefused, CallStarted, Confirm, DecodeConfig, Event,  # noqa: F401
                      Finished, TextChunk, ToolResult)
 from .processors import ReplyStartGuard, ResultCopy, ToolChoice
-from .provenance import call_key, calls_made, grounded_numbers, numbers_in, sources, untraceable
+from .provenance import (call_key, calls_made, grounded_numbers, grounded_strings, number_units, numbers_in,
+                         numbers_suffice, sources, untraceable)
 from .sampling import sample
 from .tool import ArgumentsError, ToolSpec, parse_arguments
 from .toolkens import Toolkens
@@ -206,6 +207,8 @@ class Decoder:
         """One assistant turn: text, or calls (each made by a toolken), until the turn ends."""
         config, choice, vocab = run.config, run.choice, self.lm.vocab_size
         choice.new_turn()
+        if config.trace_arguments:
+            choice.unfit = self._unfit(messages)
         turn = _Turn()
         text = _TextStream(self.lm.tokenizer, tuple(config.stop))
         opening, after_call = self._turn_processors(messages, config, choice, lambda: text.visible)
@@ -287,9 +290,22 @@ class Decoder:
                 results.append(message.content)
         if not results or config.result_copy_bias == 0:
             return None
-        ids = {i for r in results for text in (r, " " + r) for i in self.format.encode_text(text)}
-        ids -= set(self.end_ids)
-        return ResultCopy(results, sorted(ids), config.result_copy_bias, reply)
+        encode = self.format.encode_text
+        starts = {ids[0] for r in results for text in (r, " " + r) if (ids := encode(text))} - set(self.end_ids)
+        continuations = {}
+        for result in (r.strip() for r in results):
+            for k in range(1, len(result)):
+                following = encode(result[k:])
+                if following and following[0] not in self.end_ids:
+                    continuations.setdefault(result[:k], following[0])
+        return ResultCopy(results, sorted(starts), config.result_copy_bias, reply, continuations,
+                          config.result_continue_bias)
+
+    def _unfit(self, messages: Sequence[Message]) -> set[int]:
+        """The toolkens whose required number fields outnumber the numbers the conversation wrote."""
+        written = {read: numbers_in(sources(messages, results=read), once=False) for read in (False, True)}
+        return {i for i, spec in enumerate(self.toolkens.toolset.specs)
+                if not numbers_suffice(spec, written[spec.read_only is True])}
 
     def _gate_opens(self, state: _State, scores: torch.Tensor, config: DecodeConfig) -> bool:
         """Whether the toolkens' gate calls here, from the hidden state and the unprocessed ``scores`` ``(1, V + n)``."""
@@ -373,8 +389,11 @@ class Decoder:
         arg_state = _State()
         self._feed(arg_state, self.format.render(argument_messages(spec, messages), add_generation_prompt=True).input_ids)
         schema = dict(spec.parameters)
-        if config.trace_arguments:  # structured output's arguments are the answer: free to hold any number
-            schema = grounded_numbers(schema, numbers_in(sources(messages, results=spec.read_only is True)))
+        if config.trace_arguments:  # structured output's arguments are the answer: free to hold any value
+            if spec.read_only is not True:
+                schema = grounded_strings(schema, sources(messages, results=False, normal=False))
+            source = sources(messages, results=spec.read_only is True)
+            schema = grounded_numbers(schema, numbers_in(source), number_units(source))
         constraint = self.grammar.constraint(schema)
         written = _ArgumentText(self.lm.tokenizer)
         while not constraint.done and len(written.ids) < config.max_argument_tokens:

@@ -22,7 +22,7 @@ a tool's name      the first decision must be that tool's toolken, and only one 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Callable, Sequence
+from typing import Callable, Mapping, Sequence
 
 import torch
 from transformers import LogitsProcessor, LogitsProcessorList
@@ -42,7 +42,9 @@ class ToolChoice(LogitsProcessor):
     assistant turn (LangChain's ``parallel_tool_calls``); ``None`` leaves only ``max_calls``.
     ``gate``: the separate whether-to-call decision (:mod:`toolken_agent.gate`), asked
     with the unprocessed scores ``(1, V + n_tools)`` where ``auto`` may call; ``None``
-    lets toolkens and words compete on their logits.
+    lets toolkens and words compete on their logits. ``unfit``: toolkens this request
+    cannot call (its numbers do not fill their fields, :func:`toolken_agent.provenance.numbers_suffice`);
+    where ``auto`` calls, the best of the others does.
     """
 
     choice: str
@@ -59,6 +61,7 @@ class ToolChoice(LogitsProcessor):
     at_decision: bool = field(default=True, init=False)
     last_tool: int | None = field(default=None, init=False)
     banned: set[int] = field(default_factory=set, init=False)  # toolkens refused at this decision point
+    unfit: set[int] = field(default_factory=set, init=False)  # toolkens this request cannot call (set per turn)
 
     def __post_init__(self) -> None:
         self.choice = {"any": "required", None: "auto"}.get(self.choice, self.choice)
@@ -104,6 +107,9 @@ class ToolChoice(LogitsProcessor):
         tools += self.tool_bias
         for k in self.banned | ({self.last_tool} if self.last_tool is not None else set()):
             tools[..., k] = NEG_INF
+        if self.choice == "auto":
+            for k in self.unfit:
+                tools[..., k] = NEG_INF
         if not self.tools_open() or not bool(torch.isfinite(tools).any()):
             tools.fill_(NEG_INF)
             return out
@@ -150,28 +156,45 @@ def no_text() -> str:
 
 @dataclass
 class ResultCopy(LogitsProcessor):
-    """Leans the reply after tool results toward quoting them.
+    """Leans the reply after tool results toward quoting them, and once begun, finishing the quote.
 
     A small frozen model asked to answer from a result often paraphrases it away or
     invents another number; the user wanted the result. While a result's text is not
-    yet in the reply (``reply()``, the turn's visible text so far), the tokens of that
-    text get ``bias`` added, so the model, which still writes every word, finds the
-    result's tokens easier to pick. Once every result appears in the reply the
-    processor does nothing.
+    yet in the reply (``reply()``, the turn's visible text so far), the tokens that open
+    it (``starts``) get ``bias`` added; when the reply ends partway into a result, the
+    token that continues it (``continuations``: result prefix -> next token) gets
+    ``continue_bias``, so a quote, once started, is not abandoned halfway. The model
+    still writes every word. Once every result appears in the reply it does nothing.
     """
 
     results: Sequence[str]  # the tool results the reply should quote
-    token_ids: Sequence[int]  # the vocabulary ids of their tokens
+    starts: Sequence[int]  # the vocabulary ids that open a result
     bias: float = 2.0
     reply: Callable[[], str] = no_text
+    continuations: Mapping[str, int] = field(default_factory=dict)  # a result's prefix -> the token after it
+    continue_bias: float = 0.0
 
     def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
         reply = self.reply()
-        if self.bias == 0 or not self.token_ids or all(r.strip() in reply for r in self.results):
+        if self.bias == 0 or not self.starts or all(r.strip() in reply for r in self.results):
             return scores
         out = scores.clone()
-        out[..., list(self.token_ids)] += self.bias
+        following = self._following(reply) if self.continue_bias else None
+        if following is not None:
+            out[..., following] += self.continue_bias
+        else:
+            out[..., list(self.starts)] += self.bias
         return out
+
+    def _following(self, reply: str) -> int | None:
+        """The token continuing the longest result prefix that ``reply`` ends with (at a word's start)."""
+        best = None
+        for prefix, token in self.continuations.items():
+            if reply.endswith(prefix) and (best is None or len(prefix) > len(best[0])):
+                before = reply[: len(reply) - len(prefix)]
+                if not before or not before[-1].isalnum():
+                    best = (prefix, token)
+        return best[1] if best is not None else None
 
 
 @dataclass

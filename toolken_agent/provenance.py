@@ -6,7 +6,8 @@ controls what the model may write. Two rules keep calls tied to the person askin
 
 * **Traceable values.** For a tool that acts (not declared ``read_only``), every string
   value in the arguments must appear in what the user (or the system prompt) wrote: a
-  value lifted from a tool result or invented is refused. A tool that only reads may
+  value lifted from a tool result or invented is refused, and the grammar holds such
+  values to spans of those words as they are written (:func:`grounded_strings`). A tool that only reads may
   take values from results too, and may normalize (a date written out, a unit
   spelled in full); only a value copied from its demonstrations that appears nowhere
   in the conversation is refused there. Values fixed by the schema (``enum``,
@@ -17,7 +18,9 @@ controls what the model may write. Two rules keep calls tied to the person askin
   A small model otherwise fills a numeric slot from its demonstrations (``coats: 2`` for
   "3 coats"). Where the sources hold no number of the field's type, the field is free;
   where they hold at least as many numbers as the call has required number fields,
-  those fields take different ones.
+  those fields take different ones; where they hold fewer (and at least one), the
+  tool is not called at all (:func:`numbers_suffice`). A number followed by a unit
+  that a field's name holds (``15 km``, ``distance_km``) goes to that field.
 * **No repeats.** A call identical to one already made for the current request (same
   tool, same arguments) is not made again: its result is already in the conversation.
 
@@ -56,10 +59,13 @@ def _normal(text: str) -> str:
     return " ".join(unicodedata.normalize("NFKC", text).casefold().split())
 
 
-def sources(messages: Sequence[Message], *, results: bool) -> str:
-    """The text argument values may be taken from: user and system turns, and tool results if ``results``."""
+def sources(messages: Sequence[Message], *, results: bool, normal: bool = True) -> str:
+    """The text argument values may be taken from: user and system turns, and tool results if ``results``.
+
+    ``normal``: case, Unicode form and runs of whitespace folded, for matching; else as written.
+    """
     roles = ("user", "system", "tool") if results else ("user", "system")
-    return "\n".join(_normal(m.content) for m in messages if m.role in roles)
+    return "\n".join(_normal(m.content) if normal else m.content for m in messages if m.role in roles)
 
 
 def _strings(value: Any, schema: Mapping[str, Any], path: str, root: Mapping[str, Any]) -> Iterator[tuple[str, str]]:
@@ -105,34 +111,98 @@ def untraceable(spec: ToolSpec, args: Mapping[str, Any], messages: Sequence[Mess
 _NUMBER = re.compile(r"(?<![\w.-])-?\d{1,3}(?:,\d{3})+(?:\.\d+)?(?![\w,.-]?\d)|(?<![\w.-])-?\d+(?:\.\d+)?(?![\w.-]?\d)")
 
 
-def numbers_in(text: str) -> list[int | float]:
-    """The numbers written in ``text``, in order, once each (``"1,200"`` is 1200; dates are not numbers)."""
+def numbers_in(text: str, *, once: bool = True) -> list[int | float]:
+    """The numbers written in ``text``, in order (``"1,200"`` is 1200; dates are not numbers).
+
+    ``once``: each value once; otherwise as often as it is written.
+    """
     found: list[int | float] = []
     for match in _NUMBER.finditer(text):
         raw = match.group().replace(",", "")
         value: int | float = float(raw) if "." in raw else int(raw)
-        if value not in found:
+        if not once or value not in found:
             found.append(value)
     return found
 
 
-def grounded_numbers(schema: Mapping[str, Any], numbers: Sequence[int | float]) -> dict[str, Any]:
+def numbers_suffice(spec: ToolSpec, written: Sequence[int | float]) -> bool:
+    """Whether the numbers a request wrote (each as often as written) can fill ``spec``'s required number fields, one each.
+
+    A request with one number does not ask for a tool that needs three ("180 grams of
+    oats, how many cups?" is not ``scale_recipe(180, 180, 180)``), so that tool is not
+    the call; the next-best toolken is. A request that writes no digit is not judged:
+    it may spell its numbers out. Fields with a default, ``enum`` or ``const`` need none.
+    """
+    if not written:
+        return True
+    props, required = spec.parameters.get("properties", {}), set(spec.parameters.get("required", ()))
+    kinds = [f.get("type") for k, f in props.items() if k in required and isinstance(f, Mapping)
+             and f.get("type") in ("number", "integer") and not {"enum", "const", "default"} & set(f)]
+    whole = sum(float(n).is_integer() for n in written)
+    return kinds.count("integer") <= whole and len(kinds) <= len(written)
+
+
+_UNIT_AFTER = re.compile(r"[\s-]?([^\W\d_]+|%)")
+_UNIT_ALIASES = {"%": "percent"}
+
+
+def number_units(text: str) -> dict[int | float, set[str]]:
+    """The word written right after each number (``"81-minute"`` -> ``minute``, ``"35%"`` -> ``percent``)."""
+    units: dict[int | float, set[str]] = {}
+    for match in _NUMBER.finditer(text):
+        raw = match.group().replace(",", "")
+        value: int | float = float(raw) if "." in raw else int(raw)
+        after = _UNIT_AFTER.match(text, match.end())
+        if after:
+            word = after.group(1).casefold()
+            units.setdefault(value, set()).add(_UNIT_ALIASES.get(word, word))
+    return units
+
+
+def _names_unit(field: str, unit: str) -> bool:
+    """Whether a field's name holds a word for ``unit``: ``distance_km`` and ``km``, ``minutes`` and ``minute``."""
+    words = [w.casefold() for w in re.split(r"[\W_]+|(?<=[a-z])(?=[A-Z])", field) if w]
+    stem = unit.rstrip("s") if len(unit) > 3 else unit
+    return len(unit) >= 2 and any(w == unit or (len(stem) >= 3 and w.rstrip("s") == stem) for w in words)
+
+
+def _unit_claims(fields: Sequence[str], numbers: Sequence[int | float],
+                 units: Mapping[int | float, set[str]]) -> dict[int | float, set[str]]:
+    """For each number whose unit names some of ``fields``, those fields."""
+    claims = {}
+    for n in numbers:
+        named = {k for k in fields for u in units.get(n, ()) if _names_unit(k, u)}
+        if named:
+            claims[n] = named
+    return claims
+
+
+def grounded_numbers(schema: Mapping[str, Any], numbers: Sequence[int | float],
+                     units: Mapping[int | float, set[str]] | None = None) -> dict[str, Any]:
     """``schema`` with each top-level number field limited to ``numbers`` (and its default).
 
     Only fields whose type is ``number`` or ``integer`` and whose values the schema does
     not already fix; an integer field takes the whole numbers only, and bounds
     (``minimum``/``maximum``) still apply. A field left with no candidate stays free.
+    With ``units`` (:func:`number_units`), a number whose unit names fields goes to those
+    fields only, and a field some number's unit names takes only such numbers: "a
+    81-minute run over 15 km" is ``minutes=81, distance_km=15``, which a small model
+    swaps.
     """
     props = schema.get("properties")
     if not isinstance(props, Mapping) or not numbers:
         return dict(schema)
     out = dict(schema)
     out["properties"] = dict(props)
+    number_fields = [k for k, f in props.items() if isinstance(f, Mapping) and f.get("type") in ("number", "integer")]
+    claims = _unit_claims(number_fields, numbers, units or {})
     for key, field in props.items():
         kind = field.get("type") if isinstance(field, Mapping) else None
         if kind not in ("number", "integer") or "enum" in field or "const" in field:
             continue
-        allowed = [n for n in numbers if kind == "number" or float(n).is_integer()]
+        named = [n for n in numbers if key in claims.get(n, ())]
+        fitting = named or [n for n in numbers if n not in claims]
+        allowed = [n for n in fitting or numbers if kind == "number" or float(n).is_integer()]
         allowed = [int(n) if kind == "integer" else n for n in allowed]
         if isinstance(field.get("default"), (int, float)) and not isinstance(field.get("default"), bool):
             allowed.append(field["default"])
@@ -171,6 +241,51 @@ def _distinct_numbers(schema: dict[str, Any], written: int) -> dict[str, Any]:
                                             for k, f in schema["properties"].items()}} for values in assignments]
     rest = {k: v for k, v in schema.items() if k not in body}
     return {**rest, "anyOf": alternatives}
+
+
+MAX_SPAN_UNITS = 40  # a value copied from the request: at most this many words and marks
+MAX_SOURCE_UNITS = 600  # a longer source leaves string fields free (the check after writing still holds)
+_UNIT = re.compile(r"\w+|[^\w\s]")
+_BREAKS = re.compile(r"[\"\\\n\r\t]")  # a copied value does not cross quotes, backslashes or line breaks
+
+
+def grounded_strings(schema: Mapping[str, Any], text: str) -> dict[str, Any]:
+    """``schema`` with each free top-level string field held to spans of ``text``, for a tool that acts.
+
+    An acting tool's strings must appear in what the user wrote (:func:`untraceable`),
+    and a small model checked only after writing copies its demonstrations instead
+    ("remind me this evening" -> ``when: "night at 8"``) and loses the call. Held in
+    the grammar (a ``pattern`` of the word spans of ``text``), it picks which words to
+    copy. Fields with an ``enum``, ``const``, ``pattern`` or ``format`` are left alone.
+    """
+    props = schema.get("properties")
+    fields = [k for k, f in (props or {}).items() if isinstance(f, Mapping) and f.get("type") == "string"
+              and not {"enum", "const", "pattern", "format"} & set(f)]
+    pattern = _span_pattern(text) if fields else None
+    if pattern is None:
+        return dict(schema)
+    return {**schema, "properties": {k: ({**f, "pattern": pattern} if k in fields else f) for k, f in props.items()}}
+
+
+def _span_pattern(text: str) -> str | None:
+    """A regex matching exactly the spans of ``text`` that start and end on a word or mark; ``None`` if too long."""
+    alternatives, units = [], 0
+    for segment in _BREAKS.split(text):
+        spans = [(m.start(), m.end()) for m in _UNIT.finditer(segment)]
+        units += len(spans)
+        if units > MAX_SOURCE_UNITS:
+            return None
+        for i, (start, end) in enumerate(spans):
+            head, tail = _regex_literal(segment[start:end]), ""
+            for j in range(i + 1, min(len(spans), i + MAX_SPAN_UNITS)):
+                head += "(?:" + _regex_literal(segment[spans[j - 1][1]:spans[j][1]])
+                tail += ")?"
+            alternatives.append(head + tail)
+    return "^(?:" + "|".join(dict.fromkeys(alternatives)) + ")$" if alternatives else None
+
+
+def _regex_literal(text: str) -> str:
+    return "".join("\\" + c if c in "\\.+*?()|[]{}^$#&-~/" else c for c in text)
 
 
 def _within(value: int | float, field: Mapping[str, Any]) -> bool:
