@@ -475,6 +475,18 @@ def test_a_tool_needs_as_many_written_numbers_as_required_number_fields(written,
     assert numbers_suffice(spec, written) is fits
 
 
+def test_a_number_beyond_a_floats_range_is_still_a_whole_number():
+    from toolken_agent.provenance import grounded_numbers, numbers_in, numbers_suffice
+    from toolken_agent.tool import ToolSpec
+
+    huge = numbers_in("the product is " + "9" * 400)  # a tool result: FuncQA's powers get there
+    spec = ToolSpec("add", "Add.", {"type": "object", "properties": {"a": {"type": "integer"}, "b": {"type": "integer"}},
+                                    "required": ["a", "b"]})
+    assert numbers_suffice(spec, huge + [3])
+    alternatives = grounded_numbers(dict(spec.parameters), huge + [3])["anyOf"]
+    assert len(alternatives) == 2
+
+
 def test_a_request_with_too_few_numbers_for_the_best_toolken_calls_the_next_best(tiny_lm):
     from toolken_agent.decoding import CallFinished, DecodeConfig
 

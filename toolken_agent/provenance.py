@@ -138,7 +138,7 @@ def numbers_suffice(spec: ToolSpec, written: Sequence[int | float]) -> bool:
     props, required = spec.parameters.get("properties", {}), set(spec.parameters.get("required", ()))
     kinds = [f.get("type") for k, f in props.items() if k in required and isinstance(f, Mapping)
              and f.get("type") in ("number", "integer") and not {"enum", "const", "default"} & set(f)]
-    whole = sum(float(n).is_integer() for n in written)
+    whole = sum(_whole(n) for n in written)
     return kinds.count("integer") <= whole and len(kinds) <= len(written)
 
 
@@ -202,7 +202,7 @@ def grounded_numbers(schema: Mapping[str, Any], numbers: Sequence[int | float],
             continue
         named = [n for n in numbers if key in claims.get(n, ())]
         fitting = named or [n for n in numbers if n not in claims]
-        allowed = [n for n in fitting or numbers if kind == "number" or float(n).is_integer()]
+        allowed = [n for n in fitting or numbers if kind == "number" or _whole(n)]
         allowed = [int(n) if kind == "integer" else n for n in allowed]
         if isinstance(field.get("default"), (int, float)) and not isinstance(field.get("default"), bool):
             allowed.append(field["default"])
@@ -230,7 +230,7 @@ def _distinct_numbers(schema: dict[str, Any], written: int) -> dict[str, Any]:
     choices = [schema["properties"][k]["enum"] for k in fields]
     assignments = []
     for values in itertools.product(*choices):
-        if len({float(v) for v in values}) == len(values):
+        if len(set(values)) == len(values):  # 2 == 2.0, and an int too large for a float stays exact
             assignments.append(values)
             if len(assignments) > MAX_ALTERNATIVES:
                 return schema
@@ -286,6 +286,11 @@ def _span_pattern(text: str) -> str | None:
 
 def _regex_literal(text: str) -> str:
     return "".join("\\" + c if c in "\\.+*?()|[]{}^$#&-~/" else c for c in text)
+
+
+def _whole(n: int | float) -> bool:
+    """Whether ``n`` is a whole number (an ``int`` of any size: a tool result may exceed a float's range)."""
+    return isinstance(n, int) or n.is_integer()
 
 
 def _within(value: int | float, field: Mapping[str, Any]) -> bool:
