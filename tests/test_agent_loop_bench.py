@@ -166,7 +166,7 @@ def test_score_of_a_clean_loop_call_then_answer():
     r = score(ITEM, messages, 1.234)
     assert r["tool"] == "km_to_miles" and r["right_tool"] and r["right_args"]
     assert r["model_calls"] == 2 and r["ended_within_2_model_calls"]
-    assert r["answer_has_result"] and not r["empty_final"] and not r["repeated_call"]
+    assert r["answer_has_result"] and not r["empty_final"] and not r["repeated_call"] and r["all_right"]
     assert r["seconds"] == 1.23
 
 
@@ -179,7 +179,7 @@ def test_score_of_the_call_only_failure_refire_then_empty_reply():
     r = score(ITEM, messages, 5.0)
     assert r["right_tool"] and r["right_args"]
     assert r["model_calls"] == 3 and not r["ended_within_2_model_calls"]
-    assert r["empty_final"] and not r["answer_has_result"] and r["repeated_call"]
+    assert r["empty_final"] and not r["answer_has_result"] and r["repeated_call"] and not r["all_right"]
 
 
 def test_score_of_a_wrong_tool_and_of_a_recursion_error():
@@ -218,7 +218,7 @@ def test_summarise_takes_tool_shares_over_tool_requests_and_quiet_over_the_rest(
     s = summarise(records)
     assert (s["n"], s["n_tool"], s["n_no_tool"]) == (4, 2, 2)
     assert s["right_tool"] == 0.5 and s["right_args"] == 0.5 and s["answer_has_result"] == 0.5
-    assert s["ended_within_2_model_calls"] == 0.5 and s["empty_final"] == 0.5
+    assert s["ended_within_2_model_calls"] == 0.5 and s["empty_final"] == 0.5 and s["all_right"] == 0.5
     assert s["recursion_errors"] == 1 and s["no_tool_quiet"] == 0.5 and s["repeated_actions"] == 1
     assert s["seconds_per_question"] == 2.0
 

@@ -17,8 +17,8 @@ model calls (AIMessages), whether the final AIMessage is empty, whether it holds
 first tool's result, and the wall seconds. The one-line JSON summary:
 
 * ``right_tool``, ``right_args``, ``answer_has_result``, ``ended_within_2_model_calls``
-  (called a tool, then replied without a call by the second model call), ``empty_final``:
-  shares of the *tool* requests;
+  (called a tool, then replied without a call by the second model call), ``all_right``
+  (all four at once), ``empty_final``: shares of the *tool* requests;
 * ``no_tool_quiet``: share of the requests that need no tool on which no call was made;
 * ``repeated_call``: share of the tool requests on which one call (same tool, same
   arguments) was made more than once; ``repeated_actions``: requests on which an acting
@@ -177,7 +177,13 @@ def score(item: dict, messages: Sequence[Any], seconds: float, *, recursion_erro
     # called a tool, then ended (a reply without calls) by the second model call
     record["ended_within_2_model_calls"] = (not recursion_error and error is None and bool(calls)
                                            and len(ais) <= 2 and not record["final_has_calls"])
+    record["all_right"] = all_right(record)
     return record
+
+
+def all_right(record: dict) -> bool:
+    """The issue's bar for one tool request: right tool, right arguments, an answer quoting the result, <= 2 model calls."""
+    return all(record.get(k) for k in ("right_tool", "right_args", "answer_has_result", "ended_within_2_model_calls"))
 
 
 def _repeated(calls: Sequence[dict]) -> bool:
@@ -202,6 +208,7 @@ def summarise(records: Sequence[dict]) -> dict:
         "right_args": share(tool, "right_args"),
         "answer_has_result": share(tool, "answer_has_result"),
         "ended_within_2_model_calls": share(tool, "ended_within_2_model_calls"),
+        "all_right": round(sum(all_right(r) for r in tool) / len(tool), 3) if tool else None,
         "empty_final": share(tool, "empty_final"),
         "repeated_call": share(tool, "repeated_call"),
         "recursion_errors": sum(bool(r["recursion_error"]) for r in records),

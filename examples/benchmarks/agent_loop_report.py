@@ -12,12 +12,15 @@ import json
 import sys
 from pathlib import Path
 
+from examples.benchmarks.agent_loop import all_right
+
 COLUMNS = [
     ("n", "requests"),
     ("right_tool", "right first tool"),
     ("right_args", "right arguments"),
     ("answer_has_result", "answer quotes the result"),
     ("ended_within_2_model_calls", "ended in <= 2 model calls"),
+    ("all_right", "all four right"),
     ("empty_final", "empty final reply"),
     ("repeated_call", "repeated call"),
     ("no_tool_quiet", "no call when none is needed"),
@@ -33,6 +36,9 @@ def rows(directory: Path) -> list[dict]:
         summary = data.get("summary", {})
         if summary.get("n", 0) < 1 or "method" not in summary:
             continue  # an interrupted run without its final summary
+        if "all_right" not in summary:  # files written before the column: from their records
+            tool = [r for r in data.get("records", []) if r.get("gold_tool")]
+            summary["all_right"] = round(sum(all_right(r) for r in tool) / len(tool), 3) if tool else None
         out.append(summary)
     return sorted(out, key=lambda s: (s.get("toolset", "office") != "office", s.get("toolset", "office"), s.get("model", ""),
                                       ORDER.index(s["method"]) if s["method"] in ORDER else 99))
