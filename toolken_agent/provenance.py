@@ -177,6 +177,9 @@ def _unit_claims(fields: Sequence[str], numbers: Sequence[int | float],
     return claims
 
 
+MAX_EXACT = 2**53  # beyond it a number is not exact as a JSON (double) value; a tool result may get there
+
+
 def grounded_numbers(schema: Mapping[str, Any], numbers: Sequence[int | float],
                      units: Mapping[int | float, set[str]] | None = None) -> dict[str, Any]:
     """``schema`` with each top-level number field limited to ``numbers`` (and its default).
@@ -190,6 +193,7 @@ def grounded_numbers(schema: Mapping[str, Any], numbers: Sequence[int | float],
     swaps.
     """
     props = schema.get("properties")
+    numbers = [n for n in numbers if abs(n) <= MAX_EXACT]  # the grammar holds a value exactly, or not at all
     if not isinstance(props, Mapping) or not numbers:
         return dict(schema)
     out = dict(schema)
