@@ -297,18 +297,20 @@ def test_unknown_tool_choice_is_refused():
         ToolChoice("fly", 4, ["a"])
 
 
+@pytest.mark.parametrize("opener", ["{", "`"])
 @pytest.mark.parametrize("after_result, guard, opens_with_brace", [
     (True, True, False),   # the echo a coder model writes after a result is refused
     (True, False, True),   # unless the guard is off
-    (False, True, True),   # a reply to the user may still be JSON
+    (False, True, True),   # a reply to the user may still be JSON or code
 ])
-def test_a_reply_right_after_a_tool_result_cannot_open_with_a_json_brace(tiny_lm, after_result, guard, opens_with_brace):
+def test_a_reply_right_after_a_tool_result_cannot_open_with_a_json_brace_or_a_code_fence(
+        tiny_lm, after_result, guard, opens_with_brace, opener):
     from toolken_agent.conversation import ToolCall
-    from toolken_agent.decoding import brace_openers
+    from toolken_agent.decoding import brace_openers, fence_openers
 
     toolkens = toolkens_for(tiny_lm, [Ping])
     vocab = tiny_lm.vocab_size
-    brace = int(brace_openers(tiny_lm.tokenizer, vocab)[0])
+    brace = int((brace_openers if opener == "{" else fence_openers)(tiny_lm.tokenizer, vocab)[0])
     word = tiny_lm.tokenizer.encode("The", add_special_tokens=False)[0]
     fixed = torch.full((vocab + 1,), -1e4)
     fixed[brace], fixed[word] = 10.0, 5.0  # the LM prefers "{" over a word
@@ -321,4 +323,4 @@ def test_a_reply_right_after_a_tool_result_cannot_open_with_a_json_brace(tiny_lm
     got = list(decoder.stream(messages, DecodeConfig(max_new_tokens=1, json_echo_guard=guard)))
     reply = got[-1].messages[-1].content
     assert tiny_lm.tokenizer.decode([brace]).strip() and reply
-    assert reply.lstrip().startswith("{") == opens_with_brace
+    assert reply.lstrip().startswith(opener) == opens_with_brace

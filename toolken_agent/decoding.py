@@ -60,6 +60,13 @@ def brace_openers(tokenizer: Any, vocab_size: int) -> torch.Tensor:
         tokenizer, vocab_size, lambda raw: "{" in raw or raw.startswith("<0x"), lambda text: text.lstrip().startswith("{")))
 
 
+def fence_openers(tokenizer: Any, vocab_size: int) -> torch.Tensor:
+    """Ids of the tokens whose text, leading spaces aside, starts with a backtick: the call
+    echoed in a code fence (Qwen2.5-Coder wrote ```` ```json {"name": ...} ```` after a result)."""
+    return memo(tokenizer, f"fence_openers:{vocab_size}", lambda: _tokens_where(
+        tokenizer, vocab_size, lambda raw: "`" in raw, lambda text: text.lstrip().startswith("`")))
+
+
 def markup_openers(tokenizer: Any, vocab_size: int) -> torch.Tensor:
     """Ids of the tokens whose text, leading spaces aside, starts with ``<``: a reply that opens
     with one is almost always the model writing call markup (``<tool_call>``) as text."""
@@ -315,10 +322,10 @@ class Decoder:
         return bool(gate.fires(state.hidden, row[vocab:], row[:vocab].max(), threshold=threshold, tool_bias=config.tool_bias))
 
     def _reply_start_guard(self, reply: Callable[[], str], *, blank: bool, brace: bool) -> ReplyStartGuard:
-        """With ``blank``: no end token, whitespace or ``<`` first; with ``brace``: no ``{`` first."""
+        """With ``blank``: no end token, whitespace or ``<`` first; with ``brace``: no ``{`` or code fence first."""
         tok, vocab = self.lm.tokenizer, self.lm.vocab_size
         parts = ([torch.tensor(sorted(self.end_ids), dtype=torch.long), blank_tokens(tok, vocab), markup_openers(tok, vocab)]
-                 if blank else []) + ([brace_openers(tok, vocab)] if brace else [])
+                 if blank else []) + ([brace_openers(tok, vocab), fence_openers(tok, vocab)] if brace else [])
         return ReplyStartGuard(torch.cat(parts) if parts else torch.zeros(0, dtype=torch.long), reply)
 
     def _run_calls(self, turn: "_Turn", messages: list[Message], config: DecodeConfig,
