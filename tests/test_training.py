@@ -200,6 +200,33 @@ def test_training_resets_the_mix_to_the_plain_head():
     assert head.mix == 1.0
 
 
+def _mislabelled(tools: list[int]) -> Features:
+    """Like :func:`_one_call_per_example`, but each example's target is the other tool (misleading synthetic texts)."""
+    features = _one_call_per_example(tools)
+    return Features(**{**features.__dict__, "target": (1 - (features.target - features.vocab_size)) + features.vocab_size})
+
+
+def test_check_requests_fold_alternately_within_each_tool():
+    from toolken_agent.training import check_folds
+
+    assert check_folds(_one_call_per_example([0, 0, 1, 0, 1, 1])) == ([0, 2, 3, 5], [1, 4])  # tool 0: 0, 1, 3; tool 1: 2, 4, 5
+
+
+def test_the_cross_fitted_mix_leans_on_the_priors_when_the_training_texts_mislead():
+    from toolken_agent.training import cross_fitted_mix
+
+    check = _one_call_per_example([0, 1] * 4)
+    config = TrainConfig(epochs=30, lr=0.1, batch_size=8, lambda_=0.0)
+    misleading, scores = cross_fitted_mix(lambda: ToolkenHead(torch.eye(2, 8), bias=False), _mislabelled([0, 1] * 20),
+                                          check, config)
+    assert misleading < 1.0 and scores["0.0"] == 1.0 and scores["1.0"] < 1.0  # right priors: lean on them
+    honest, scores = cross_fitted_mix(lambda: ToolkenHead(torch.eye(2, 8)[[1, 0]], bias=False),
+                                      _one_call_per_example([0, 1] * 20), check, config)
+    assert honest == 1.0 and scores["1.0"] == 1.0 and scores["0.0"] < 1.0  # wrong priors: the trained rows
+    one_fold = _one_call_per_example([0])
+    assert cross_fitted_mix(lambda: ToolkenHead(torch.eye(2, 8)), check, one_fold, config) == (1.0, {})
+
+
 def test_fit_with_check_requests_trains_on_them_and_sets_the_radius_on_them(tiny_lm, small_toolset, tmp_path):
     conversations = example_conversations(small_toolset, with_negatives=False)
     check = conversations * 10  # enough real requests for a radius at the default miss rate
@@ -209,7 +236,7 @@ def test_fit_with_check_requests_trains_on_them_and_sets_the_radius_on_them(tiny
     assert report.check_examples == len(check)
     assert report.positions > plain.training["positions"]  # the check requests joined the training share
     assert report.reach["radius"] is not None and report.reach["held_out_calls"] > 0
-    assert toolkens.head.mix == 1.0
+    assert toolkens.head.mix == report.mix and set(report.mix_scores) == {"0.0", "0.1", "0.25", "0.5", "0.75", "1.0"}
     loaded = Toolkens.load(toolkens.save(tmp_path / "tk"), small_toolset, lm=tiny_lm)
     assert loaded.gate.radius == pytest.approx(toolkens.gate.radius)
 

@@ -335,6 +335,9 @@ def _print_fit(report, out_dir: Path, phases: dict[str, float], seconds: float) 
         out.print(f"call gate: threshold {g['threshold']:.3f} for at most {g['target_false_positives']:.0%} false positives "
                   f"({g['scored_on']}: calls {_rate(g['call_rate'])}, false positives {_rate(g['false_positive_rate'])})",
                   highlight=False)
+    if report.mix_scores:
+        out.print(f"tool-choice mix: {report.mix:g} (trained rows against description priors, cross-fitted on "
+                  f"{report.check_examples} check requests)", highlight=False)
     if report.reach:
         r = report.reach
         out.print(f"call reach: radius {r['radius']:.2f} around {r['anchors']} training calls, at most {r['miss']:.0%} of "

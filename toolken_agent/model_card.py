@@ -129,8 +129,9 @@ def _training_text(config: Any, training: Mapping[str, Any]) -> str:
     chosen = " (chosen on a split of the training data)" if sweep else ""
     lines.append(f"- prior `{config.prior}`, lambda {config.lambda_:g}{chosen}, {training.get('epochs_done', 0)} epochs")
     if training.get("check_examples"):
+        mix = f"; tool-choice mix {training['mix']:g}, cross-fitted on them" if training.get("mix_scores") else ""
         lines.append(f"- {training['check_examples']} real check requests joined the training data; the call gate's "
-                     "radius is set on them")
+                     f"radius is set on them{mix}")
     if config.call_threshold is not None:
         lines.append(f"- call gate threshold {config.call_threshold:.3f}")
     if training.get("interrupted"):

@@ -45,7 +45,7 @@ from .model_card import LIBRARY_NAME, TAGS, card_text
 from .priors import DEFAULT_PRIOR, build_priors
 from .tool import ToolSpec
 from .toolset import Toolset, as_toolset
-from .training import (TrainConfig, TrainingInterrupted, TrainResult, choose_lambda,
+from .training import (TrainConfig, TrainingInterrupted, TrainResult, choose_lambda, cross_fitted_mix,
                        selection_accuracy, train_gate, train_head, train_reach)
 
 
@@ -79,7 +79,8 @@ class FitReport:
     lambda_sweep: dict[str, float] = field(default_factory=dict)  # held-out decision accuracy per candidate, if swept
     negatives_added: int = 0  # built-in no-tool requests added to the data
     check_examples: int = 0  # real requests added to the training share; the gate's radius is set on them
-    mix: float = 1.0  # weight of the trained rows in the tool choice (ToolkenHead.mix)
+    mix: float = 1.0  # weight of the trained rows in the tool choice (ToolkenHead.mix), cross-fitted on check requests
+    mix_scores: dict[str, float] = field(default_factory=dict)  # cross-fitted decision accuracy per candidate mix
     results_added: int = 0  # conversations given result turns and a reply after their calls
     gate: dict[str, float] = field(default_factory=dict)  # the whether-to-call gate's threshold and rates
     reach: dict[str, Any] = field(default_factory=dict)  # the gate's radius around the training calls (gate.fit_reach)
@@ -105,6 +106,7 @@ class FitReport:
             "negatives_added": self.negatives_added,
             "check_examples": self.check_examples,
             "mix": self.mix,
+            "mix_scores": self.mix_scores,
             "reach": self.reach,
             "results_added": self.results_added,
             "gate": self.gate,
@@ -356,8 +358,10 @@ class Toolkens(ModelHubMixin, library_name=LIBRARY_NAME, tags=list(TAGS)):
         ``check``: a few real requests with their calls, when the training texts are
         unlike them (synthetic), or their frozen pass (:class:`Features`) where the
         caller already ran it. They join the training share (real requests teach more
-        than synthetic ones), and the gate's radius is set on them, each measured
-        against the other examples' calls (:func:`~toolken_agent.gate.fit_reach`).
+        than synthetic ones), the gate's radius is set on them, each measured against
+        the other examples' calls (:func:`~toolken_agent.gate.fit_reach`), and they
+        choose how far the tool choice leans toward the priors, cross-fitted so that no
+        request scores a head trained on it (:func:`~toolken_agent.training.cross_fitted_mix`).
         ``progress`` hears each phase start, advance and end (:class:`FitProgress`);
         ``report.phase_seconds`` keeps each phase's time.
         ``features``: the frozen pass over ``conversations`` (example ``i`` is
@@ -413,7 +417,8 @@ class Toolkens(ModelHubMixin, library_name=LIBRARY_NAME, tags=list(TAGS)):
         report.cache_seconds = report.phase_seconds.get("caching", 0.0)
         train_idx, held_idx = split_holdout(len(conversations), holdout, seed=config.seed)
         train_feats = feats.for_examples(train_idx)
-        checked = None  # the check requests' rows, as numbered in train_feats
+        checked = check_feats = None  # the check requests' rows (as numbered in train_feats)
+        base_train = train_feats  # without the check requests: the cross-fitted mix adds one fold at a time
         if len(check):
             check_feats = _read_check(toolkens, check, report, progress)
             offset = int(train_feats.example.max()) + 1 if len(train_feats) else 0
@@ -436,10 +441,16 @@ class Toolkens(ModelHubMixin, library_name=LIBRARY_NAME, tags=list(TAGS)):
             config = replace(config, lambda_=chosen)
             toolkens.lambda_ = chosen
         report.lambda_ = config.lambda_
+        if check_feats is not None:
+            with _interruptible(toolkens, report, "choosing the mix"), \
+                    _phase(report, progress, "mix", 2 * config.epochs):
+                report.mix, report.mix_scores = cross_fitted_mix(lambda: copy.deepcopy(toolkens.head), base_train,
+                                                                 check_feats, config,
+                                                                 on_epoch=lambda epoch, loss: advance("mix")())
         reach_on = checked if checked is not None else held_feats  # real requests where given, else the held-out share
 
         def fit_whether() -> None:
-            """The call gate and its reach, on the head as trained so far."""
+            """The call gate and its reach, on the head as trained so far (with its mix, as it will decode)."""
             toolkens.head.gate, report.gate = train_gate(toolkens.head, train_feats, held_feats, quiet=quiet,
                                                          target=call_false_positives)
             if call_reach_miss is not None and toolkens.head.gate is not None and reach_on is not None:
@@ -453,10 +464,12 @@ class Toolkens(ModelHubMixin, library_name=LIBRARY_NAME, tags=list(TAGS)):
                                           on_epoch=lambda epoch, loss: on_epoch(1, f"loss {loss:.4f}"))
         except TrainingInterrupted as exc:
             report.train = exc.result
+            toolkens.head.mix = report.mix
             if call_false_positives is not None:  # the gate of the kept epoch: a second's work, not lost
                 fit_whether()
             toolkens.training = report.as_dict()
             raise FitInterrupted(exc.result, toolkens, "training") from None
+        toolkens.head.mix = report.mix  # set after training: the loss trains the rows themselves, not the blend
         if call_false_positives is not None:
             with _interruptible(toolkens, report, "fitting the call gate"), _phase(report, progress, "call gate", 0):
                 fit_whether()

@@ -219,6 +219,53 @@ def choose_lambda(
     return pick_lambda(scores), {str(lam): score for lam, score in scores.items()}
 
 
+MIXES = (0.0, 0.1, 0.25, 0.5, 0.75, 1.0)
+
+
+def check_folds(check: Features) -> tuple[list[int], list[int]]:
+    """The check requests' examples in two folds: per tool, in order, alternately (requests without a call count as one tool)."""
+    first_tool: dict[int, int] = {}
+    for row in torch.nonzero(check.decision).flatten().tolist():
+        first_tool.setdefault(int(check.example[row]), int(check.tool_target[row]))
+    seen: dict[int, int] = {}
+    folds: tuple[list[int], list[int]] = ([], [])
+    for example in sorted(torch.unique(check.example).tolist()) if len(check) else []:
+        tool = first_tool.get(example, -1)
+        folds[seen.get(tool, 0) % 2].append(example)
+        seen[tool] = seen.get(tool, 0) + 1
+    return folds
+
+
+def cross_fitted_mix(make_head: Callable[[], ToolkenHead], train: Features, check: Features,
+                     config: TrainConfig = TrainConfig(), *, mixes: Sequence[float] = MIXES,
+                     on_epoch: Callable[[int, float], None] | None = None) -> tuple[float, dict[str, float]]:
+    """The weight of the trained rows in the tool choice (``ToolkenHead.mix``), chosen on real check requests.
+
+    Real requests both teach (as training data) and show how far to trust the trained
+    rows over the description priors on requests like them; a head trained on them
+    would rate itself best on them, so the choice is cross-fitted: each fold of them
+    (:func:`check_folds`) is scored by a head from ``make_head()`` trained on ``train``
+    and the other fold, and the mix with the most right decisions over both folds wins
+    (an exact tie to the larger mix, as :func:`pick_lambda`). With a fold holding no
+    call, 1 (the trained head).
+    """
+    folds = check_folds(check)
+    scored = [check.for_examples(fold) if fold else None for fold in folds]
+    if any(f is None or not bool(((f.tool_target >= 0) & f.decision).any()) for f in scored):
+        return 1.0, {}
+    right, decisions = dict.fromkeys(mixes, 0.0), 0
+    for k, held in enumerate(scored):
+        head = make_head()
+        train_head(head, train.extended(check.for_examples(folds[1 - k])), config, on_epoch=on_epoch)
+        for mix in mixes:
+            head.mix = mix
+            result = selection_accuracy(head, held)
+            right[mix] += result["accuracy"] * result["decisions"]
+        decisions += result["decisions"]
+    scores = {mix: right[mix] / decisions for mix in mixes}
+    return pick_lambda(scores), {str(mix): score for mix, score in scores.items()}
+
+
 @torch.no_grad()
 def _gate_inputs(head: ToolkenHead, features: Features) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     rows = features.subset(features.decision)

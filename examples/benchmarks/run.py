@@ -195,6 +195,8 @@ def run_dataset(lm: FrozenLM, name: str, plan: Plan) -> dict[str, Any]:
             runs[str(seed)] = {**score(head, test_feats), "no_call_foreign": no_call_rate(head, negatives)}
             if "select" in every_call:
                 runs[str(seed)]["select_all_calls"] = every_call["select"]
+            if report is not None and report.mix_scores:  # chosen on the check questions
+                runs[str(seed)]["mix"] = report.mix
             if seed == seeds[0]:
                 fitted[method.name] = toolkens
         summary = {k: spread([r[k] for r in runs.values()]) for k in ("select", "choice", "no_call", "no_call_foreign", "select_all_calls") if all(k in r for r in runs.values())}
