@@ -265,3 +265,14 @@ def test_a_baseline_given_the_check_questions_trains_on_them_as_data(tiny_lm, sm
     assert report.examples == len(convs) + len(check) and suite_toolkens.head.mix == 1.0
     with pytest.raises(ValueError, match="needs the check questions"):
         fit(tiny_lm, small_toolset, method, convs, feats, seed=1, epochs=2)
+
+
+def test_a_run_can_take_a_subset_of_the_methods_and_refuses_an_unknown_one(capsys):
+    from examples.benchmarks.run import QUICK, Plan, main
+
+    plan = Plan(**{**QUICK.__dict__, "methods": ("ours", "zero-shot")})
+    assert [m.name for m in plan.chosen()] == ["zero-shot", "ours"]  # the suite's order
+    assert len(QUICK.chosen()) > 2
+    with pytest.raises(SystemExit):
+        main(["--methods", "ours,bogus"])
+    assert "unknown method(s) bogus" in capsys.readouterr().err

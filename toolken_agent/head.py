@@ -17,8 +17,9 @@ learn those texts' contexts, while the description priors know only what each to
 for, so on real questions a blend of the two can rank tools better than either
 (docs/design-notes.md, "real check requests"). Gating with the trained head keeps its
 quiet mid-reply, which the priors lack. Rows bound untrained rank with ``mix = 0``
-(standardized, :mod:`toolken_agent.calibration`); a trained head has ``mix = 1``, since
-real requests, where the user has some, now join its training data instead.
+(standardized, :mod:`toolken_agent.calibration`); a trained head has ``mix = 1`` unless
+real check requests chose another, cross-fitted
+(:func:`~toolken_agent.training.cross_fitted_mix`).
 """
 
 from __future__ import annotations

@@ -44,6 +44,7 @@ from . import datasets as ds
 from .prompted import evaluate_prompted
 from .suite import (
     METHODS,
+    Method,
     cached_features,
     cap_per_tool,
     end_to_end,
@@ -82,6 +83,10 @@ class Plan:
     scarcity: dict[str, tuple[int, ...]]
     speed: bool
     e2e: dict[str, int]  # data sets decoded for real (seed 0), with at most this many test turns
+    methods: tuple[str, ...] | None = None  # a subset of the methods (None: all)
+
+    def chosen(self) -> list[Method]:
+        return [m for m in METHODS if self.methods is None or m.name in self.methods]
 
 
 E2E = {"funcqa-oh": 60, "gsm8k-xl": 20}  # 2-4 s a turn on 2 cores, per method
@@ -178,7 +183,7 @@ def run_dataset(lm: FrozenLM, name: str, plan: Plan) -> dict[str, Any]:
     for kind in PRIOR_KINDS:  # each prior alone: untrained rows, calibrated bias
         head = Toolkens.from_priors(lm, bench.toolset, prior=kind, calibrate=True).head
         out["priors_zero_shot"][kind] = {**score(head, test_feats), "no_call_foreign": no_call_rate(head, negatives)}
-    for method in METHODS:
+    for method in plan.chosen():
         if method.check_as_data and check_feats is None:
             continue  # no spare real questions in this data set
         start = time.perf_counter()
@@ -238,7 +243,7 @@ def scarcity(lm: FrozenLM, toolset: Any, train_convs: Sequence[Conversation], tr
     check set trains on the same check questions at every size.
     """
     curve: dict[str, dict[str, Any]] = {}
-    for method in METHODS:
+    for method in plan.chosen():
         if not method.trained or method.check_as_data:
             continue
         curve[method.name] = {}
@@ -281,6 +286,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--quick", action="store_true", help="a small slice that asserts the pipeline (CI)")
     parser.add_argument("--datasets", default=None, help=f"comma-separated subset of: {', '.join(LOADERS)}")
     parser.add_argument("--no-speed", action="store_true", help="skip the speed and memory ratios")
+    parser.add_argument("--methods", default=None, help="comma-separated subset of the methods (default: all)")
     parser.add_argument("--max-train", type=int, default=None, help="cap on training conversations per data set")
     parser.add_argument("--max-test", type=int, default=None, help="cap on test conversations per data set")
     parser.add_argument("--e2e-max", type=int, default=None, help="cap on test turns decoded end to end")
@@ -304,6 +310,12 @@ def main(argv: Sequence[str] | None = None) -> None:
         plan = Plan(**{**plan.__dict__, "prompted_tests": args.prompted_tests})
     if args.no_speed:
         plan = Plan(**{**plan.__dict__, "speed": False})
+    if args.methods:
+        names = tuple(n.strip() for n in args.methods.split(",") if n.strip())
+        unknown = [n for n in names if n not in {m.name for m in METHODS}]
+        if unknown:
+            parser.error(f"unknown method(s) {', '.join(unknown)}; choose from: {', '.join(m.name for m in METHODS)}")
+        plan = Plan(**{**plan.__dict__, "methods": names})
     if not ds.DATA_DIR.is_dir():
         parser.error(f"benchmark data not found at {ds.DATA_DIR} (set TOOLKEN_BENCH_DATA)")
 
@@ -313,7 +325,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         "model": lm.name, "spec": lm.spec, "dtype": str(lm.dtype).replace("torch.", ""),
         "threads": torch.get_num_threads(), "machine": platform.machine(), "quick": args.quick,
         "date": time.strftime("%Y-%m-%d"), "plan": {k: v for k, v in plan.__dict__.items()},
-        "methods": {m.name: m.describe() for m in METHODS}, "datasets": {},
+        "methods": {m.name: m.describe() for m in plan.chosen()}, "datasets": {},
     }
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
