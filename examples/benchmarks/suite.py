@@ -89,8 +89,8 @@ class Method:
         lam = "lambda chosen on train split" if self.lambda_ is None else f"lambda {self.lambda_:g}"
         return (f"{settings['prior']} prior, {lam}, {bias}" + (", built-in no-tool requests" if settings["negatives"] else "")
                 + (", call gate" if settings["call_false_positives"] is not None else "")
-                + (", the real check questions added to the training data and the gate's radius set on them"
-                   if self.check else "")
+                + (", the real check questions added to the training data, the gate's radius set on them"
+                   " and the tool-choice mix cross-fitted on them" if self.check else "")
                 + (", real check questions added to the training data" if self.check_as_data else ""))
 
 
