@@ -45,8 +45,8 @@ class DecodeConfig:
     # Added to the logits in the reply after tool results, until the reply quotes them
     # (processors.ResultCopy): on the tokens that open a result, and on the token that
     # continues a result the reply is partway into. 0 turns the copy off.
-    result_copy_bias: float = 4.0
-    result_continue_bias: float = 6.0
+    result_copy_bias: float = 6.0
+    result_continue_bias: float = 8.0
     trace_arguments: bool = True  # argument values must come from the conversation (provenance)
     # time.monotonic() at which the reply ends, checked once per token: the text so far is
     # kept, a call whose arguments are still being written is dropped (CallRefused), and
