@@ -80,10 +80,10 @@ class PhaseBars:
     """
 
     UNITS = {"no-tool requests": "requests", "caching": "tokens", "lambda sweep": "epochs", "training": "epochs",
-             "check requests": "tokens"}
+             "check requests": "tokens", "mix": "epochs"}
     LABELS = {"no-tool requests": "reading the no-tool requests", "caching": "caching frozen features",
               "lambda sweep": "choosing lambda", "training": "training toolkens",
-              "check requests": "caching the check requests"}
+              "check requests": "caching the check requests", "mix": "choosing the tool-choice mix"}
 
     def __init__(self, progress: Progress):
         self.progress = progress

@@ -300,7 +300,7 @@ class Decoder:
         encode = self.format.encode_text
         starts = {ids[0] for r in results for text in (r, " " + r) if (ids := encode(text))} - set(self.end_ids)
         continuations = {}
-        for result in (r.strip() for r in results):
+        for result in (r.strip() for r in results) if config.result_continue_bias else ():
             for k in range(1, len(result)):
                 following = encode(result[k:])
                 if following and following[0] not in self.end_ids:

@@ -118,11 +118,15 @@ def numbers_in(text: str, *, once: bool = True) -> list[int | float]:
     """
     found: list[int | float] = []
     for match in _NUMBER.finditer(text):
-        raw = match.group().replace(",", "")
-        value: int | float = float(raw) if "." in raw else int(raw)
+        value = _number_value(match)
         if not once or value not in found:
             found.append(value)
     return found
+
+
+def _number_value(match: re.Match) -> int | float:
+    raw = match.group().replace(",", "")
+    return float(raw) if "." in raw else int(raw)
 
 
 def numbers_suffice(spec: ToolSpec, written: Sequence[int | float]) -> bool:
@@ -150,12 +154,10 @@ def number_units(text: str) -> dict[int | float, set[str]]:
     """The word written right after each number (``"81-minute"`` -> ``minute``, ``"35%"`` -> ``percent``)."""
     units: dict[int | float, set[str]] = {}
     for match in _NUMBER.finditer(text):
-        raw = match.group().replace(",", "")
-        value: int | float = float(raw) if "." in raw else int(raw)
         after = _UNIT_AFTER.match(text, match.end())
         if after:
             word = after.group(1).casefold()
-            units.setdefault(value, set()).add(_UNIT_ALIASES.get(word, word))
+            units.setdefault(_number_value(match), set()).add(_UNIT_ALIASES.get(word, word))
     return units
 
 

@@ -81,8 +81,8 @@ def train_head(
 
     On Ctrl-C the head is rolled back to the last finished epoch and
     :class:`TrainingInterrupted` is raised, so the caller can save that state.
-    Training resets ``head.mix`` to 1: the loss is the plain head's (a mix with the
-    prior is for rows bound untrained, :meth:`~toolken_agent.toolkens.Toolkens.bind`).
+    Training resets ``head.mix`` to 1: the loss is the plain head's; a mix with the
+    prior is set afterwards (:func:`cross_fitted_mix`, or ``Toolkens.bind``'s 0).
     """
     result = TrainResult()
     head.mix = 1.0
