@@ -7,7 +7,7 @@ import re
 import pytest
 import torch
 
-from toolken_agent.augment import placeholder_result, with_result_turns
+from toolken_agent.augment import LEAD_INS, SIGN_OFFS, placeholder_result, reworded_requests, with_result_turns
 from toolken_agent.conversation import Conversation, Message, ToolCall
 from toolken_agent.decoding import Decoder
 from toolken_agent.gate import CallGate, choose_threshold, fit_gate, fit_reach
@@ -114,6 +114,47 @@ def test_a_read_only_tool_may_use_results_but_not_values_copied_from_its_example
     assert untraceable(spec, {"path": "notes.txt"}, history) is None
     assert untraceable(spec, {"path": "../../etc/hostname"}, history) is None
     assert "copied from an example" in untraceable(spec, {"path": "/tmp/a.log"}, history)
+
+
+# -- reworded twins --------------------------------------------------------------------
+def _around(text: str, core: str) -> bool:
+    """Whether ``text`` is ``core`` with one lead-in before it or one sign-off after it."""
+    return any(text == f"{lead} {core}" for lead in LEAD_INS) or any(text == f"{core} {end}" for end in SIGN_OFFS)
+
+
+def test_a_twin_asks_the_same_with_words_around_it_and_keeps_the_call():
+    request = Conversation((Message("system", "Be brief."), Message("user", "double 21"),
+                            Message("assistant", tool_calls=(ToolCall("double", {"x": 21}, "c1"),)),
+                            Message("tool", "42", tool_call_id="c1"), Message("assistant", "42")))
+    (twin,) = reworded_requests([request])
+    assert [m.role for m in twin.messages] == ["system", "user", "assistant"]  # results are added after, afresh
+    assert _around(twin.messages[1].content, "double 21")
+    assert twin.messages[2].tool_calls == request.messages[2].tool_calls
+
+
+def test_a_quoted_argument_is_swapped_for_other_text_in_the_request_and_the_call_alike():
+    request = call_only("count_words", {"text": "the quick fox"}, 'How many words in "the quick fox"?')
+    twins = reworded_requests([request] * 20, seed=3)
+    texts = {t.messages[1].tool_calls[0].args["text"] for t in twins}
+    assert len(texts) > 5 and "the quick fox" not in texts
+    for twin in twins:
+        text = twin.messages[1].tool_calls[0].args["text"]
+        assert _around(twin.messages[0].content, f'How many words in "{text}"?')
+
+
+def test_unquoted_arguments_and_answers_in_words_keep_their_words():
+    city = call_only("get_weather", {"city": "Paris"}, "weather in Paris")
+    chat = Conversation((Message("user", "Hello!"), Message("assistant", "Hi! How can I help?")))
+    twin_city, twin_chat = reworded_requests([city, chat])
+    assert _around(twin_city.messages[0].content, "weather in Paris")
+    assert twin_city.messages[1].tool_calls[0].args == {"city": "Paris"}
+    assert _around(twin_chat.messages[0].content, "Hello!") and twin_chat.messages[1].content == "Hi! How can I help?"
+
+
+def test_twins_are_repeatable_and_skip_conversations_without_a_request_and_a_reply():
+    data = [call_only("double", {"x": 2}, "double 2"), Conversation((Message("user", "hi"),))]
+    assert reworded_requests(data, seed=1) == reworded_requests(data, seed=1)
+    assert len(reworded_requests(data)) == 1
 
 
 def test_calls_made_counts_only_the_current_request():
@@ -454,6 +495,48 @@ def test_required_number_fields_take_different_numbers_when_the_request_holds_en
     assert all(a["properties"]["note"] == {"type": "string"} for a in alternatives)
     one = grounded_numbers(schema, [5])  # "5 feet 5 inches": one number for two fields is allowed then
     assert "anyOf" not in one and one["properties"]["percent"]["enum"] == [5]
+
+
+SCALE = {"type": "object", "properties": {"amount": {"type": "number"}, "servings": {"type": "integer"},
+                                          "new_servings": {"type": "integer"}},
+         "required": ["amount", "servings", "new_servings"]}
+
+
+def _scale_spec(*examples: tuple[str, dict]):
+    from toolken_agent.tool import ToolSpec
+
+    return ToolSpec("scale_recipe", "Scale a recipe.", SCALE, examples=tuple(ToolExample(p, a) for p, a in examples))
+
+
+def test_the_order_a_tools_examples_write_two_numbers_in_is_learned_when_they_agree():
+    from toolken_agent.provenance import mention_order
+
+    spec = _scale_spec(("adjust 6 cloves of garlic from 3 to 9 servings", {"amount": 6, "servings": 3, "new_servings": 9}),
+                       ("Recipe serves 4 with 2 onions. Scale it to 8.", {"amount": 2, "servings": 4, "new_servings": 8}),
+                       ("scale 2 cups of milk from 2 servings to 5", {"amount": 2, "servings": 2, "new_servings": 5}))
+    # amount comes first in one example and after servings in the other: no order between them
+    assert mention_order(spec) == [("amount", "new_servings"), ("servings", "new_servings")]
+    assert mention_order(_scale_spec(*[(p, a) for p, a in [("from 3 to 9, 6 cloves", {"amount": 6, "servings": 3,
+                                                                                    "new_servings": 9})]])) == []
+
+
+def test_an_order_the_examples_show_picks_among_the_assignments_the_request_leaves_open():
+    from toolken_agent.provenance import grounded_numbers
+
+    units = {3: {"cups"}, 6: {"serving"}, 4: {"servings"}}  # "3 cups of rice from a 6-serving recipe to 4 servings"
+    free = grounded_numbers(SCALE, [3, 6, 4], units)["anyOf"]
+    ordered = grounded_numbers(SCALE, [3, 6, 4], units, order=[("servings", "new_servings")])["anyOf"]
+    values = [tuple(a["properties"][k]["const"] for k in ("amount", "servings", "new_servings")) for a in ordered]
+    assert len(free) == 2 and values == [(3, 6, 4)]
+    reversed_order = grounded_numbers(SCALE, [3, 6, 4], units, order=[("new_servings", "servings")])["anyOf"]
+    assert [a["properties"]["servings"]["const"] for a in reversed_order] == [4]
+
+
+def test_an_order_no_assignment_can_keep_leaves_every_assignment():
+    from toolken_agent.provenance import grounded_numbers
+
+    schema = {"type": "object", "properties": {"a": {"type": "number"}, "b": {"type": "number"}}, "required": ["a", "b"]}
+    assert len(grounded_numbers(schema, [1, 2], order=[("a", "b"), ("b", "a")])["anyOf"]) == 2
 
 
 @pytest.mark.parametrize("written, fits", [

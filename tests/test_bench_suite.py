@@ -215,10 +215,14 @@ def test_fit_given_the_frozen_pass_trains_the_head_fit_gets_by_running_it(tiny_l
     convs = _calls(12)
     feats = _features(tiny_lm, small_toolset, convs)
     kwargs = dict(holdout=0.0, results=False, config=TrainConfig(epochs=2), negatives=False)
-    given, report = Toolkens.fit(tiny_lm, small_toolset, convs, features=feats, **kwargs)
-    run, _ = Toolkens.fit(tiny_lm, small_toolset, convs, **kwargs)
+    given, report = Toolkens.fit(tiny_lm, small_toolset, convs, features=feats, reword=False, **kwargs)
+    run, _ = Toolkens.fit(tiny_lm, small_toolset, convs, reword=False, **kwargs)
     assert _same_head(given.head, run.head) and report.tokens == 0  # the LM never ran
     assert given.demos == run.demos  # argument-mode demos come from the conversations either way
+    given, report = Toolkens.fit(tiny_lm, small_toolset, convs, features=feats, **kwargs)
+    run, _ = Toolkens.fit(tiny_lm, small_toolset, convs, **kwargs)
+    assert _same_head(given.head, run.head)  # the reworded twins: run over either way, the only pass
+    assert report.reworded_added == len(convs) and 0 < report.tokens
 
 
 def test_fit_refuses_a_frozen_pass_that_cannot_be_the_conversations(tiny_lm, small_toolset):

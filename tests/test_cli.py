@@ -212,7 +212,7 @@ def test_train_and_the_python_api_read_one_set_of_defaults():
     assert cli["epochs"] == config.epochs == FIT.epochs and cli["lr"] == config.lr == FIT.lr
     assert cli["seed"] == config.seed == FIT.seed and config.lambda_ == FIT.lambda_
     for cli_name, api_name in (("bias", "bias"), ("calibrate", "calibrate"), ("holdout", "holdout"),
-                               ("built_in_negatives", "negatives"), ("result_turns", "results"),
+                               ("built_in_negatives", "negatives"), ("result_turns", "results"), ("reword", "reword"),
                                ("call_false_positives", "call_false_positives"), ("call_reach_miss", "call_reach_miss")):
         assert cli[cli_name] == api[api_name] == getattr(FIT, api_name), cli_name
 

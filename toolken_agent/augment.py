@@ -11,6 +11,12 @@ conversation reaches that such data leaves out:
   the data shows a follow-up call there.
 * :func:`with_built_in_negatives`: when no request is answered in words, a few that
   are (greetings, a haiku, a capital city), so not every reply starts with a call.
+
+And one addition for what such data varies too little: :func:`reworded_requests`
+gives each training request a twin that says the same with a greeting or a thanks
+around it and, where the request quotes the text a call works on, other text quoted,
+so that whether and which tool to call is learned from what is asked, not from how
+chatty the asking is or what the quoted text happens to say.
 """
 
 from __future__ import annotations
@@ -27,6 +33,13 @@ from .data import NEGATIVE_EXAMPLES, answers_without_tools
 from .executor import run_tool
 from .tool import ToolSpec
 from .toolset import Toolset
+
+# Words around a request that change nothing it asks: a twin of each training request
+# gets one (:func:`reworded_requests`), calls and answers in words alike.
+LEAD_INS = ("Hi!", "Hello there.", "Quick question:", "Sorry to bother you.", "I have a question.",
+            "Hey, could you help me?", "Okay, next one:", "Good morning!", "One more thing:", "Hi, I need a hand.")
+SIGN_OFFS = ("Thanks!", "Thank you.", "Thanks in advance.", "Cheers.", "Much appreciated.")
+_QUOTES = (('"', '"'), ("'", "'"), ("\u201c", "\u201d"), ("\u2018", "\u2019"), ("\u00ab", "\u00bb"))
 
 RESULT_TIMEOUT = 5.0  # seconds a read-only tool may take to give a training result
 
@@ -164,3 +177,60 @@ def negative_conversations() -> list[Conversation]:
     """:data:`~toolken_agent.data.NEGATIVE_EXAMPLES` as conversations: a request, and a reply in words."""
     return [Conversation((Message("user", prompt), Message("assistant", reply)), source=f"negative {n + 1}")
             for n, (prompt, reply) in enumerate(NEGATIVE_EXAMPLES)]
+
+
+def reworded_requests(conversations: Sequence[Conversation], *, seed: int = 0) -> list[Conversation]:
+    """A twin of each conversation that starts with a request: the same request and its first move, reworded.
+
+    The request gets a lead-in (:data:`LEAD_INS`) or a sign-off (:data:`SIGN_OFFS`),
+    and where a call's string argument is quoted in it, another text stands in for
+    it, in the request and the call alike: the texts of the built-in answers in words
+    (:data:`~toolken_agent.data.NEGATIVE_EXAMPLES`) and the other quoted arguments,
+    so a quoted sentence that reads like chat ("Thank you for your patience...") is
+    seen as a call's text. A twin ends with the first assistant move; the result
+    turns are added after (:func:`with_result_turns`). Seeded: training is repeatable.
+    """
+    rng = random.Random(seed)
+    quoted = [q for c in conversations for q in _quoted_arguments(c)]
+    fillers = [t for pair in NEGATIVE_EXAMPLES for t in pair] + quoted
+    twins = []
+    for n, conversation in enumerate(conversations):
+        twin = _reworded(conversation, rng, fillers)
+        if twin is not None:
+            twins.append(Conversation(twin, source=f"{conversation.source or n} (reworded)", meta=conversation.meta))
+    return twins
+
+
+def _reworded(conversation: Conversation, rng: random.Random, fillers: Sequence[str]) -> tuple[Message, ...] | None:
+    messages = conversation.messages
+    first = next((i for i, m in enumerate(messages) if m.role == "user"), None)
+    if first is None or first + 1 >= len(messages) or messages[first + 1].role != "assistant":
+        return None
+    request, move = messages[first], messages[first + 1]
+    text = request.content
+    calls = list(move.tool_calls)
+    for value in _quoted_in(text, calls):
+        opener, closer = next((o, c) for o, c in _QUOTES if f"{o}{value}{c}" in text)
+        options = [f for f in fillers if f != value and opener not in f and closer not in f and "\n" not in f]
+        if not options:
+            continue
+        other = rng.choice(options)
+        text = text.replace(f"{opener}{value}{closer}", f"{opener}{other}{closer}")
+        calls = [ToolCall(c.name, {k: other if v == value else v for k, v in c.args.items()}, c.id) for c in calls]
+    text = f"{rng.choice(LEAD_INS)} {text}" if rng.random() < 0.5 else f"{text} {rng.choice(SIGN_OFFS)}"
+    reworded = (Message("user", text), Message("assistant", move.content, tuple(calls)))
+    return (*messages[:first], *reworded)
+
+
+def _quoted_in(text: str, calls: Sequence[ToolCall]) -> list[str]:
+    """The calls' string arguments that ``text`` holds inside quotes, each once."""
+    values = {v for c in calls for v in c.args.values() if isinstance(v, str) and v.strip()}
+    return sorted(v for v in values if any(f"{o}{v}{c}" in text for o, c in _QUOTES))
+
+
+def _quoted_arguments(conversation: Conversation) -> list[str]:
+    messages = conversation.messages
+    first = next((i for i, m in enumerate(messages) if m.role == "user"), None)
+    if first is None or first + 1 >= len(messages):
+        return []
+    return _quoted_in(messages[first].content, messages[first + 1].tool_calls)

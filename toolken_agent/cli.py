@@ -153,6 +153,7 @@ def train(
     call_false_positives: Annotated[float, typer.Option("--call-false-positives", min=0.0, max=1.0, help="Share of held-out no-call decisions the whether-to-call gate may fire on; its threshold is chosen for it (chat --call-threshold moves it later).")] = FIT.call_false_positives,
     call_reach_miss: Annotated[float, typer.Option("--call-reach-miss", min=0.0, max=1.0, help="Share of held-out calls the gate's radius around the training calls may leave out; requests beyond it never call. No radius with too few held-out calls (19 at 0.05); 0 turns it off.")] = FIT.call_reach_miss,
     result_turns: Annotated[bool, typer.Option("--result-turns/--no-result-turns", help="Give every call without a result a result turn and a reply in words, so toolkens learn to answer after results (read-only tools are run; others get a placeholder).")] = FIT.results,
+    reword: Annotated[bool, typer.Option("--reword/--no-reword", help="Train on a reworded twin of each training request too (a greeting or thanks around it; another text where it quotes a call's text), so the choice follows what is asked, not how.")] = FIT.reword,
     check: Annotated[Optional[Path], typer.Option("--check", help="A few real requests with their calls (JSONL, as --data), when the training data is synthetic: they join the training data, and the call gate's radius around the training calls is set on them.")] = None,
     lenient: Annotated[bool, typer.Option(help="Skip bad data lines (counted) instead of stopping.")] = False,
     seed: Annotated[int, typer.Option(help="Seed of the held-out split, the shuffling and the random prior.")] = FIT.seed,
@@ -216,7 +217,8 @@ def train(
             try:
                 toolkens, report = Toolkens.fit(lm, toolset, conversations, prior=prior_kind, bias=bias, calibrate=calibrate,
                                                 lambdas=lambdas, config=config, holdout=holdout, negatives=built_in_negatives,
-                                                results=result_turns, call_false_positives=call_false_positives,
+                                                results=result_turns, reword=reword,
+                                                call_false_positives=call_false_positives,
                                                 call_reach_miss=call_reach_miss or None, check=check_convs, progress=PhaseBars(progress))
             except TrainingInterrupted as exc:
                 progress.stop()
@@ -327,6 +329,8 @@ def _print_fit(report, out_dir: Path, phases: dict[str, float], seconds: float) 
     if report.check_examples:
         out.print(f"check: {report.check_examples} real requests joined the training data; the call gate's radius is "
                   "set on them, each against the other requests' calls", highlight=False)
+    if report.reworded_added:
+        out.print(f"reworded: {report.reworded_added} training requests got a reworded twin", highlight=False)
     if report.results_added:
         out.print(f"result turns: {report.results_added} conversations got a result and a reply after their calls",
                   highlight=False)

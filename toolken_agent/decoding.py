@@ -37,7 +37,7 @@ from .memo import memo
 from .events import (ArgumentsChunk, CallFinished, CallRefused, CallStarted, Confirm, DecodeConfig, Event,  # noqa: F401
                      Finished, TextChunk, ToolResult)
 from .processors import ReplyStartGuard, ResultCopy, ToolChoice
-from .provenance import (call_key, calls_made, grounded_numbers, grounded_strings, number_units, numbers_in,
+from .provenance import (call_key, calls_made, grounded_numbers, grounded_strings, mention_order, number_units, numbers_in,
                          numbers_suffice, sources, untraceable)
 from .sampling import sample
 from .tool import ArgumentsError, ToolSpec, parse_arguments
@@ -400,7 +400,7 @@ class Decoder:
             if spec.read_only is not True:
                 schema = grounded_strings(schema, sources(messages, results=False, normal=False))
             source = sources(messages, results=spec.read_only is True)
-            schema = grounded_numbers(schema, numbers_in(source), number_units(source))
+            schema = grounded_numbers(schema, numbers_in(source), number_units(source), order=mention_order(spec))
         constraint = self.grammar.constraint(schema)
         written = _ArgumentText(self.lm.tokenizer)
         while not constraint.done and len(written.ids) < config.max_argument_tokens:

@@ -37,6 +37,7 @@ class FitDefaults:
     holdout: float = 0.2  # share of conversations held out for the reported accuracy
     negatives: bool = True  # the built-in no-tool requests, when the data holds none
     results: bool = True  # a result turn and a reply after every call without one
+    reword: bool = True  # a reworded twin of each training request (toolken_agent.augment.reworded_requests)
     call_false_positives: float = 0.1  # the call gate's target on held-out no-call decisions
     call_reach_miss: float = 0.05  # share of held-out calls the gate's reach may leave out (a radius only with enough of them)
 

@@ -123,6 +123,8 @@ def _training_text(config: Any, training: Mapping[str, Any]) -> str:
              f" ({training.get('tokens', 0)} tokens, {training.get('call_positions', 0)} call positions)"]
     if training.get("negatives_added"):
         lines.append(f"- {training['negatives_added']} built-in requests that need no tool added")
+    if training.get("reworded_added"):
+        lines.append(f"- {training['reworded_added']} reworded twins of training requests added")
     if training.get("results_added"):
         lines.append(f"- {training['results_added']} conversations given a result turn and a reply after their calls")
     sweep = training.get("lambda_sweep") or {}

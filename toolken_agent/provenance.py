@@ -183,7 +183,8 @@ MAX_EXACT = 2**53  # beyond it a number is not exact as a JSON (double) value; a
 
 
 def grounded_numbers(schema: Mapping[str, Any], numbers: Sequence[int | float],
-                     units: Mapping[int | float, set[str]] | None = None) -> dict[str, Any]:
+                     units: Mapping[int | float, set[str]] | None = None, *,
+                     order: Sequence[tuple[str, str]] = ()) -> dict[str, Any]:
     """``schema`` with each top-level number field limited to ``numbers`` (and its default).
 
     Only fields whose type is ``number`` or ``integer`` and whose values the schema does
@@ -192,7 +193,8 @@ def grounded_numbers(schema: Mapping[str, Any], numbers: Sequence[int | float],
     With ``units`` (:func:`number_units`), a number whose unit names fields goes to those
     fields only, and a field some number's unit names takes only such numbers: "a
     81-minute run over 15 km" is ``minutes=81, distance_km=15``, which a small model
-    swaps.
+    swaps. ``order`` (:func:`mention_order`): pairs of fields ``(a, b)`` whose numbers
+    are written ``a`` first, where ``numbers`` (in the order written) leave a choice.
     """
     props = schema.get("properties")
     numbers = [n for n in numbers if abs(n) <= MAX_EXACT]  # the grammar holds a value exactly, or not at all
@@ -215,23 +217,26 @@ def grounded_numbers(schema: Mapping[str, Any], numbers: Sequence[int | float],
         allowed = [n for n in dict.fromkeys(allowed) if _within(n, field)]
         if allowed:
             out["properties"][key] = {**field, "enum": allowed}
-    return _distinct_numbers(out, len(numbers))
+    return _distinct_numbers(out, numbers, order)
 
 
 MAX_ALTERNATIVES = 64  # assignments of numbers to fields written out as alternatives; more: each field alone
 
 
-def _distinct_numbers(schema: dict[str, Any], written: int) -> dict[str, Any]:
+def _distinct_numbers(schema: dict[str, Any], numbers: Sequence[int | float],
+                      order: Sequence[tuple[str, str]] = ()) -> dict[str, Any]:
     """Required number fields take different numbers, when the request holds enough of them.
 
     A small model given "Out of 340 people, 35% said yes" wrote ``percent_of(35, 35)``;
     with as many distinct numbers as fields, one number for two fields is rarely meant.
-    The assignments become ``anyOf`` alternatives of the whole object, one per assignment.
+    The assignments become ``anyOf`` alternatives of the whole object, one per assignment;
+    of those, the ones that keep each ``order`` pair's numbers in the order ``numbers``
+    has them, where any does.
     """
     required = set(schema.get("required", ()))
     fields = [k for k, f in schema["properties"].items() if k in required and isinstance(f, Mapping)
               and f.get("type") in ("number", "integer") and "enum" in f and "const" not in f]
-    if len(fields) < 2 or written < len(fields):
+    if len(fields) < 2 or len(numbers) < len(fields):
         return schema
     choices = [schema["properties"][k]["enum"] for k in fields]
     assignments = []
@@ -242,11 +247,56 @@ def _distinct_numbers(schema: dict[str, Any], written: int) -> dict[str, Any]:
                 return schema
     if not assignments:
         return schema
+    assignments = _in_order(assignments, fields, numbers, order) or assignments
     body = {k: v for k, v in schema.items() if k in ("type", "properties", "required", "additionalProperties")}
     alternatives = [{**body, "properties": {k: ({"type": f["type"], "const": values[fields.index(k)]} if k in fields else f)
                                             for k, f in schema["properties"].items()}} for values in assignments]
     rest = {k: v for k, v in schema.items() if k not in body}
     return {**rest, "anyOf": alternatives}
+
+
+def _in_order(assignments: Sequence[tuple], fields: Sequence[str], numbers: Sequence[int | float],
+              order: Sequence[tuple[str, str]]) -> list[tuple]:
+    """The ``assignments`` (values of ``fields``) in which each pair of ``order`` is written first-field first."""
+    place = {n: i for i, n in reversed(list(enumerate(numbers)))}  # where each value is first written
+    pairs = [(fields.index(a), fields.index(b)) for a, b in order if a in fields and b in fields]
+    return [values for values in assignments
+            if all(place.get(values[a], -1) < place.get(values[b], -1) for a, b in pairs)]
+
+
+MIN_ORDER_EVIDENCE = 2  # examples that must show a pair's order, none showing the other, before it is kept
+
+
+def mention_order(spec: ToolSpec) -> list[tuple[str, str]]:
+    """Pairs of number fields ``(a, b)`` whose values ``spec``'s examples always write ``a`` first.
+
+    A small model told "from a 6-serving recipe to 4 servings" wrote ``servings=4,
+    new_servings=6``: both numbers name servings, so the units cannot tell them apart,
+    and the words "to 4 servings" pull the model to the wrong field. How a tool's
+    requests order such values is in its examples (the training data's requests and
+    calls): a pair is kept when at least :data:`MIN_ORDER_EVIDENCE` examples write both
+    values, once each and different, in the same order, and none in the other.
+    """
+    fields = [k for k, f in spec.parameters.get("properties", {}).items()
+              if isinstance(f, Mapping) and f.get("type") in ("number", "integer")]
+    seen: dict[tuple[str, str], list[bool]] = {}
+    for example in spec.examples:
+        written = numbers_in(example.prompt, once=False)
+        place = {n: written.index(n) for n in written if written.count(n) == 1}
+        values = {k: example.args.get(k) for k in fields}
+        for a, b in itertools.combinations(fields, 2):
+            va, vb = values[a], values[b]
+            if _is_number(va) and _is_number(vb) and va != vb and va in place and vb in place:
+                seen.setdefault((a, b), []).append(place[va] < place[vb])
+    pairs = []
+    for (a, b), firsts in seen.items():
+        if len(firsts) >= MIN_ORDER_EVIDENCE and len(set(firsts)) == 1:
+            pairs.append((a, b) if firsts[0] else (b, a))
+    return pairs
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 MAX_SPAN_UNITS = 40  # a value copied from the request: at most this many words and marks

@@ -26,7 +26,7 @@ from typing import Any, Callable, Iterator, Protocol, Sequence
 import torch
 from huggingface_hub import ModelCard, ModelHubMixin
 
-from .augment import with_built_in_negatives, with_result_turns
+from .augment import reworded_requests, with_built_in_negatives, with_result_turns
 from .base_model import describe_model, model_spec, recorded_model
 from .calibration import as_no_call_features, negative_decisions, zero_shot_bias, zero_shot_head
 from .chat_format import ChatFormat, Rendered
@@ -82,6 +82,7 @@ class FitReport:
     mix: float = 1.0  # weight of the trained rows in the tool choice (ToolkenHead.mix), cross-fitted on check requests
     mix_scores: dict[str, float] = field(default_factory=dict)  # cross-fitted decision accuracy per candidate mix
     results_added: int = 0  # conversations given result turns and a reply after their calls
+    reworded_added: int = 0  # reworded twins of training requests (toolken_agent.augment.reworded_requests)
     gate: dict[str, float] = field(default_factory=dict)  # the whether-to-call gate's threshold and rates
     reach: dict[str, Any] = field(default_factory=dict)  # the gate's radius around the training calls (gate.fit_reach)
     phase_seconds: dict[str, float] = field(default_factory=dict)  # wall time of each phase, in order
@@ -104,6 +105,7 @@ class FitReport:
             "lambda": self.lambda_,
             "lambda_sweep": self.lambda_sweep,
             "negatives_added": self.negatives_added,
+            "reworded_added": self.reworded_added,
             "check_examples": self.check_examples,
             "mix": self.mix,
             "mix_scores": self.mix_scores,
@@ -305,6 +307,12 @@ class Toolkens(ModelHubMixin, library_name=LIBRARY_NAME, tags=list(TAGS)):
         check_context(rendered, conversations, self.lm)
         return rendered
 
+    def _rendered_within_context(self, conversations: Sequence[Conversation]) -> list[Rendered]:
+        """Rendered, leaving out any longer than the model's context: for data made here, which no user can shorten."""
+        rendered = [self.chat_format.render(c.messages, train=True) for c in conversations]
+        limit = self.lm.context_length
+        return [r for r in rendered if limit is None or len(r.input_ids) <= limit]
+
     def built_in_negative_features(self, negatives: Sequence[Conversation], *,
                                    on_progress: Callable[[int], None] | None = None) -> Features:
         """The frozen pass over the built-in negatives, run once per model and toolset.
@@ -330,6 +338,7 @@ class Toolkens(ModelHubMixin, library_name=LIBRARY_NAME, tags=list(TAGS)):
         holdout: float = FIT.holdout,
         negatives: bool = FIT.negatives,
         results: bool = FIT.results,
+        reword: bool = FIT.reword,
         call_false_positives: float | None = FIT.call_false_positives,
         call_reach_miss: float | None = FIT.call_reach_miss,
         check: Sequence[Conversation] | Features = (),
@@ -348,7 +357,9 @@ class Toolkens(ModelHubMixin, library_name=LIBRARY_NAME, tags=list(TAGS)):
         no-tool requests (:func:`~toolken_agent.augment.with_built_in_negatives`); with
         ``results``, every call without a result gets one and a reply in words after it
         (:func:`~toolken_agent.augment.with_result_turns`), so the reply after a result
-        is trained too. ``call_false_positives``: a whether-to-call gate is fitted and
+        is trained too. With ``reword``, each request of the training share also trains as
+        a reworded twin (:func:`~toolken_agent.augment.reworded_requests`); the held-out
+        share and the lambda sweep see none. ``call_false_positives``: a whether-to-call gate is fitted and
         thresholded for that false-positive rate on held-out decisions
         (:func:`~toolken_agent.training.train_gate`); ``None`` leaves the decision to
         the head's margin. ``call_reach_miss``: the gate also gets a radius around the
@@ -391,9 +402,12 @@ class Toolkens(ModelHubMixin, library_name=LIBRARY_NAME, tags=list(TAGS)):
         given = len(conversations)
         conversations = with_built_in_negatives(conversations) if negatives else list(conversations)
         report.negatives_added = len(conversations) - given
+        train_idx, held_idx = split_holdout(len(conversations), holdout, seed=config.seed)
+        twins = reworded_requests([conversations[i] for i in train_idx], seed=config.seed) if reword else []
         if results:
             with _interruptible(toolkens, report, "adding result turns"), _phase(report, progress, "result turns", 0):
                 augmented = with_result_turns(conversations, toolset)
+                twins = with_result_turns(twins, toolset)
             report.results_added = sum(a is not c for a, c in zip(augmented, conversations))
             conversations = augmented
 
@@ -407,23 +421,31 @@ class Toolkens(ModelHubMixin, library_name=LIBRARY_NAME, tags=list(TAGS)):
             # conversations and the built-in negatives (otherwise a pass with no bar).
             rendered = toolkens._rendered(conversations[:given]) if features is None else []
             added = toolkens._rendered(conversations[given:]) if report.negatives_added else []
-            if features is None or added:
-                with _phase(report, progress, "caching", sum(len(r.input_ids) for r in [*rendered, *added])):
+            reworded = toolkens._rendered_within_context(twins)
+            twin_feats = None
+            if features is None or added or reworded:
+                with _phase(report, progress, "caching",
+                            sum(len(r.input_ids) for r in [*rendered, *added, *reworded])):
                     if features is None:
                         feats = extract_features(lm, rendered, on_progress=count_tokens)
                     if added:
                         feats = feats.extended(toolkens.built_in_negative_features(conversations[given:],
                                                                                    on_progress=count_tokens))
+                    twin_feats = extract_features(lm, reworded, on_progress=count_tokens) if reworded else None
+        report.reworded_added = len(reworded)
         report.cache_seconds = report.phase_seconds.get("caching", 0.0)
-        train_idx, held_idx = split_holdout(len(conversations), holdout, seed=config.seed)
         train_feats = feats.for_examples(train_idx)
         checked = check_feats = None  # the check requests' rows (as numbered in train_feats)
-        base_train = train_feats  # without the check requests: the cross-fitted mix adds one fold at a time
+        # Without the check requests: the cross-fitted mix adds one fold at a time.
+        base_train = train_feats.extended(twin_feats) if twin_feats is not None else train_feats
         if len(check):
             check_feats = _read_check(toolkens, check, report, progress)
             offset = int(train_feats.example.max()) + 1 if len(train_feats) else 0
             train_feats = train_feats.extended(check_feats)
             checked = train_feats.for_examples([offset + int(e) for e in torch.unique(check_feats.example)])
+        swept = train_feats  # the lambda sweep splits by example: without the twins, none is scored beside its twin
+        if twin_feats is not None:
+            train_feats = train_feats.extended(twin_feats)
         report.examples, report.heldout_examples = len(train_idx), len(held_idx)
         report.positions = len(train_feats)
         report.call_positions = int((train_feats.tool_target >= 0).sum())
@@ -435,7 +457,7 @@ class Toolkens(ModelHubMixin, library_name=LIBRARY_NAME, tags=list(TAGS)):
             sweep_tick = advance("lambda sweep")
             with _interruptible(toolkens, report, "choosing lambda"), \
                     _phase(report, progress, "lambda sweep", len(lambdas) * config.epochs):
-                chosen, report.lambda_sweep = choose_lambda(lambda: copy.deepcopy(toolkens.head), train_feats, config,
+                chosen, report.lambda_sweep = choose_lambda(lambda: copy.deepcopy(toolkens.head), swept, config,
                                                             lambdas=lambdas,
                                                             on_epoch=lambda epoch, loss: sweep_tick())
             config = replace(config, lambda_=chosen)

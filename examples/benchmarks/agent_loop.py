@@ -247,13 +247,14 @@ def run_question(agent: Any, question: str, *, recursion_limit: int = RECURSION_
 # Methods as configurations of the product's own ``Toolkens.fit`` (the names of suite.py).
 METHODS: dict[str, dict[str, Any]] = {
     "toolkengpt": dict(prior="random", bias=False, calibrate=False, lambda_=0.0, negatives=False, results=False,
-                       call_false_positives=None),
+                       reword=False, call_false_positives=None),
     "paper": dict(prior="name", bias=False, calibrate=False, lambda_=0.01, negatives=False, results=False,
-                  call_false_positives=None),
+                  reword=False, call_false_positives=None),
     "ours": dict(),  # toolken-agent train's defaults
     "ours-no-gate": dict(call_false_positives=None),  # ablation: the head's margin decides whether to call
     "ours-no-results": dict(results=False),  # ablation: call-only data as it is
     "ours-placeholders": dict(placeholders=True),  # ablation: every synthesized result a placeholder, no tool run
+    "ours-no-reword": dict(reword=False),  # ablation: no reworded twins of the training requests
 }
 
 

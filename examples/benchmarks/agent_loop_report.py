@@ -26,7 +26,8 @@ COLUMNS = [
     ("no_tool_quiet", "no call when none is needed"),
     ("seconds_per_question", "s / question"),
 ]
-ORDER = ["prompted", "zero-shot", "toolkengpt", "paper", "ours", "ours-no-gate", "ours-no-results", "ours-placeholders"]
+ORDER = ["prompted", "zero-shot", "toolkengpt", "paper", "ours", "ours-no-gate", "ours-no-results", "ours-placeholders",
+         "ours-no-reword"]
 
 
 def rows(directory: Path) -> list[dict]:

@@ -100,15 +100,19 @@ def _fit_defaults() -> dict[str, Any]:
 
 METHODS = (
     Method("zero-shot", None),
-    Method("toolkengpt", dict(prior="random", bias=False, calibrate=False, negatives=False, call_false_positives=None),
+    Method("toolkengpt", dict(prior="random", bias=False, calibrate=False, negatives=False, reword=False,
+                              call_false_positives=None),
            lambda_=0.0),
-    Method("paper", dict(prior="name", bias=False, calibrate=False, negatives=False, call_false_positives=None),
+    Method("paper", dict(prior="name", bias=False, calibrate=False, negatives=False, reword=False,
+                         call_false_positives=None),
            lambda_=0.01),
     Method("ours", {}, check=True),
     # The baselines given the real check questions ours trains on, as training data too.
-    Method("toolkengpt+check", dict(prior="random", bias=False, calibrate=False, negatives=False, call_false_positives=None),
+    Method("toolkengpt+check", dict(prior="random", bias=False, calibrate=False, negatives=False, reword=False,
+                                    call_false_positives=None),
            lambda_=0.0, check_as_data=True),
-    Method("paper+check", dict(prior="name", bias=False, calibrate=False, negatives=False, call_false_positives=None),
+    Method("paper+check", dict(prior="name", bias=False, calibrate=False, negatives=False, reword=False,
+                               call_false_positives=None),
            lambda_=0.01, check_as_data=True),
 )
 
