@@ -280,3 +280,14 @@ def test_a_run_can_take_a_subset_of_the_methods_and_refuses_an_unknown_one(capsy
     with pytest.raises(SystemExit):
         main(["--methods", "ours,bogus"])
     assert "unknown method(s) bogus" in capsys.readouterr().err
+
+
+def test_the_report_of_a_run_of_some_methods_leaves_out_what_it_did_not_run():
+    from examples.benchmarks.report import scarcity_table
+
+    curve = {"ours": {"1": {"mean": 0.4, "min": 0.3, "max": 0.5, "lambdas": [0.0]}}}
+    only_ours = {"datasets": {"kamel-30": {"methods": {"ours": {"select": {"mean": 0.8}}}, "scarcity": curve}}}
+    lines = scarcity_table(only_ours)
+    assert any(line.startswith("| ours | 0.400") for line in lines) and not any("zero-shot" in line for line in lines)
+    with_zero = {"datasets": {"kamel-30": {"methods": {"zero-shot": {"select": {"mean": 0.47}}}, "scarcity": curve}}}
+    assert any("zero-shot, no data: 0.470" in line for line in scarcity_table(with_zero))

@@ -126,8 +126,9 @@ def scarcity_table(results: dict) -> list[str]:
         if not curve:
             continue
         ks = list(next(iter(curve.values())))
-        zero = d["methods"]["zero-shot"]["select"]["mean"]
-        lines += [f"\n{name}: `select` against training conversations per tool (zero-shot, no data: {zero:.3f})\n",
+        zero = d["methods"].get("zero-shot", {}).get("select", {}).get("mean")  # absent from a --methods run without it
+        no_data = f" (zero-shot, no data: {zero:.3f})" if zero is not None else ""
+        lines += [f"\n{name}: `select` against training conversations per tool{no_data}\n",
                   "| method | " + " | ".join(ks) + " |", "|---|" + "---|" * len(ks)]
         for method, points in curve.items():
             lines.append(f"| {method} | " + " | ".join(_fmt(points[k]["mean"], points[k]) for k in ks) + " |")
