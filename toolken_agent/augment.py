@@ -202,6 +202,7 @@ def reworded_requests(conversations: Sequence[Conversation], *, seed: int = 0) -
 
 
 def _reworded(conversation: Conversation, rng: random.Random, fillers: Sequence[str]) -> tuple[Message, ...] | None:
+    """The twin's messages (see :func:`reworded_requests`); ``None`` when no request is answered right after it."""
     messages = conversation.messages
     first = next((i for i, m in enumerate(messages) if m.role == "user"), None)
     if first is None or first + 1 >= len(messages) or messages[first + 1].role != "assistant":
@@ -229,6 +230,7 @@ def _quoted_in(text: str, calls: Sequence[ToolCall]) -> list[str]:
 
 
 def _quoted_arguments(conversation: Conversation) -> list[str]:
+    """The string arguments the first request quotes for the move that answers it."""
     messages = conversation.messages
     first = next((i for i, m in enumerate(messages) if m.role == "user"), None)
     if first is None or first + 1 >= len(messages):
