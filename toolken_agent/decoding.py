@@ -37,8 +37,8 @@ from .memo import memo
 from .events import (ArgumentsChunk, CallFinished, CallRefused, CallStarted, Confirm, DecodeConfig, Event,  # noqa: F401
                      Finished, TextChunk, ToolResult)
 from .processors import ReplyStartGuard, ResultCopy, ToolChoice
-from .provenance import (call_key, calls_made, grounded_numbers, grounded_strings, mention_order, number_units, numbers_in,
-                         numbers_suffice, sources, untraceable)
+from .provenance import (call_key, calls_made, grounded_numbers, grounded_strings, mention_order, number_units,
+                         numbers_in, numbers_suffice, sources, untraceable)
 from .sampling import sample
 from .tool import ArgumentsError, ToolSpec, parse_arguments
 from .toolkens import Toolkens
