@@ -58,6 +58,23 @@ def test_a_call_without_a_result_gets_the_read_only_tools_real_result_and_a_repl
     assert out.messages[2].tool_call_id == out.messages[1].tool_calls[0].id is not None
 
 
+def test_a_call_made_again_in_the_data_reuses_its_result_instead_of_running_the_tool_again():
+    runs = []
+
+    class Counted(Tool):
+        """Double a number, counting runs."""
+
+        read_only = True
+
+        def run(self, x: int) -> int:
+            runs.append(x)
+            return 2 * x
+
+    out = with_result_turns([call_only("counted", {"x": 3}), call_only("counted", {"x": 3}, "again"),
+                             call_only("counted", {"x": 4})], make_toolset([Counted]))
+    assert runs == [3, 4] and [c.messages[2].content for c in out] == ["6", "6", "8"]
+
+
 def test_an_acting_tool_is_never_run_for_training_data_and_gets_a_placeholder_of_its_type():
     (out,) = with_result_turns([call_only("send_mail", {"to": "x@y.z"})], make_toolset([SendMail]))
     assert out.messages[2].content == placeholder_result(to_spec(SendMail)) == "Done."

@@ -116,9 +116,19 @@ def with_result_turns(conversations: Sequence[Conversation], toolset: Toolset, *
     """Each conversation with a result turn after every call that has none, then a reply in words.
 
     The reply is added only where the data shows nothing after the calls (or a new user
-    message): an assistant turn already there, a follow-up call included, is kept.
+    message): an assistant turn already there, a follow-up call included, is kept. A
+    call made again (a reworded twin's, a repeated request's) reuses its first result
+    instead of running the tool again.
     """
-    return [_with_results(c, toolset, result) for c in conversations]
+    results: dict[str, str] = {}
+
+    def once(spec: ToolSpec, args: dict[str, Any]) -> str:
+        key = json.dumps([spec.name, args], sort_keys=True, default=str)
+        if key not in results:
+            results[key] = result(spec, args)
+        return results[key]
+
+    return [_with_results(c, toolset, once) for c in conversations]
 
 
 def _with_results(conversation: Conversation, toolset: Toolset,
@@ -203,10 +213,10 @@ def reworded_requests(conversations: Sequence[Conversation], *, seed: int = 0) -
 
 def _reworded(conversation: Conversation, rng: random.Random, fillers: Sequence[str]) -> tuple[Message, ...] | None:
     """The twin's messages (see :func:`reworded_requests`); ``None`` when no request is answered right after it."""
-    messages = conversation.messages
-    first = next((i for i, m in enumerate(messages) if m.role == "user"), None)
-    if first is None or first + 1 >= len(messages) or messages[first + 1].role != "assistant":
+    first = _first_exchange(conversation)
+    if first is None:
         return None
+    messages = conversation.messages
     request, move = messages[first], messages[first + 1]
     text = request.content
     calls = list(move.tool_calls)
@@ -231,8 +241,16 @@ def _quoted_in(text: str, calls: Sequence[ToolCall]) -> list[str]:
 
 def _quoted_arguments(conversation: Conversation) -> list[str]:
     """The string arguments the first request quotes for the move that answers it."""
+    first = _first_exchange(conversation)
+    if first is None:
+        return []
+    return _quoted_in(conversation.messages[first].content, conversation.messages[first + 1].tool_calls)
+
+
+def _first_exchange(conversation: Conversation) -> int | None:
+    """The index of the first user message, when an assistant move answers it right after; else ``None``."""
     messages = conversation.messages
     first = next((i for i, m in enumerate(messages) if m.role == "user"), None)
-    if first is None or first + 1 >= len(messages):
-        return []
-    return _quoted_in(messages[first].content, messages[first + 1].tool_calls)
+    if first is None or first + 1 >= len(messages) or messages[first + 1].role != "assistant":
+        return None
+    return first

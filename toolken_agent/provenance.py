@@ -212,7 +212,7 @@ def grounded_numbers(schema: Mapping[str, Any], numbers: Sequence[int | float],
         fitting = named or [n for n in numbers if n not in claims]
         allowed = [n for n in fitting or numbers if kind == "number" or _whole(n)]
         allowed = [int(n) if kind == "integer" else n for n in allowed]
-        if isinstance(field.get("default"), (int, float)) and not isinstance(field.get("default"), bool):
+        if _is_number(field.get("default")):
             allowed.append(field["default"])
         allowed = [n for n in dict.fromkeys(allowed) if _within(n, field)]
         if allowed:
@@ -258,7 +258,9 @@ def _distinct_numbers(schema: dict[str, Any], numbers: Sequence[int | float],
 def _in_order(assignments: Sequence[tuple], fields: Sequence[str], numbers: Sequence[int | float],
               order: Sequence[tuple[str, str]]) -> list[tuple]:
     """The ``assignments`` (values of ``fields``) in which each pair of ``order`` is written first-field first."""
-    place = {n: i for i, n in reversed(list(enumerate(numbers)))}  # where each value is first written
+    place: dict[int | float, int] = {}
+    for i, n in enumerate(numbers):
+        place.setdefault(n, i)  # where each value is first written
     pairs = [(fields.index(a), fields.index(b)) for a, b in order if a in fields and b in fields]
     return [values for values in assignments
             if all(place.get(values[a], -1) < place.get(values[b], -1) for a, b in pairs)]

@@ -302,16 +302,18 @@ class Toolkens(ModelHubMixin, library_name=LIBRARY_NAME, tags=list(TAGS)):
         """
         return extract_features(self.lm, self._rendered(conversations), on_progress=on_progress)
 
+    def _render(self, conversations: Sequence[Conversation]) -> list[Rendered]:
+        return [self.chat_format.render(c.messages, train=True) for c in conversations]
+
     def _rendered(self, conversations: Sequence[Conversation]) -> list[Rendered]:
-        rendered = [self.chat_format.render(c.messages, train=True) for c in conversations]
+        rendered = self._render(conversations)
         check_context(rendered, conversations, self.lm)
         return rendered
 
     def _rendered_within_context(self, conversations: Sequence[Conversation]) -> list[Rendered]:
         """Rendered, leaving out any longer than the model's context: for data made here, which no user can shorten."""
-        rendered = [self.chat_format.render(c.messages, train=True) for c in conversations]
         limit = self.lm.context_length
-        return [r for r in rendered if limit is None or len(r.input_ids) <= limit]
+        return [r for r in self._render(conversations) if limit is None or len(r.input_ids) <= limit]
 
     def built_in_negative_features(self, negatives: Sequence[Conversation], *,
                                    on_progress: Callable[[int], None] | None = None) -> Features:
@@ -406,10 +408,9 @@ class Toolkens(ModelHubMixin, library_name=LIBRARY_NAME, tags=list(TAGS)):
         twins = reworded_requests([conversations[i] for i in train_idx], seed=config.seed) if reword else []
         if results:
             with _interruptible(toolkens, report, "adding result turns"), _phase(report, progress, "result turns", 0):
-                augmented = with_result_turns(conversations, toolset)
-                twins = with_result_turns(twins, toolset)
+                augmented = with_result_turns([*conversations, *twins], toolset)  # one run per distinct call
             report.results_added = sum(a is not c for a, c in zip(augmented, conversations))
-            conversations = augmented
+            conversations, twins = augmented[:len(conversations)], augmented[len(conversations):]
 
         def count_tokens(n: int) -> None:
             report.tokens += n
