@@ -27,7 +27,9 @@ TRAIN = ["train", "--tools", "math", "--epochs", "3", "--lambda", "0.01", "--dty
 
 def _env() -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK")}
-    env.update(PYTHONPATH=str(ROOT), HF_HUB_OFFLINE="1", TOKENIZERS_PARALLELISM="false")
+    # torchrun gives each of its processes one thread; the single process gets one too, so both runs sum in
+    # the same order (the gate's fit is iterative and carries a last-bit difference in a reduction far).
+    env.update(PYTHONPATH=str(ROOT), HF_HUB_OFFLINE="1", TOKENIZERS_PARALLELISM="false", OMP_NUM_THREADS="1")
     return env
 
 
