@@ -227,3 +227,18 @@ def test_result_copy_settings_are_read_as_copy_and_continue_biases():
     from examples.benchmarks.result_copy import parse_settings
 
     assert parse_settings("0:0, 4:6") == [(0.0, 0.0), (4.0, 6.0)]
+
+
+def test_the_enum_requests_are_held_out_valid_calls_each_with_an_enum_field():
+    from examples.agent_loop import home_tools
+    from examples.benchmarks.enum_choices import ENUM_REQUESTS, gold_calls
+    from toolken_agent.choices import choice_fields
+
+    toolset = make_toolset([*TOOLS, *home_tools.TOOLS], "both")
+    specs = {s.name: s for s in toolset.specs}
+    calls = gold_calls(ENUM_REQUESTS, toolset)
+    trained = {q for path in (DATA / "train.jsonl", DATA / "home_train.jsonl") for q, _, _ in gold_calls(path, toolset)}
+    assert len(calls) == 20 and not trained & {q for q, _, _ in calls}
+    for question, tool, args in calls:
+        assert choice_fields(dict(specs[tool].parameters)), tool
+        specs[tool].validate(args)

@@ -25,6 +25,7 @@ from .conversation import Message
 from .tool import ToolSpec
 
 MAX_DEMOS = 4
+MIN_OWN_DEMOS = 2  # a tool with fewer examples of its own is shown generic demonstrations too
 
 # Demonstrations of *other* tools, used when a tool brings fewer than two examples of its
 # own. The grammar forces the right keys; what these teach is the pattern of copying
@@ -50,7 +51,7 @@ def argument_messages(spec: ToolSpec, conversation: Sequence[Message], *, max_de
               "Answer with the JSON arguments only, using the values in the request.")
     messages = [Message("system", system)]
     demos = [(signature(spec), e.prompt, dict(e.args)) for e in spec.examples[:max_demos]]
-    if len(demos) < 2:
+    if len(demos) < MIN_OWN_DEMOS:
         demos = GENERIC_DEMOS[: 3 - len(demos)] + demos
     for tool, prompt, args in demos:
         messages.append(Message("user", f"Tool: {tool}\nRequest: {prompt}"))
@@ -59,6 +60,11 @@ def argument_messages(spec: ToolSpec, conversation: Sequence[Message], *, max_de
     request = request_text(conversation, results=spec.read_only is True)
     messages.append(Message("user", f"Tool: {signature(spec)} - {description}\nRequest: {request}"))
     return messages
+
+
+def shows_own_examples(spec: ToolSpec) -> bool:
+    """Whether the argument prompt demonstrates ``spec`` with its own examples (else generic ones lead)."""
+    return len(spec.examples) >= MIN_OWN_DEMOS
 
 
 def request_text(conversation: Sequence[Message], *, results: bool = True) -> str:

@@ -21,6 +21,7 @@ them; ``DecodeConfig.deadline`` ends a reply on time.
 from __future__ import annotations
 
 import itertools
+import json
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -29,8 +30,9 @@ from typing import Any, Callable, Generator, Iterator, Sequence
 import torch
 from transformers import LogitsProcessorList
 
-from .argument_mode import argument_messages
+from .argument_mode import argument_messages, shows_own_examples
 from .chat_format import CALL_CLOSE, CALL_SEPARATOR, call_prefix
+from .choices import CONTENT_FREE, choice_fields, value_starting
 from .conversation import Message, ToolCall
 from .executor import run_call
 from .memo import memo
@@ -396,6 +398,9 @@ class Decoder:
         arg_state = _State()
         self._feed(arg_state, self.format.render(argument_messages(spec, messages), add_generation_prompt=True).input_ids)
         schema = dict(spec.parameters)
+        calibrated = not shows_own_examples(spec) if config.calibrated_choices is None else config.calibrated_choices
+        choices = choice_fields(schema) if calibrated else {}
+        forced: list[int] = []  # the tokens of a chosen enum value, still to write
         if config.trace_arguments:  # structured output's arguments are the answer: free to hold any value
             if spec.read_only is not True:
                 schema = grounded_strings(schema, sources(messages, results=False, normal=False))
@@ -407,8 +412,15 @@ class Decoder:
             if run.expired():
                 written.timed_out = True
                 return written
-            scores = constraint(torch.tensor([arg_state.ids]), arg_state.context.logits()[None])  # (1, V)
-            token = sample(scores[0], temperature=config.temperature, top_p=config.top_p, generator=run.generator)
+            opening = value_starting(written.text, choices) if choices and not forced else None
+            if opening is not None:
+                forced = self._choose_value(spec, opening, choices.pop(opening), arg_state, run)
+            if forced and bool(constraint.mask()[forced[0]]):
+                token = forced.pop(0)
+            else:
+                forced = []
+                scores = constraint(torch.tensor([arg_state.ids]), arg_state.context.logits()[None])  # (1, V)
+                token = sample(scores[0], temperature=config.temperature, top_p=config.top_p, generator=run.generator)
             constraint.advance(token)
             delta = written.add(token)
             if not constraint.done:
@@ -419,6 +431,44 @@ class Decoder:
         if rest:
             yield ArgumentsChunk(index, rest)
         return written
+
+    def _choose_value(self, spec: ToolSpec, name: str, values: Sequence[str], arg_state: _State,
+                      run: "_Run") -> list[int]:
+        """The tokens of the value of field ``name`` whose score the request raised most (:mod:`.choices`).
+
+        Each value, closed by its quote, is scored after the arguments written so far in the
+        request's prompt, and as the first field of the arguments in the same prompt asking
+        for nothing (what the field leans to by itself, whatever came before it). Both
+        prompts share their start, so ``arg_state``'s cache serves both; it is left where
+        it was.
+        """
+        tokenizer, here = self.lm.tokenizer, list(arg_state.ids)
+        # each value as JSON writes it after its opening quote: escaped, with the closing quote
+        continuations = [tokenizer.encode(json.dumps(value, ensure_ascii=False)[1:], add_special_tokens=False)
+                         for value in values]
+        blank = self.format.render(argument_messages(spec, [Message("user", CONTENT_FREE)]),
+                                   add_generation_prompt=True).input_ids
+        opening = tokenizer.encode("{" + json.dumps(name) + ':"', add_special_tokens=False)
+        scores = self._log_probabilities(arg_state, here, continuations)
+        leaning = self._log_probabilities(arg_state, [*blank, *opening], continuations)
+        self._reset_to(arg_state, here)
+        pick = sample(scores - leaning, temperature=run.config.temperature, top_p=run.config.top_p,
+                      generator=run.generator)
+        return continuations[pick]
+
+    @torch.inference_mode()
+    def _log_probabilities(self, state: _State, prefix: list[int], continuations: Sequence[list[int]]) -> torch.Tensor:
+        """The log-probability of each of ``continuations`` after ``prefix``, ``(len(continuations),)``."""
+        totals = []
+        for tokens in continuations:
+            self._reset_to(state, prefix)
+            total = 0.0
+            for i, token in enumerate(tokens):
+                total += float(torch.log_softmax(state.context.logits().float(), dim=-1)[token])
+                if i + 1 < len(tokens):
+                    self._feed(state, [token])
+            totals.append(total)
+        return torch.tensor(totals)
 
 
 _REFUSED = "refused"  # sentinel error: the call was not made

@@ -48,6 +48,10 @@ class DecodeConfig:
     result_copy_bias: float = 6.0
     result_continue_bias: float = 8.0
     trace_arguments: bool = True  # argument values must come from the conversation (provenance)
+    # An enum field's value is the one the request raised most over a request with no
+    # content (toolken_agent.choices): None for tools without examples of their own, True
+    # for every tool, False for none (the LM writes the value token by token).
+    calibrated_choices: bool | None = None
     # time.monotonic() at which the reply ends, checked once per token: the text so far is
     # kept, a call whose arguments are still being written is dropped (CallRefused), and
     # Finished.reason is "timeout". None: no time limit.

@@ -1,0 +1,146 @@
+"""An enum field's value: the one the request raised most over a request asking for nothing."""
+
+from __future__ import annotations
+
+import enum
+from typing import Literal, Optional
+
+import pytest
+import torch
+
+from toolken_agent.argument_mode import argument_messages
+from toolken_agent.choices import CONTENT_FREE, MAX_CHOICES, choice_fields, value_starting
+from toolken_agent.conversation import Message
+from toolken_agent.decoding import CallFinished, Decoder, DecodeConfig
+from toolken_agent.tool import Tool
+from toolken_agent.toolkens import Toolkens
+from toolken_agent.toolset import make_toolset
+
+
+class Paint(Tool):
+    """Paint the fence in one colour."""
+
+    read_only = True
+
+    def run(self, color: Literal["red", "green", "blue", "yellow"], coats: int) -> str:
+        return f"{coats} coats of {color}"
+
+
+def test_choice_fields_are_the_top_level_string_enums_direct_or_optional():
+    schema = {"properties": {
+        "unit": {"type": "string", "enum": ["c", "f"]},
+        "mode": {"anyOf": [{"type": "string", "enum": ["fast", "slow"]}, {"type": "null"}]},
+        "level": {"type": "integer", "enum": [1, 2, 3]},
+        "only": {"type": "string", "enum": ["one"]},
+        "many": {"type": "string", "enum": [f"v{i}" for i in range(MAX_CHOICES + 1)]},
+        "text": {"type": "string"},
+    }}
+    assert choice_fields(schema) == {"unit": ["c", "f"], "mode": ["fast", "slow"]}
+
+
+class Speed(enum.Enum):
+    FAST = "fast"
+    SLOW = "slow"
+
+
+def test_a_tools_literal_optional_literal_and_enum_parameters_are_choice_fields():
+    class Convert(Tool):
+        """Convert."""
+
+        def run(self, unit: Literal["c", "f"], mode: Optional[Literal["a", "b"]] = None, speed: Speed = Speed.FAST) -> str:
+            return unit
+
+    (spec,) = make_toolset([Convert]).specs
+    assert choice_fields(dict(spec.parameters)) == {"unit": ["c", "f"], "mode": ["a", "b"], "speed": ["fast", "slow"]}
+
+
+def test_a_value_starts_right_after_its_key_and_quote_only():
+    fields = {"color": ["red"], "to": ["x"]}
+    assert value_starting('{"coats":2,"color":"', fields) == "color"
+    assert value_starting('{"color":"re', fields) is None
+    assert value_starting('{"color":"red"', fields) is None
+    assert value_starting('{"note":"the \\"to\\":\\"', fields) is None  # quotes inside a string are escaped
+
+
+def _score(lm, ids: list[int], continuation: list[int]) -> float:
+    """Log-probability of ``continuation`` after ``ids``, from one plain forward pass (no cache)."""
+    with torch.no_grad():
+        logits = lm.model(torch.tensor([ids + continuation])).logits[0].float()
+    logp = torch.log_softmax(logits, dim=-1)
+    return sum(float(logp[len(ids) - 1 + i, t]) for i, t in enumerate(continuation))
+
+
+def _paint_call(toolkens, request: str, **config) -> dict:
+    got = list(Decoder(toolkens).stream([Message("user", request)],
+                                        DecodeConfig(tool_choice="paint", max_calls=1, max_new_tokens=1, **config),
+                                        run_tools=False))
+    (call,) = [e for e in got if isinstance(e, CallFinished)]
+    assert not call.error
+    return dict(call.call.args)
+
+
+@pytest.mark.parametrize("request_text", ["Paint it blue, 2 coats", "1 coat of the yellow one please"])
+def test_the_value_written_is_the_one_the_request_raised_most_over_a_content_free_request(tiny_lm, request_text):
+    toolkens = Toolkens.from_priors(tiny_lm, make_toolset([Paint]), prior="random")
+    (spec,) = toolkens.toolset.specs
+    tokenizer, fmt = tiny_lm.tokenizer, toolkens.chat_format
+    prompt = fmt.render(argument_messages(spec, [Message("user", request_text)]), add_generation_prompt=True).input_ids
+    blank = fmt.render(argument_messages(spec, [Message("user", CONTENT_FREE)]), add_generation_prompt=True).input_ids
+    opening = tokenizer.encode('{"color":"', add_special_tokens=False)
+    values = ["red", "green", "blue", "yellow"]
+    raised = {v: _score(tiny_lm, prompt + opening, tokenizer.encode(v + '"', add_special_tokens=False))
+              - _score(tiny_lm, blank + opening, tokenizer.encode(v + '"', add_special_tokens=False)) for v in values}
+    args = _paint_call(toolkens, request_text)
+    assert args["color"] == max(raised, key=raised.get)
+    assert isinstance(args["coats"], int)  # the field after the chosen value is written as before
+
+
+def test_without_calibrated_choices_the_lm_writes_the_value_token_by_token(tiny_lm, monkeypatch):
+    toolkens = Toolkens.from_priors(tiny_lm, make_toolset([Paint]), prior="random")
+    chosen = []
+    monkeypatch.setattr(Decoder, "_choose_value", lambda self, *a, **k: chosen.append(a) or [])
+    args = _paint_call(toolkens, "Paint it blue, 2 coats", calibrated_choices=False)
+    assert args["color"] in {"red", "green", "blue", "yellow"} and chosen == []
+    _paint_call(toolkens, "Paint it blue, 2 coats")
+    assert len(chosen) == 1  # with them (the default), asked once, for the one enum field
+
+
+def test_a_tool_shown_its_own_examples_writes_its_enum_values_token_by_token_unless_asked(tiny_lm, monkeypatch):
+    class ShownPaint(Paint):
+        """Paint the fence in one colour."""
+
+        examples = [("Paint it red, 2 coats", {"color": "red", "coats": 2}),
+                    ("3 coats of green", {"color": "green", "coats": 3})]
+
+    toolkens = Toolkens.from_priors(tiny_lm, make_toolset([ShownPaint]), prior="random")
+    chosen = []
+    monkeypatch.setattr(Decoder, "_choose_value", lambda self, *a, **k: chosen.append(a) or [])
+
+    def call(**config):
+        got = list(Decoder(toolkens).stream([Message("user", "Paint it blue, 2 coats")],
+                                            DecodeConfig(tool_choice="shown_paint", max_calls=1, max_new_tokens=1,
+                                                         **config), run_tools=False))
+        assert [e for e in got if isinstance(e, CallFinished)]
+
+    call()
+    assert chosen == []
+    call(calibrated_choices=True)  # asked for every tool
+    assert len(chosen) == 1
+
+
+def test_a_chosen_value_that_json_escapes_is_written_whole(tiny_lm):
+    class Quote(Tool):
+        """Say one of two lines."""
+
+        read_only = True
+
+        def run(self, line: Literal['say "hi"', "back\\slash", "plain"]) -> str:
+            return line
+
+    toolkens = Toolkens.from_priors(tiny_lm, make_toolset([Quote]), prior="random")
+    for request in ('say "hi" please', "the back\\slash one"):
+        got = list(Decoder(toolkens).stream([Message("user", request)],
+                                            DecodeConfig(tool_choice="quote", max_calls=1, max_new_tokens=1),
+                                            run_tools=False))
+        (call,) = [e for e in got if isinstance(e, CallFinished)]
+        assert not call.error and call.call.args["line"] in {'say "hi"', "back\\slash", "plain"}

@@ -1,0 +1,63 @@
+"""A field with a fixed set of values (a JSON-schema ``enum``), chosen with the prompt's bias taken out.
+
+A small model writing ``"to_currency":"`` leans to the values its prompt names or that
+are common in text (``USD``) whatever the request says: on the default model "how many
+Swiss francs" scores ``USD`` above ``CHF``. Scoring each whole value given the request
+and given a request with no content (``"N/A"``), and keeping the value whose score rose
+most, cancels that lean (contextual calibration, Zhao et al. 2021, "Calibrate Before
+Use"); the decoder then writes the chosen value's tokens through the grammar. The
+content-free score is the field's as the first one written: given the fields before it,
+as the request's score is, it would count what those fields already say twice
+(``from_currency`` written, the same currency would rise for ``to_currency``).
+
+Only for a tool shown no examples of its own (zero-shot, or trained from data without
+its calls): its own demonstrations already show the model how requests map to values,
+and there the calibration gained within noise while making rarer values win
+(docs/design-notes.md, "Enum values, calibrated").
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any, Mapping
+
+__all__ = ["CONTENT_FREE", "MAX_CHOICES", "choice_fields", "value_starting"]
+
+CONTENT_FREE = "N/A"  # the request of the calibration prompt: one that asks for nothing
+MAX_CHOICES = 32  # a longer enum is written token by token (scoring every value costs a pass each)
+
+
+def choice_fields(schema: Mapping[str, Any]) -> dict[str, list[str]]:
+    """The top-level fields of ``schema`` whose value is one of 2 to :data:`MAX_CHOICES` strings.
+
+    A field may say so itself, through a local ``$ref`` (a Python ``Enum``), or in one
+    branch of an ``anyOf`` (``Optional[Literal[...]]``): the choice is made only once the
+    grammar has opened a string there.
+    """
+    found = {}
+    for name, field in (schema.get("properties") or {}).items():
+        if not isinstance(field, Mapping):
+            continue
+        for branch in [field, *(b for b in field.get("anyOf", ()) if isinstance(b, Mapping))]:
+            values = _resolved(branch, schema).get("enum")
+            if isinstance(values, list) and 2 <= len(values) <= MAX_CHOICES and all(isinstance(v, str) for v in values):
+                found[name] = list(dict.fromkeys(values))
+                break
+    return found
+
+
+def _resolved(node: Mapping[str, Any], schema: Mapping[str, Any]) -> Mapping[str, Any]:
+    """``node``, or the definition its ``#/$defs/...`` reference names."""
+    ref = node.get("$ref")
+    if isinstance(ref, str) and ref.startswith("#/$defs/"):
+        target = (schema.get("$defs") or {}).get(ref.removeprefix("#/$defs/"))
+        return target if isinstance(target, Mapping) else {}
+    return node
+
+
+def value_starting(text: str, fields: Mapping[str, Any]) -> str | None:
+    """The field of ``fields`` whose string value opens at the end of ``text`` (compact JSON), if any."""
+    for name in fields:
+        if text.endswith(json.dumps(name) + ':"'):  # a quote inside a string is escaped: this is the key
+            return name
+    return None
