@@ -144,3 +144,19 @@ def test_a_chosen_value_that_json_escapes_is_written_whole(tiny_lm):
                                             run_tools=False))
         (call,) = [e for e in got if isinstance(e, CallFinished)]
         assert not call.error and call.call.args["line"] in {'say "hi"', "back\\slash", "plain"}
+
+
+@pytest.mark.real_model
+@pytest.mark.parametrize("request_text, expected", [
+    ("If I change 80 EUR at the bank, how many Swiss francs do I get?", ("EUR", "CHF")),
+    ("How much is 45.5 CHF in EUR?", ("CHF", "EUR")),
+])
+def test_zero_shot_currencies_are_the_ones_the_request_names_on_the_default_model(smol_lm, request_text, expected):
+    from examples.agent_loop import office_tools
+
+    toolkens = Toolkens.from_priors(smol_lm, make_toolset([office_tools.convert_currency]))
+    got = list(Decoder(toolkens).stream([Message("user", request_text)],
+                                        DecodeConfig(tool_choice="convert_currency", max_calls=1, max_new_tokens=1),
+                                        run_tools=False))
+    (call,) = [e for e in got if isinstance(e, CallFinished)]
+    assert (call.call.args["from_currency"], call.call.args["to_currency"]) == expected
