@@ -12,6 +12,7 @@ from toolken_agent.argument_mode import argument_messages
 from toolken_agent.choices import CONTENT_FREE, MAX_CHOICES, choice_fields, value_starting
 from toolken_agent.conversation import Message
 from toolken_agent.decoding import CallFinished, Decoder, DecodeConfig
+from toolken_agent.memo import memo
 from toolken_agent.tool import Tool
 from toolken_agent.toolkens import Toolkens
 from toolken_agent.toolset import make_toolset
@@ -160,3 +161,12 @@ def test_zero_shot_currencies_are_the_ones_the_request_names_on_the_default_mode
                                         run_tools=False))
     (call,) = [e for e in got if isinstance(e, CallFinished)]
     assert (call.call.args["from_currency"], call.call.args["to_currency"]) == expected
+
+
+def test_the_content_free_scores_kept_from_one_request_give_the_next_the_value_a_fresh_model_gives(tiny_lm):
+    shared = Toolkens.from_priors(tiny_lm, make_toolset([Paint]), prior="random")
+    requests = ["Paint it blue, 2 coats", "1 coat of the yellow one please", "green, 3 coats"]
+    kept = [_paint_call(shared, r)["color"] for r in requests]
+    fresh = [_paint_call(Toolkens.from_priors(tiny_lm, make_toolset([Paint]), prior="random"), r)["color"]
+             for r in requests]
+    assert kept == fresh and len(memo(shared, "choice_leanings", dict)) == 1

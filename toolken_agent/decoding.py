@@ -438,19 +438,23 @@ class Decoder:
 
         Each value, closed by its quote, is scored after the arguments written so far in the
         request's prompt, and as the first field of the arguments in the same prompt asking
-        for nothing (what the field leans to by itself, whatever came before it). Both
-        prompts share their start, so ``arg_state``'s cache serves both; it is left where
-        it was.
+        for nothing (what the field leans to by itself, whatever came before it: the same for
+        every request, so scored once per toolkens, tool and field). Both prompts share
+        their start, so ``arg_state``'s cache serves both; it is left where it was.
         """
         tokenizer, here = self.lm.tokenizer, list(arg_state.ids)
         # each value as JSON writes it after its opening quote: escaped, with the closing quote
         continuations = [tokenizer.encode(json.dumps(value, ensure_ascii=False)[1:], add_special_tokens=False)
                          for value in values]
-        blank = self.format.render(argument_messages(spec, [Message("user", CONTENT_FREE)]),
-                                   add_generation_prompt=True).input_ids
-        opening = tokenizer.encode("{" + json.dumps(name) + ':"', add_special_tokens=False)
         scores = self._log_probabilities(arg_state, here, continuations)
-        leaning = self._log_probabilities(arg_state, [*blank, *opening], continuations)
+        leanings = memo(self.toolkens, "choice_leanings", dict)  # filled outside the memo's lock
+        key = (spec.name, name, tuple(values))
+        if key not in leanings:
+            blank = self.format.render(argument_messages(spec, [Message("user", CONTENT_FREE)]),
+                                       add_generation_prompt=True).input_ids
+            opening = tokenizer.encode("{" + json.dumps(name) + ':"', add_special_tokens=False)
+            leanings[key] = self._log_probabilities(arg_state, [*blank, *opening], continuations)
+        leaning = leanings[key]
         self._reset_to(arg_state, here)
         pick = sample(scores - leaning, temperature=run.config.temperature, top_p=run.config.top_p,
                       generator=run.generator)
