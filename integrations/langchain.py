@@ -234,6 +234,10 @@ class ChatToolken(BaseChatModel):
     call_threshold: float | None = None
     """Probability a call needs from the checkpoint's whether-to-call gate (lower calls more
     readily); ``None``: the threshold chosen at training for its false-positive target."""
+    calibrated_choices: bool | None = None
+    """An enum argument's value chosen by what the request adds to its score over a request
+    asking for nothing: ``None`` for tools without examples of their own (zero-shot),
+    ``True`` for every tool, ``False`` for none (the model writes the value token by token)."""
     tool_timeout: float = DEFAULT_TIMEOUT
     """Seconds a tool may run in ``as_langchain_tool``'s executor; ChatToolken itself runs no tool."""
     dtype: str = "auto"
@@ -301,7 +305,8 @@ class ChatToolken(BaseChatModel):
         return {"model": self.model or DEFAULT_MODEL, "toolkens": self.toolkens, "temperature": self.temperature,
                 "max_tokens": self.max_tokens, "top_p": self.top_p, "stop_sequences": self.stop, "tool_bias": self.tool_bias,
                 "seed": self.seed, "dtype": self.dtype, "engine": self.engine, "max_calls": self.max_calls, "max_hops": self.max_hops,
-                "call_threshold": self.call_threshold, "timeout": self.timeout}
+                "call_threshold": self.call_threshold, "calibrated_choices": self.calibrated_choices,
+                "timeout": self.timeout}
 
     def _get_ls_params(self, stop: list[str] | None = None, **kwargs: Any):
         params = super()._get_ls_params(stop=stop, **kwargs)
@@ -399,6 +404,7 @@ class ChatToolken(BaseChatModel):
             max_calls=self.max_hops,
             calls_per_turn=max(self.max_calls, 4) if kwargs.get("parallel_tool_calls") else self.max_calls,
             call_threshold=self.call_threshold,
+            calibrated_choices=self.calibrated_choices,
             tool_bias=self.tool_bias,
             tool_timeout=self.tool_timeout,
             seed=kwargs.get("seed", self.seed),

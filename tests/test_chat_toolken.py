@@ -73,8 +73,8 @@ def test_langchains_own_settings_are_still_accepted():
 # -- the cache key -------------------------------------------------------------------------
 # A changed value for every ChatToolken setting that changes a reply.
 CHANGES = {"model": "other", "toolkens": "ckpt", "temperature": 0.7, "top_p": 0.5, "max_tokens": 7, "stop": ["x"],
-           "tool_bias": 5.0, "max_calls": 2, "max_hops": 1, "call_threshold": 0.3, "dtype": "float32", "seed": 1,
-           "timeout": 9.0, "engine": "transformers"}
+           "tool_bias": 5.0, "max_calls": 2, "max_hops": 1, "call_threshold": 0.3, "calibrated_choices": False,
+           "dtype": "float32", "seed": 1, "timeout": 9.0, "engine": "transformers"}
 NO_EFFECT_ON_REPLIES = {"tool_timeout", "max_retries", "streaming"}  # see ChatToolken._identifying_params
 
 
@@ -206,3 +206,21 @@ def test_an_agent_with_a_response_format_gets_it_natively_without_a_tool_call(ti
     result = create_agent(tiny_chat(), tools=[], response_format=Verdict).invoke({"messages": [("user", "hi")]})
     assert isinstance(result["structured_response"], Verdict)
     assert not any(getattr(m, "tool_calls", None) for m in result["messages"])
+
+
+@pytest.mark.parametrize("setting, asked", [(None, 1), (False, 0)])
+def test_calibrated_choices_reaches_the_decoder(tiny_chat, monkeypatch, setting, asked):
+    from langchain_core.tools import tool
+
+    from toolken_agent.decoding import Decoder
+
+    @tool
+    def paint(color: Literal["red", "blue"]) -> str:
+        """Paint the fence."""
+        return color
+
+    chosen = []
+    monkeypatch.setattr(Decoder, "_choose_value", lambda self, *a, **k: chosen.append(a) or [])
+    llm = tiny_chat(max_tokens=2, calibrated_choices=setting).bind_tools([paint], tool_choice="paint")
+    reply = llm.invoke("Paint it blue")
+    assert reply.tool_calls and reply.tool_calls[0]["name"] == "paint" and len(chosen) == asked
