@@ -170,3 +170,17 @@ def test_the_content_free_scores_kept_from_one_request_give_the_next_the_value_a
     fresh = [_paint_call(Toolkens.from_priors(tiny_lm, make_toolset([Paint]), prior="random"), r)["color"]
              for r in requests]
     assert kept == fresh and len(memo(shared, "choice_leanings", dict)) == 1
+
+
+def test_a_deadline_passing_while_values_are_scored_ends_the_reply_on_time(tiny_lm, monkeypatch):
+    from toolken_agent.decoding import _Run
+
+    toolkens = Toolkens.from_priors(tiny_lm, make_toolset([Paint]), prior="random")
+    scorings = []
+    score = Decoder._log_probabilities
+    monkeypatch.setattr(Decoder, "_log_probabilities", lambda self, *a: scorings.append(1) or score(self, *a))
+    monkeypatch.setattr(_Run, "expired", lambda self: bool(scorings))  # the deadline passes once scoring starts
+    got = list(Decoder(toolkens).stream([Message("user", "Paint it blue, 2 coats")],
+                                        DecodeConfig(tool_choice="paint", max_calls=1, max_new_tokens=1), run_tools=False))
+    assert got[-1].reason == "timeout" and not [e for e in got if isinstance(e, CallFinished)]
+    assert len(scorings) == 1 and memo(toolkens, "choice_leanings", dict) == {}  # nothing half-scored is kept

@@ -439,32 +439,39 @@ class Decoder:
         Each value, closed by its quote, is scored after the arguments written so far in the
         request's prompt, and as the first field of the arguments in the same prompt asking
         for nothing (what the field leans to by itself, whatever came before it: the same for
-        every request, so scored once per toolkens, tool and field). Both prompts share
-        their start, so ``arg_state``'s cache serves both; it is left where it was.
+        every request, so kept per prompt). Both prompts share their start, so
+        ``arg_state``'s cache serves both; it is left where it was. Empty if the reply's
+        deadline passes meanwhile: the value is then written token by token.
         """
         tokenizer, here = self.lm.tokenizer, list(arg_state.ids)
         # each value as JSON writes it after its opening quote: escaped, with the closing quote
         continuations = [tokenizer.encode(json.dumps(value, ensure_ascii=False)[1:], add_special_tokens=False)
                          for value in values]
-        scores = self._log_probabilities(arg_state, here, continuations)
+        blank = self.format.render(argument_messages(spec, [Message("user", CONTENT_FREE)]),
+                                   add_generation_prompt=True).input_ids
+        leaning_prompt = (*blank, *tokenizer.encode("{" + json.dumps(name) + ':"', add_special_tokens=False))
         leanings = memo(self.toolkens, "choice_leanings", dict)  # filled outside the memo's lock
-        key = (spec.name, name, tuple(values))
-        if key not in leanings:
-            blank = self.format.render(argument_messages(spec, [Message("user", CONTENT_FREE)]),
-                                       add_generation_prompt=True).input_ids
-            opening = tokenizer.encode("{" + json.dumps(name) + ':"', add_special_tokens=False)
-            leanings[key] = self._log_probabilities(arg_state, [*blank, *opening], continuations)
-        leaning = leanings[key]
+        key = (leaning_prompt, tuple(values))
+        scores = self._log_probabilities(arg_state, here, continuations, run)
+        if scores is not None and key not in leanings:
+            leaning = self._log_probabilities(arg_state, list(leaning_prompt), continuations, run)
+            if leaning is not None:
+                leanings[key] = leaning
         self._reset_to(arg_state, here)
-        pick = sample(scores - leaning, temperature=run.config.temperature, top_p=run.config.top_p,
+        if scores is None or key not in leanings:
+            return []
+        pick = sample(scores - leanings[key], temperature=run.config.temperature, top_p=run.config.top_p,
                       generator=run.generator)
         return continuations[pick]
 
     @torch.inference_mode()
-    def _log_probabilities(self, state: _State, prefix: list[int], continuations: Sequence[list[int]]) -> torch.Tensor:
-        """The log-probability of each of ``continuations`` after ``prefix``, ``(len(continuations),)``."""
+    def _log_probabilities(self, state: _State, prefix: list[int], continuations: Sequence[list[int]],
+                           run: "_Run") -> torch.Tensor | None:
+        """The log-probability of each of ``continuations`` after ``prefix``; ``None`` once the deadline passed."""
         totals = []
         for tokens in continuations:
+            if run.expired():
+                return None
             self._reset_to(state, prefix)
             total = 0.0
             for i, token in enumerate(tokens):
@@ -473,7 +480,6 @@ class Decoder:
                     self._feed(state, [token])
             totals.append(total)
         return torch.tensor(totals)
-
 
 _REFUSED = "refused"  # sentinel error: the call was not made
 _TIMED_OUT = "timed out"  # sentinel error: the deadline passed inside the call; the turn ends
