@@ -13,6 +13,7 @@ from toolken_agent.choices import CONTENT_FREE, MAX_CHOICES, choice_fields, valu
 from toolken_agent.conversation import Message
 from toolken_agent.decoding import CallFinished, Decoder, DecodeConfig
 from toolken_agent.memo import memo
+from toolken_agent.provenance import grounded_choices
 from toolken_agent.tool import Tool
 from toolken_agent.toolkens import Toolkens
 from toolken_agent.toolset import make_toolset
@@ -80,7 +81,7 @@ def _paint_call(toolkens, request: str, **config) -> dict:
     return dict(call.call.args)
 
 
-@pytest.mark.parametrize("request_text", ["Paint it blue, 2 coats", "1 coat of the yellow one please"])
+@pytest.mark.parametrize("request_text", ["Paint it like the sky, 2 coats", "1 coat, the colour of a banana please"])
 def test_the_value_written_is_the_one_the_request_raised_most_over_a_content_free_request(tiny_lm, request_text):
     toolkens = Toolkens.from_priors(tiny_lm, make_toolset([Paint]), prior="random")
     (spec,) = toolkens.toolset.specs
@@ -96,13 +97,34 @@ def test_the_value_written_is_the_one_the_request_raised_most_over_a_content_fre
     assert isinstance(args["coats"], int)  # the field after the chosen value is written as before
 
 
+def test_values_the_request_names_hold_the_field_and_enough_of_them_are_needed():
+    schema = {"properties": {"a": {"type": "string", "enum": ["USD", "EUR", "CHF"]},
+                             "b": {"type": "string", "enum": ["USD", "EUR", "CHF"]},
+                             "size": {"anyOf": [{"type": "string", "enum": ["small", "large"]}, {"type": "null"}]},
+                             "drink": {"$ref": "#/$defs/Drink"}},
+              "$defs": {"Drink": {"type": "string", "enum": ["latte", "mocha"]}}}
+    held = grounded_choices(schema, "Two large Lattes and 80 EUR in usd, please")["properties"]
+    assert held["a"]["enum"] == held["b"]["enum"] == ["USD", "EUR"]  # two named for two fields
+    assert held["size"]["anyOf"][0]["enum"] == ["large"] and held["size"]["anyOf"][1] == {"type": "null"}
+    assert held["drink"]["enum"] == ["latte"] and "$ref" not in held["drink"]  # a plural names it too
+    alone = grounded_choices(schema, "80 EUR in Swiss francs, a mochaccino")  # one currency for two fields
+    assert alone["properties"]["a"] == schema["properties"]["a"] and alone["properties"]["drink"] == {"$ref": "#/$defs/Drink"}
+
+
+def test_a_value_the_request_names_is_written_whatever_the_lm_leans_to(tiny_lm):
+    toolkens = Toolkens.from_priors(tiny_lm, make_toolset([Paint]), prior="random")
+    for color in ("red", "green", "blue", "yellow"):
+        assert _paint_call(toolkens, f"1 coat of the {color} one please")["color"] == color
+        assert _paint_call(toolkens, f"1 coat of the {color} one please", calibrated_choices=False)["color"] == color
+
+
 def test_without_calibrated_choices_the_lm_writes_the_value_token_by_token(tiny_lm, monkeypatch):
     toolkens = Toolkens.from_priors(tiny_lm, make_toolset([Paint]), prior="random")
     chosen = []
     monkeypatch.setattr(Decoder, "_choose_value", lambda self, *a, **k: chosen.append(a) or [])
-    args = _paint_call(toolkens, "Paint it blue, 2 coats", calibrated_choices=False)
+    args = _paint_call(toolkens, "Paint it like the sea, 2 coats", calibrated_choices=False)
     assert args["color"] in {"red", "green", "blue", "yellow"} and chosen == []
-    _paint_call(toolkens, "Paint it blue, 2 coats")
+    _paint_call(toolkens, "Paint it like the sea, 2 coats")
     assert len(chosen) == 1  # with them (the default), asked once, for the one enum field
 
 
@@ -118,7 +140,7 @@ def test_a_tool_shown_its_own_examples_writes_its_enum_values_token_by_token_unl
     monkeypatch.setattr(Decoder, "_choose_value", lambda self, *a, **k: chosen.append(a) or [])
 
     def call(**config):
-        got = list(Decoder(toolkens).stream([Message("user", "Paint it blue, 2 coats")],
+        got = list(Decoder(toolkens).stream([Message("user", "Paint it like the sea, 2 coats")],
                                             DecodeConfig(tool_choice="shown_paint", max_calls=1, max_new_tokens=1,
                                                          **config), run_tools=False))
         assert [e for e in got if isinstance(e, CallFinished)]
@@ -165,7 +187,7 @@ def test_zero_shot_currencies_are_the_ones_the_request_names_on_the_default_mode
 
 def test_the_content_free_scores_kept_from_one_request_give_the_next_the_value_a_fresh_model_gives(tiny_lm):
     shared = Toolkens.from_priors(tiny_lm, make_toolset([Paint]), prior="random")
-    requests = ["Paint it blue, 2 coats", "1 coat of the yellow one please", "green, 3 coats"]
+    requests = ["Paint it like the sea, 2 coats", "1 coat of the yellow one please", "green, 3 coats"]
     kept = [_paint_call(shared, r)["color"] for r in requests]
     fresh = [_paint_call(Toolkens.from_priors(tiny_lm, make_toolset([Paint]), prior="random"), r)["color"]
              for r in requests]
@@ -180,7 +202,7 @@ def test_a_deadline_passing_while_values_are_scored_ends_the_reply_on_time(tiny_
     score = Decoder._log_probabilities
     monkeypatch.setattr(Decoder, "_log_probabilities", lambda self, *a: scorings.append(1) or score(self, *a))
     monkeypatch.setattr(_Run, "expired", lambda self: bool(scorings))  # the deadline passes once scoring starts
-    got = list(Decoder(toolkens).stream([Message("user", "Paint it blue, 2 coats")],
+    got = list(Decoder(toolkens).stream([Message("user", "Paint it like the sea, 2 coats")],
                                         DecodeConfig(tool_choice="paint", max_calls=1, max_new_tokens=1), run_tools=False))
     assert got[-1].reason == "timeout" and not [e for e in got if isinstance(e, CallFinished)]
     assert len(scorings) == 1 and memo(toolkens, "choice_leanings", dict) == {}  # nothing half-scored is kept

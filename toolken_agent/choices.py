@@ -10,6 +10,9 @@ content-free score is the field's as the first one written: given the fields bef
 as the request's score is, it would count what those fields already say twice
 (``from_currency`` written, the same currency would rise for ``to_currency``).
 
+The values scored are those the grammar still allows: values the request names as words
+hold the field first (:func:`toolken_agent.provenance.grounded_choices`).
+
 Only for a tool shown no examples of its own (zero-shot, or trained from data without
 its calls): its own demonstrations already show the model how requests map to values,
 and there the calibration gained within noise while making rarer values win

@@ -39,8 +39,8 @@ from .memo import memo
 from .events import (ArgumentsChunk, CallFinished, CallRefused, CallStarted, Confirm, DecodeConfig, Event,  # noqa: F401
                      Finished, TextChunk, ToolResult)
 from .processors import ReplyStartGuard, ResultCopy, ToolChoice
-from .provenance import (call_key, calls_made, grounded_numbers, grounded_strings, mention_order, number_units,
-                         numbers_in, numbers_suffice, sources, untraceable)
+from .provenance import (call_key, calls_made, grounded_choices, grounded_numbers, grounded_strings, mention_order,
+                         number_units, numbers_in, numbers_suffice, sources, untraceable)
 from .sampling import sample
 from .tool import ArgumentsError, ToolSpec, parse_arguments
 from .toolkens import Toolkens
@@ -398,14 +398,15 @@ class Decoder:
         arg_state = _State()
         self._feed(arg_state, self.format.render(argument_messages(spec, messages), add_generation_prompt=True).input_ids)
         schema = dict(spec.parameters)
-        calibrated = not shows_own_examples(spec) if config.calibrated_choices is None else config.calibrated_choices
-        choices = choice_fields(schema) if calibrated else {}
-        forced: list[int] = []  # the tokens of a chosen enum value, still to write
         if config.trace_arguments:  # structured output's arguments are the answer: free to hold any value
             if spec.read_only is not True:
                 schema = grounded_strings(schema, sources(messages, results=False, normal=False))
+            schema = grounded_choices(schema, sources(messages, results=spec.read_only is True, normal=False))
             source = sources(messages, results=spec.read_only is True)
             schema = grounded_numbers(schema, numbers_in(source), number_units(source), order=mention_order(spec))
+        calibrated = not shows_own_examples(spec) if config.calibrated_choices is None else config.calibrated_choices
+        choices = choice_fields(schema) if calibrated else {}
+        forced: list[int] = []  # the tokens of a chosen enum value, still to write
         constraint = self.grammar.constraint(schema)
         written = _ArgumentText(self.lm.tokenizer)
         while not constraint.done and len(written.ids) < config.max_argument_tokens:

@@ -21,6 +21,11 @@ controls what the model may write. Two rules keep calls tied to the person askin
   those fields take different ones; where they hold fewer (and at least one), the
   tool is not called at all (:func:`numbers_suffice`). A number followed by a unit
   that a field's name holds (``15 km``, ``distance_km``) goes to that field.
+* **Fixed values the request names.** Where the request names values of an ``enum``
+  field as words ("a large latte"), the field is held to those it names
+  (:func:`grounded_choices`), if it names at least as many as there are fields sharing
+  that set of values: "80 EUR ... how many Swiss francs" names one currency for
+  ``from_currency`` and ``to_currency`` and holds neither.
 * **No repeats.** A call identical to one already made for the current request (same
   tool, same arguments) is not made again: its result is already in the conversation.
 
@@ -35,6 +40,7 @@ import re
 import unicodedata
 from typing import Any, Iterator, Mapping, Sequence
 
+from .choices import choice_fields
 from .conversation import Message, ToolCall
 from .tool import ToolSpec
 
@@ -323,6 +329,37 @@ def grounded_strings(schema: Mapping[str, Any], text: str) -> dict[str, Any]:
     if pattern is None:
         return dict(schema)
     return {**schema, "properties": {k: ({**f, "pattern": pattern} if k in fields else f) for k, f in props.items()}}
+
+
+def grounded_choices(schema: Mapping[str, Any], text: str) -> dict[str, Any]:
+    """``schema`` with its enum fields held to the values ``text`` names, where it names enough of them.
+
+    A value is named where it appears as a word or phrase of ``text`` (any case, a plural
+    ``s`` allowed: "oats", "lattes"). Fields with the same values (``from_currency``,
+    ``to_currency``) are held together, and only where ``text`` names at least as many
+    of the values as there are such fields: fewer, and one of them must be a value the
+    request calls otherwise ("Swiss francs" for ``CHF``). A small model left to choose
+    writes the values its prompt leans to ("a 227 g block of butter" -> ``oats``).
+    """
+    props = schema.get("properties") or {}
+    groups: dict[tuple[str, ...], list[str]] = {}
+    for name, values in choice_fields(schema).items():
+        groups.setdefault(tuple(values), []).append(name)
+    held = dict(props)
+    for values, names in groups.items():
+        named = [v for v in values if re.search(rf"(?<!\w){re.escape(v)}s?(?!\w)", text, re.IGNORECASE)]
+        if len(names) <= len(named) < len(values):
+            held.update({name: _held_to(props[name], named) for name in names})
+    return {**schema, "properties": held} if held != props else dict(schema)
+
+
+def _held_to(field: Mapping[str, Any], values: Sequence[str]) -> dict[str, Any]:
+    """``field`` (an enum, an ``Optional`` enum or a reference to one) allowing only ``values``."""
+    only = {"type": "string", "enum": list(values)}
+    if "anyOf" in field:
+        branches = [b for b in field["anyOf"] if isinstance(b, Mapping)]
+        return {**field, "anyOf": [only if ("enum" in b or "$ref" in b) else b for b in branches]}
+    return {**{k: v for k, v in field.items() if k != "$ref"}, **only}
 
 
 def _span_pattern(text: str) -> str | None:
