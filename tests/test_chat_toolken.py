@@ -222,5 +222,5 @@ def test_calibrated_choices_reaches_the_decoder(tiny_chat, monkeypatch, setting,
     chosen = []
     monkeypatch.setattr(Decoder, "_choose_value", lambda self, *a, **k: chosen.append(a) or [])
     llm = tiny_chat(max_tokens=2, calibrated_choices=setting).bind_tools([paint], tool_choice="paint")
-    reply = llm.invoke("Paint it blue")
+    reply = llm.invoke("Paint it like the sea")  # names no value: the choice is scored
     assert reply.tool_calls and reply.tool_calls[0]["name"] == "paint" and len(chosen) == asked
