@@ -206,3 +206,10 @@ def test_a_deadline_passing_while_values_are_scored_ends_the_reply_on_time(tiny_
                                         DecodeConfig(tool_choice="paint", max_calls=1, max_new_tokens=1), run_tools=False))
     assert got[-1].reason == "timeout" and not [e for e in got if isinstance(e, CallFinished)]
     assert len(scorings) == 1 and memo(toolkens, "choice_leanings", dict) == {}  # nothing half-scored is kept
+
+
+def test_holding_an_optional_enum_leaves_its_other_branches_alone():
+    schema = {"properties": {"pick": {"anyOf": [{"$ref": "#/$defs/Box"}, {"$ref": "#/$defs/Size"}, {"type": "null"}]}},
+              "$defs": {"Box": {"type": "object", "properties": {}}, "Size": {"type": "string", "enum": ["small", "large"]}}}
+    held = grounded_choices(schema, "a large one")["properties"]["pick"]["anyOf"]
+    assert held == [{"$ref": "#/$defs/Box"}, {"type": "string", "enum": ["large"]}, {"type": "null"}]

@@ -95,7 +95,8 @@ class ArgumentConstraint(LogitsProcessor):
             self._filled = True
         return self._bitmask
 
-    def _allows(self, token_id: int) -> bool:
+    def allows(self, token_id: int) -> bool:
+        """Whether ``token_id`` may come next (one bit of the mask, without building the mask)."""
         return bool((int(self._bits()[0, token_id >> 5]) >> (token_id & 31)) & 1)
 
     def mask(self) -> torch.Tensor:
@@ -129,7 +130,7 @@ class ArgumentConstraint(LogitsProcessor):
         A rejected token leaves the state unchanged, so the caller can pick another.
         """
         token_id = int(token_id)
-        if not 0 <= token_id < self._vocab_size or not self._allows(token_id):
+        if not 0 <= token_id < self._vocab_size or not self.allows(token_id):
             raise ValueError(f"token {token_id} is not allowed here by the argument schema")
         if not self._matcher.consume_token(token_id):  # pragma: no cover - the mask said yes
             raise ValueError(f"token {token_id} was rejected: {self._matcher.get_error()}")

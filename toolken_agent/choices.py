@@ -24,38 +24,38 @@ from __future__ import annotations
 import json
 from typing import Any, Mapping
 
-__all__ = ["CONTENT_FREE", "MAX_CHOICES", "choice_fields", "value_starting"]
+from .tool import schema_node
+
+__all__ = ["CONTENT_FREE", "MAX_CHOICES", "choice_fields", "enum_branch", "value_starting"]
 
 CONTENT_FREE = "N/A"  # the request of the calibration prompt: one that asks for nothing
 MAX_CHOICES = 32  # a longer enum is written token by token (scoring every value costs a pass each)
 
 
 def choice_fields(schema: Mapping[str, Any]) -> dict[str, list[str]]:
-    """The top-level fields of ``schema`` whose value is one of 2 to :data:`MAX_CHOICES` strings.
-
-    A field may say so itself, through a local ``$ref`` (a Python ``Enum``), or in one
-    branch of an ``anyOf`` (``Optional[Literal[...]]``): the choice is made only once the
-    grammar has opened a string there.
-    """
+    """The top-level fields of ``schema`` whose value is one of 2 to :data:`MAX_CHOICES` strings (:func:`enum_branch`)."""
     found = {}
     for name, field in (schema.get("properties") or {}).items():
-        if not isinstance(field, Mapping):
-            continue
-        for branch in [field, *(b for b in field.get("anyOf", ()) if isinstance(b, Mapping))]:
-            values = _resolved(branch, schema).get("enum")
-            if isinstance(values, list) and 2 <= len(values) <= MAX_CHOICES and all(isinstance(v, str) for v in values):
-                found[name] = list(dict.fromkeys(values))
-                break
+        branch = enum_branch(field, schema)
+        if branch is not None:
+            found[name] = list(dict.fromkeys(schema_node(branch, schema)["enum"]))
     return found
 
 
-def _resolved(node: Mapping[str, Any], schema: Mapping[str, Any]) -> Mapping[str, Any]:
-    """``node``, or the definition its ``#/$defs/...`` reference names."""
-    ref = node.get("$ref")
-    if isinstance(ref, str) and ref.startswith("#/$defs/"):
-        target = (schema.get("$defs") or {}).get(ref.removeprefix("#/$defs/"))
-        return target if isinstance(target, Mapping) else {}
-    return node
+def enum_branch(field: Any, root: Mapping[str, Any]) -> Mapping[str, Any] | None:
+    """The part of ``field`` that holds its string choices: itself, or one branch of its ``anyOf``; ``None`` if neither.
+
+    A field may hold them itself, through a local ``$ref`` (a Python ``Enum``), or in one
+    branch of an ``anyOf`` (``Optional[Literal[...]]``): the choice is made only once the
+    grammar has opened a string there.
+    """
+    if not isinstance(field, Mapping):
+        return None
+    for branch in [field, *(b for b in field.get("anyOf", ()) if isinstance(b, Mapping))]:
+        values = schema_node(branch, root).get("enum")
+        if isinstance(values, list) and 2 <= len(values) <= MAX_CHOICES and all(isinstance(v, str) for v in values):
+            return branch
+    return None
 
 
 def value_starting(text: str, fields: Mapping[str, Any]) -> str | None:

@@ -413,10 +413,10 @@ class Decoder:
             if run.expired():
                 written.timed_out = True
                 return written
-            opening = value_starting(written.text, choices) if choices and not forced else None
+            opening = value_starting(written.emitted, choices) if choices and not forced else None
             if opening is not None:
                 forced = self._choose_value(spec, opening, choices.pop(opening), arg_state, run)
-            if forced and bool(constraint.mask()[forced[0]]):
+            if forced and constraint.allows(forced[0]):
                 token = forced.pop(0)
             else:
                 forced = []

@@ -40,9 +40,9 @@ import re
 import unicodedata
 from typing import Any, Iterator, Mapping, Sequence
 
-from .choices import choice_fields
+from .choices import choice_fields, enum_branch
 from .conversation import Message, ToolCall
-from .tool import ToolSpec
+from .tool import ToolSpec, schema_node
 
 
 def current_request(messages: Sequence[Message]) -> Sequence[Message]:
@@ -76,9 +76,7 @@ def sources(messages: Sequence[Message], *, results: bool, normal: bool = True) 
 
 def _strings(value: Any, schema: Mapping[str, Any], path: str, root: Mapping[str, Any]) -> Iterator[tuple[str, str]]:
     """``(path, text)`` for every string in ``value`` that its schema does not fix."""
-    ref = schema.get("$ref") if isinstance(schema, Mapping) else None
-    if isinstance(ref, str) and ref.startswith("#/$defs/"):
-        schema = root.get("$defs", {}).get(ref.rsplit("/", 1)[-1], {})
+    schema = schema_node(schema, root)
     if isinstance(value, str):
         if "enum" not in schema and "const" not in schema and value.strip():
             yield path, value
@@ -349,17 +347,17 @@ def grounded_choices(schema: Mapping[str, Any], text: str) -> dict[str, Any]:
     for values, names in groups.items():
         named = [v for v in values if re.search(rf"(?<!\w){re.escape(v)}s?(?!\w)", text, re.IGNORECASE)]
         if len(names) <= len(named) < len(values):
-            held.update({name: _held_to(props[name], named) for name in names})
+            held.update({name: _held_to(props[name], named, schema) for name in names})
     return {**schema, "properties": held} if held != props else dict(schema)
 
 
-def _held_to(field: Mapping[str, Any], values: Sequence[str]) -> dict[str, Any]:
-    """``field`` (an enum, an ``Optional`` enum or a reference to one) allowing only ``values``."""
+def _held_to(field: Mapping[str, Any], values: Sequence[str], root: Mapping[str, Any]) -> dict[str, Any]:
+    """``field`` with its enum (its own, a reference's, or one ``anyOf`` branch's) allowing only ``values``."""
     only = {"type": "string", "enum": list(values)}
-    if "anyOf" in field:
-        branches = [b for b in field["anyOf"] if isinstance(b, Mapping)]
-        return {**field, "anyOf": [only if ("enum" in b or "$ref" in b) else b for b in branches]}
-    return {**{k: v for k, v in field.items() if k != "$ref"}, **only}
+    branch = enum_branch(field, root)
+    if branch is field:
+        return {**{k: v for k, v in field.items() if k != "$ref"}, **only}
+    return {**field, "anyOf": [only if b is branch else b for b in field["anyOf"]]}
 
 
 def _span_pattern(text: str) -> str | None:

@@ -246,6 +246,17 @@ def json_schema(model: type[pydantic.BaseModel]) -> dict[str, Any]:
     return schema
 
 
+def schema_node(node: Any, root: Mapping[str, Any]) -> Mapping[str, Any]:
+    """``node`` of ``root``'s schema, or the definition its local ``#/$defs/...`` reference names (``{}`` if none)."""
+    if not isinstance(node, Mapping):
+        return {}
+    ref = node.get("$ref")
+    if isinstance(ref, str) and ref.startswith("#/$defs/"):
+        target = (root.get("$defs") or {}).get(ref.removeprefix("#/$defs/"))
+        return target if isinstance(target, Mapping) else {}
+    return node
+
+
 def _as_example(example: Any) -> ToolExample:
     if isinstance(example, ToolExample):
         return example

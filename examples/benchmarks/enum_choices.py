@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from examples.benchmarks.agent_loop import ROOT, TOOLSETS, tools_module
+from examples.benchmarks.agent_loop import ROOT, TOOLSETS, load_questions, tools_module
 
 ENUM_REQUESTS = ROOT / "examples" / "agent_loop" / "enum_requests.jsonl"
 MODES = {"written": False, "calibrated": True}
@@ -31,9 +31,8 @@ def gold_calls(path: Path, toolset: Any) -> list[tuple[str, str, dict]]:
     """(request, tool, args) of each line's first call: the held-out format or any training format."""
     from toolken_agent.data import load_jsonl
 
-    first = json.loads(path.read_text(encoding="utf-8").splitlines()[0])
-    if "question" in first:
-        items = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    items = load_questions(path)
+    if items and "question" in items[0]:
         return [(i["question"], i["tool"], i["args"]) for i in items if i.get("tool")]
     found = []
     for conversation in load_jsonl(path, toolset).conversations:
