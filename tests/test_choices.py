@@ -9,11 +9,11 @@ import pytest
 import torch
 
 from toolken_agent.argument_mode import argument_messages
-from toolken_agent.choices import CONTENT_FREE, MAX_CHOICES, choice_fields, value_starting
+from toolken_agent.choices import CONTENT_FREE, MAX_CHOICES, choice_fields, value_starting, values_left, written_value
 from toolken_agent.conversation import Message
 from toolken_agent.decoding import CallFinished, Decoder, DecodeConfig
 from toolken_agent.memo import memo
-from toolken_agent.provenance import grounded_choices
+from toolken_agent.provenance import choice_order, grounded_choices, named_values
 from toolken_agent.tool import Tool
 from toolken_agent.toolkens import Toolkens
 from toolken_agent.toolset import make_toolset
@@ -213,3 +213,92 @@ def test_holding_an_optional_enum_leaves_its_other_branches_alone():
               "$defs": {"Box": {"type": "object", "properties": {}}, "Size": {"type": "string", "enum": ["small", "large"]}}}
     held = grounded_choices(schema, "a large one")["properties"]["pick"]["anyOf"]
     assert held == [{"$ref": "#/$defs/Box"}, {"type": "string", "enum": ["large"]}, {"type": "null"}]
+
+
+CURRENCIES = ["USD", "EUR", "CHF", "JPY"]
+PAIR = {"from_currency": CURRENCIES, "to_currency": CURRENCIES, "speed": ["fast", "slow"]}
+
+
+def test_named_values_come_in_order_of_mention():
+    assert named_values(CURRENCIES, "How much is 45.5 chf in EURs? Not USD") == ["CHF", "EUR", "USD"]
+    assert named_values(CURRENCIES, "How many Swiss francs for 80 euros?") == []  # names, not the values
+
+
+def test_a_field_value_is_read_back_only_once_its_string_closed():
+    assert written_value('{"from_currency":"EUR","to_currency":"', "from_currency") == "EUR"
+    assert written_value('{"from_currency":"EUR","to_currency":"', "to_currency") is None
+    assert written_value('{"note":"a \\"b\\" c","x":1', "note") == 'a "b" c'
+
+
+def test_once_the_named_values_are_taken_the_field_left_takes_one_the_request_does_not_name():
+    # "80 EUR ... how many Swiss francs": one value named for two fields
+    assert values_left("to_currency", PAIR, ["EUR"], '{"amount":80,"from_currency":"EUR","to_currency":"') == \
+        ["USD", "CHF", "JPY"]
+    assert values_left("from_currency", PAIR, ["EUR"], '{"amount":80,"from_currency":"') is None  # either could be it
+    # the first field took another value: the named one must go to the field left
+    assert values_left("to_currency", PAIR, ["EUR"], '{"from_currency":"USD","to_currency":"') == ["EUR"]
+    assert values_left("to_currency", PAIR, [], '{"from_currency":"USD","to_currency":"') is None
+    assert values_left("speed", PAIR, ["fast"], '{"speed":"') == ["fast"]  # a field alone with its named value
+
+
+def test_named_values_as_many_as_the_fields_go_to_them_in_the_order_the_examples_show():
+    opening = '{"amount":45.5,"from_currency":"'
+    assert values_left("from_currency", PAIR, ["CHF", "EUR"], opening) == ["CHF", "EUR"]  # no order known
+    assert values_left("from_currency", PAIR, ["CHF", "EUR"], opening, [("from_currency", "to_currency")]) == ["CHF"]
+    assert values_left("from_currency", PAIR, ["CHF", "EUR"], opening, [("to_currency", "from_currency")]) == ["EUR"]
+    assert values_left("to_currency", PAIR, ["CHF", "EUR"], opening + 'EUR","to_currency":"') == ["CHF"]
+
+
+class Exchange(Tool):
+    """Convert an amount of money between currencies."""
+
+    read_only = True
+    examples = [("How much is 45.5 CHF in EUR?", {"amount": 45.5, "from_currency": "CHF", "to_currency": "EUR"}),
+                ("What are 2000 JPY worth in USD?", {"amount": 2000, "from_currency": "JPY", "to_currency": "USD"})]
+
+    def run(self, amount: float, from_currency: Literal["USD", "EUR", "CHF", "JPY"],
+            to_currency: Literal["USD", "EUR", "CHF", "JPY"]) -> str:
+        return f"{amount} {from_currency} in {to_currency}"
+
+
+def test_the_examples_order_of_two_named_values_is_kept_with_two_examples_and_none_against():
+    (spec,) = make_toolset([Exchange]).specs
+    assert choice_order(spec) == [("from_currency", "to_currency")]
+
+    class OneExample(Exchange):
+        """Convert an amount of money between currencies."""
+
+        examples = Exchange.examples[:1] + [("75 pounds to bucks", {"amount": 75, "from_currency": "USD",
+                                                                     "to_currency": "EUR"})]
+
+    class Against(Exchange):
+        """Convert an amount of money between currencies."""
+
+        examples = Exchange.examples + [("in EUR, 9 CHF", {"amount": 9, "from_currency": "CHF", "to_currency": "EUR"})]
+
+    assert choice_order(make_toolset([OneExample]).specs[0]) == []  # one example names both
+    assert choice_order(make_toolset([Against]).specs[0]) == []
+
+
+def _exchange_call(tiny_lm, request: str, **config) -> tuple[str, str]:
+    toolkens = Toolkens.from_priors(tiny_lm, make_toolset([Exchange]), prior="random")
+    got = list(Decoder(toolkens).stream([Message("user", request)],
+                                        DecodeConfig(tool_choice="exchange", max_calls=1, max_new_tokens=1, **config),
+                                        run_tools=False))
+    (call,) = [e for e in got if isinstance(e, CallFinished)]
+    assert not call.error
+    return call.call.args["from_currency"], call.call.args["to_currency"]
+
+
+@pytest.mark.parametrize("request_text", ["If I change 80 EUR, how many Swiss francs do I get?",
+                                          "How many Swiss francs for 80 EUR?"])
+def test_one_named_value_for_two_fields_goes_to_exactly_one_of_them(tiny_lm, request_text):
+    pair = _exchange_call(tiny_lm, request_text)
+    assert pair.count("EUR") == 1
+
+
+@pytest.mark.parametrize("request_text, expected", [("Turn 9 JPY into CHF", ("JPY", "CHF")),
+                                                    ("Turn 9 CHF into JPY", ("CHF", "JPY"))])
+def test_two_named_values_are_written_in_the_order_the_tools_examples_name_them(tiny_lm, request_text, expected):
+    assert _exchange_call(tiny_lm, request_text) == expected
+    assert _exchange_call(tiny_lm, request_text, calibrated_choices=False) == expected  # a rule, not a score

@@ -22,11 +22,12 @@ and there the calibration gained within noise while making rarer values win
 from __future__ import annotations
 
 import json
+import re
 from typing import Any, Mapping
 
 from .tool import schema_node
 
-__all__ = ["CONTENT_FREE", "MAX_CHOICES", "choice_fields", "enum_branch", "value_starting"]
+__all__ = ["CONTENT_FREE", "MAX_CHOICES", "choice_fields", "enum_branch", "value_starting", "values_left", "written_value"]
 
 CONTENT_FREE = "N/A"  # the request of the calibration prompt: one that asks for nothing
 MAX_CHOICES = 32  # a longer enum is written token by token (scoring every value costs a pass each)
@@ -64,3 +65,43 @@ def value_starting(text: str, fields: Mapping[str, Any]) -> str | None:
         if text.endswith(json.dumps(name) + ':"'):  # a quote inside a string is escaped: this is the key
             return name
     return None
+
+
+def written_value(text: str, name: str) -> str | None:
+    """The string value of field ``name`` in the argument text so far (compact JSON), if it is written and closed."""
+    match = re.search(re.escape(json.dumps(name)) + r':("(?:[^"\\]|\\.)*")', text)
+    return json.loads(match.group(1)) if match else None
+
+
+def values_left(name: str, fields: Mapping[str, Sequence[str]], named: Sequence[str], text: str,
+                order: Sequence[tuple[str, str]] = ()) -> list[str] | None:
+    """The values field ``name`` may still take, given the values the request names; ``None``: any the grammar allows.
+
+    ``fields``: every enum field and its values; ``named``: the values of ``name``'s set the
+    request names, in order of mention (:func:`toolken_agent.provenance.named_values`);
+    ``text``: the arguments written so far; ``order``: pairs of fields whose values the
+    tool's examples name in that order (:func:`toolken_agent.provenance.choice_order`).
+    Among the fields sharing ``name``'s values:
+
+    * the named values not yet taken, where they are as many as the fields left to write
+      (each must go somewhere); just the one the examples' order gives this field, if it
+      orders the fields left;
+    * where every named value is taken and the request names fewer than the fields, the
+      values it does not name: "80 EUR ... how many Swiss francs" calls the other currency
+      otherwise, and left to itself a small model writes the one its prompt leans to
+      (``USD``); the caller scores what is left (:mod:`.choices`).
+    """
+    group = [f for f, values in fields.items() if list(values) == list(fields[name])]
+    if not named:
+        return None
+    others = {f: written_value(text, f) for f in group if f != name}
+    untaken = [v for v in named if v not in others.values()]
+    left = [name, *(f for f, value in others.items() if value is None)]
+    if not untaken:
+        return [v for v in fields[name] if v not in named] if len(named) < len(group) else None
+    if len(untaken) != len(left):
+        return None
+    before = [f for f in left if (f, name) in order]
+    if len(before) + sum((name, f) in order for f in left) == len(left) - 1:  # ordered against every other
+        return [untaken[len(before)]]
+    return untaken

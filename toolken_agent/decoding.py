@@ -32,15 +32,15 @@ from transformers import LogitsProcessorList
 
 from .argument_mode import argument_messages, shows_own_examples
 from .chat_format import CALL_CLOSE, CALL_SEPARATOR, call_prefix
-from .choices import CONTENT_FREE, choice_fields, value_starting
+from .choices import CONTENT_FREE, choice_fields, value_starting, values_left
 from .conversation import Message, ToolCall
 from .executor import run_call
 from .memo import memo
 from .events import (ArgumentsChunk, CallFinished, CallRefused, CallStarted, Confirm, DecodeConfig, Event,  # noqa: F401
                      Finished, TextChunk, ToolResult)
 from .processors import ReplyStartGuard, ResultCopy, ToolChoice
-from .provenance import (call_key, calls_made, grounded_choices, grounded_numbers, grounded_strings, mention_order,
-                         number_units, numbers_in, numbers_suffice, sources, untraceable)
+from .provenance import (call_key, calls_made, choice_order, grounded_choices, grounded_numbers, grounded_strings, mention_order,
+                         named_values, number_units, numbers_in, numbers_suffice, sources, untraceable)
 from .sampling import sample
 from .tool import ArgumentsError, ToolSpec, parse_arguments
 from .toolkens import Toolkens
@@ -398,14 +398,18 @@ class Decoder:
         arg_state = _State()
         self._feed(arg_state, self.format.render(argument_messages(spec, messages), add_generation_prompt=True).input_ids)
         schema = dict(spec.parameters)
+        request = None  # what the user wrote, where argument values are traced to it
         if config.trace_arguments:  # structured output's arguments are the answer: free to hold any value
             if spec.read_only is not True:
                 schema = grounded_strings(schema, sources(messages, results=False, normal=False))
-            schema = grounded_choices(schema, sources(messages, results=spec.read_only is True, normal=False))
+            request = sources(messages, results=spec.read_only is True, normal=False)
+            schema = grounded_choices(schema, request)
             source = sources(messages, results=spec.read_only is True)
             schema = grounded_numbers(schema, numbers_in(source), number_units(source), order=mention_order(spec))
         calibrated = not shows_own_examples(spec) if config.calibrated_choices is None else config.calibrated_choices
-        choices = choice_fields(schema) if calibrated else {}
+        fields = choice_fields(schema)
+        choices = dict(fields)  # the enum fields whose value is yet to open
+        order = choice_order(spec) if request is not None and len(fields) > 1 else []
         forced: list[int] = []  # the tokens of a chosen enum value, still to write
         constraint = self.grammar.constraint(schema)
         written = _ArgumentText(self.lm.tokenizer)
@@ -415,7 +419,12 @@ class Decoder:
                 return written
             opening = value_starting(written.emitted, choices) if choices and not forced else None
             if opening is not None:
-                forced = self._choose_value(spec, opening, choices.pop(opening), arg_state, run)
+                values = choices.pop(opening)
+                left = (None if request is None else
+                        values_left(opening, fields, named_values(values, request), written.emitted, order))
+                scored = calibrated or (left is not None and config.calibrated_choices is not False)
+                if scored or (left is not None and len(left) == 1):
+                    forced = self._choose_value(spec, opening, left or values, arg_state, run)
             if forced and constraint.allows(forced[0]):
                 token = forced.pop(0)
             else:
@@ -437,6 +446,8 @@ class Decoder:
                       run: "_Run") -> list[int]:
         """The tokens of the value of field ``name`` whose score the request raised most (:mod:`.choices`).
 
+        A single candidate is written unscored.
+
         Each value, closed by its quote, is scored after the arguments written so far in the
         request's prompt, and as the first field of the arguments in the same prompt asking
         for nothing (what the field leans to by itself, whatever came before it: the same for
@@ -448,6 +459,8 @@ class Decoder:
         # each value as JSON writes it after its opening quote: escaped, with the closing quote
         continuations = [tokenizer.encode(json.dumps(value, ensure_ascii=False)[1:], add_special_tokens=False)
                          for value in values]
+        if len(values) == 1:
+            return continuations[0]
         blank = self.format.render(argument_messages(spec, [Message("user", CONTENT_FREE)]),
                                    add_generation_prompt=True).input_ids
         leaning_prompt = (*blank, *tokenizer.encode("{" + json.dumps(name) + ':"', add_special_tokens=False))
@@ -481,6 +494,7 @@ class Decoder:
                     self._feed(state, [token])
             totals.append(total)
         return torch.tensor(totals)
+
 
 _REFUSED = "refused"  # sentinel error: the call was not made
 _TIMED_OUT = "timed out"  # sentinel error: the deadline passed inside the call; the turn ends

@@ -345,10 +345,42 @@ def grounded_choices(schema: Mapping[str, Any], text: str) -> dict[str, Any]:
         groups.setdefault(tuple(values), []).append(name)
     held = dict(props)
     for values, names in groups.items():
-        named = [v for v in values if re.search(rf"(?<!\w){re.escape(v)}s?(?!\w)", text, re.IGNORECASE)]
+        named = named_values(values, text)
         if len(names) <= len(named) < len(values):
-            held.update({name: _held_to(props[name], named, schema) for name in names})
+            held.update({name: _held_to(props[name], [v for v in values if v in named], schema) for name in names})
     return {**schema, "properties": held} if held != props else dict(schema)
+
+
+def named_values(values: Sequence[str], text: str) -> list[str]:
+    """The ``values`` that ``text`` names as a word or phrase (any case, a plural ``s`` allowed), in order of first mention."""
+    places = {v: mentions(v, text) for v in values}
+    return sorted((v for v in values if places[v]), key=lambda v: places[v][0])
+
+
+def mentions(value: str, text: str) -> list[int]:
+    """Where ``text`` names ``value`` as a word or phrase (any case, a plural ``s`` allowed)."""
+    return [m.start() for m in re.finditer(rf"(?<!\w){re.escape(value)}s?(?!\w)", text, re.IGNORECASE)]
+
+
+def choice_order(spec: ToolSpec) -> list[tuple[str, str]]:
+    """Pairs of enum fields ``(a, b)`` with the same values whose examples always name ``a``'s value first.
+
+    The choices' counterpart of :func:`mention_order`: "How much is 45.5 CHF in EUR?" names
+    both currencies, and the examples show which of the two a request names first goes to
+    ``from_currency``; a small model otherwise writes them in the order it leans to.
+    """
+    fields = choice_fields(spec.parameters)
+    seen: dict[tuple[str, str], list[bool]] = {}
+    for example in spec.examples:
+        for a, b in itertools.combinations(fields, 2):
+            va, vb = example.args.get(a), example.args.get(b)
+            if fields[a] != fields[b] or va == vb or va not in fields[a] or vb not in fields[b]:
+                continue
+            pa, pb = mentions(va, example.prompt), mentions(vb, example.prompt)
+            if len(pa) == 1 and len(pb) == 1:
+                seen.setdefault((a, b), []).append(pa[0] < pb[0])
+    return [(a, b) if firsts[0] else (b, a) for (a, b), firsts in seen.items()
+            if len(firsts) >= MIN_ORDER_EVIDENCE and len(set(firsts)) == 1]
 
 
 def _held_to(field: Mapping[str, Any], values: Sequence[str], root: Mapping[str, Any]) -> dict[str, Any]:

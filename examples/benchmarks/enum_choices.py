@@ -3,8 +3,11 @@
     python -m examples.benchmarks.enum_choices [--toolset office|home] [--toolkens DIR] [--model SPEC]
 
 For every request with a gold call to a tool with enum fields, the call is forced
-(``tool_choice``: the tool choice is not measured here) and decoded twice: with
-``calibrated_choices=False`` (the LM writes the value) and ``True`` (toolken_agent.choices).
+(``tool_choice``: the tool choice is not measured here) and decoded with
+``calibrated_choices=False`` (the LM writes the value, within what the request's named
+values leave), ``True`` (every value calibrated, toolken_agent.choices) and, for a
+checkpoint, the default ``None`` (tools shown their own examples calibrated only where
+the named values leave a field to a value the request calls otherwise).
 It prints, per mode, how many enum fields came out right and the seconds the calls took
 (side by side in one run: the ratio is the cost of scoring every value twice). Requests: the toolset's held-out
 ones, ``examples/agent_loop/enum_requests.jsonl`` (written for this: currencies, baking
@@ -60,14 +63,15 @@ def run(args: argparse.Namespace) -> dict:
     specs = {s.name: s for s in toolkens.toolset.specs}
     cases = [(q, tool, gold) for path in files for q, tool, gold in gold_calls(path, toolset)
              if tool in specs and choice_fields(dict(specs[tool].parameters))]
-    right = {mode: 0 for mode in MODES}
-    seconds = {mode: 0.0 for mode in MODES}
+    modes = {**MODES, "default": None} if args.toolkens else MODES  # zero-shot, the default is calibrated
+    right = {mode: 0 for mode in modes}
+    seconds = {mode: 0.0 for mode in modes}
     fields = 0
     for question, tool, gold in cases:
         names = list(choice_fields(dict(specs[tool].parameters)))
         fields += len(names)
         row = []
-        for mode, calibrated in MODES.items():
+        for mode, calibrated in modes.items():
             config = DecodeConfig(tool_choice=tool, max_calls=1, max_new_tokens=1, calibrated_choices=calibrated)
             start = time.perf_counter()
             got = [e.call.args for e in Decoder(toolkens).stream([Message("user", question)], config, run_tools=False)
