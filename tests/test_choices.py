@@ -13,7 +13,7 @@ from toolken_agent.choices import CONTENT_FREE, MAX_CHOICES, choice_fields, valu
 from toolken_agent.conversation import Message
 from toolken_agent.decoding import CallFinished, Decoder, DecodeConfig
 from toolken_agent.memo import memo
-from toolken_agent.provenance import choice_order, grounded_choices, named_values
+from toolken_agent.provenance import after_number, choice_order, grounded_choices, named_values, number_bound
 from toolken_agent.tool import Tool
 from toolken_agent.toolkens import Toolkens
 from toolken_agent.toolset import make_toolset
@@ -290,15 +290,80 @@ def _exchange_call(tiny_lm, request: str, **config) -> tuple[str, str]:
     return call.call.args["from_currency"], call.call.args["to_currency"]
 
 
+def test_a_value_named_right_after_a_number_is_the_one_the_number_goes_with():
+    assert after_number(CURRENCIES, "How many CHF are 45.5 EUR?") == ["EUR"]
+    assert after_number(CURRENCIES, "What hour is it in JST when it's 20 in CET?") == []  # CET is no currency
+    assert after_number(["CET", "JST"], "What hour is it in JST when it's 20 in CET?") == ["CET"]  # one word between
+    assert after_number(CURRENCIES, "USD 45 to the nice EUR") == []
+
+
+def test_the_field_a_number_goes_with_is_the_one_the_examples_show_or_else_the_first_of_a_pair():
+    (spec,) = make_toolset([Exchange]).specs
+    assert number_bound(spec) == ["from_currency"]
+
+    class Reversed(Exchange):
+        """Convert an amount of money between currencies."""
+
+        examples = [("How many CHF for 45.5 EUR?", {"amount": 45.5, "from_currency": "CHF", "to_currency": "EUR"}),
+                    ("USD for 2000 JPY", {"amount": 2000, "from_currency": "USD", "to_currency": "JPY"})]
+
+    class Mixed(Exchange):
+        """Convert an amount of money between currencies."""
+
+        examples = Exchange.examples + Reversed.examples[:1]
+
+    class Unshown(Exchange):
+        """Convert an amount of money between currencies."""
+
+        examples = []
+
+    assert number_bound(make_toolset([Reversed]).specs[0]) == ["to_currency"]
+    assert number_bound(make_toolset([Mixed]).specs[0]) == []  # the examples disagree
+    assert number_bound(make_toolset([Unshown]).specs[0]) == ["from_currency"]
+
+
+def test_the_number_bound_value_goes_to_its_field_and_the_other_named_value_to_the_other():
+    fields, opening = PAIR, '{"amount":1,"from_currency":"'
+    assert values_left("from_currency", fields, ["CHF", "EUR"], opening, [("to_currency", "from_currency")],
+                       ["from_currency"], ["EUR"]) == ["EUR"]  # the number beats the order of mention
+    assert values_left("to_currency", fields, ["CHF", "EUR"], '{"to_currency":"', (), ["from_currency"], ["EUR"]) == \
+        ["CHF"]
+    assert values_left("to_currency", fields, ["EUR"], '{"to_currency":"', (), ["from_currency"], ["EUR"]) == \
+        ["USD", "CHF", "JPY"]  # the only named value is the number's, for the other field
+
+
+def _exchange_call(tiny_lm, request: str, tool: type = Exchange, **config) -> tuple[str, str]:
+    toolkens = Toolkens.from_priors(tiny_lm, make_toolset([tool]), prior="random")
+    got = list(Decoder(toolkens).stream([Message("user", request)],
+                                        DecodeConfig(tool_choice=make_toolset([tool]).specs[0].name, max_calls=1,
+                                                     max_new_tokens=1, **config),
+                                        run_tools=False))
+    (call,) = [e for e in got if isinstance(e, CallFinished)]
+    assert not call.error
+    return call.call.args["from_currency"], call.call.args["to_currency"]
+
+
 @pytest.mark.parametrize("request_text", ["If I change 80 EUR, how many Swiss francs do I get?",
                                           "How many Swiss francs for 80 EUR?"])
-def test_one_named_value_for_two_fields_goes_to_exactly_one_of_them(tiny_lm, request_text):
-    pair = _exchange_call(tiny_lm, request_text)
-    assert pair.count("EUR") == 1
+def test_one_named_value_for_two_fields_goes_to_the_one_its_number_goes_with_and_not_the_other(tiny_lm, request_text):
+    from_currency, to_currency = _exchange_call(tiny_lm, request_text)
+    assert from_currency == "EUR" and to_currency != "EUR"
 
 
-@pytest.mark.parametrize("request_text, expected", [("Turn 9 JPY into CHF", ("JPY", "CHF")),
-                                                    ("Turn 9 CHF into JPY", ("CHF", "JPY"))])
-def test_two_named_values_are_written_in_the_order_the_tools_examples_name_them(tiny_lm, request_text, expected):
+@pytest.mark.parametrize("request_text, expected", [("How many CHF are 9 JPY?", ("JPY", "CHF")),
+                                                    ("From JPY to CHF, 9 please", ("JPY", "CHF")),
+                                                    ("From CHF to JPY, 9 please", ("CHF", "JPY"))])
+def test_two_named_values_go_by_their_number_else_by_the_order_the_tools_examples_name_them(tiny_lm, request_text,
+                                                                                            expected):
     assert _exchange_call(tiny_lm, request_text) == expected
     assert _exchange_call(tiny_lm, request_text, calibrated_choices=False) == expected  # a rule, not a score
+
+
+def test_a_tool_without_examples_gives_the_numbers_value_to_the_first_field_of_the_pair(tiny_lm):
+    class Unshown(Exchange):
+        """Convert an amount of money between currencies."""
+
+        examples = []
+
+    assert _exchange_call(tiny_lm, "How many CHF are 9 JPY?", Unshown) == ("JPY", "CHF")
+    assert _exchange_call(tiny_lm, "How many JPY are 9 CHF?", Unshown) == ("CHF", "JPY")

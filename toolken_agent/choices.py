@@ -74,15 +74,21 @@ def written_value(text: str, name: str) -> str | None:
 
 
 def values_left(name: str, fields: Mapping[str, Sequence[str]], named: Sequence[str], text: str,
-                order: Sequence[tuple[str, str]] = ()) -> list[str] | None:
+                order: Sequence[tuple[str, str]] = (), bound: Sequence[str] = (),
+                after_number: Sequence[str] = ()) -> list[str] | None:
     """The values field ``name`` may still take, given the values the request names; ``None``: any the grammar allows.
 
     ``fields``: every enum field and its values; ``named``: the values of ``name``'s set the
     request names, in order of mention (:func:`toolken_agent.provenance.named_values`);
-    ``text``: the arguments written so far; ``order``: pairs of fields whose values the
-    tool's examples name in that order (:func:`toolken_agent.provenance.choice_order`).
+    ``text``: the arguments written so far. What the tool's examples show:
+    ``bound``, the fields that take the value a number goes with
+    (:func:`toolken_agent.provenance.number_bound`), and ``after_number`` the named values
+    this request writes after a number; ``order``, pairs of fields whose values the
+    examples name in that order (:func:`toolken_agent.provenance.choice_order`).
     Among the fields sharing ``name``'s values:
 
+    * the one value a number goes with, for the one field left that takes it ("How many
+      yards are in 1 mile?": ``from_unit`` mile);
     * the named values not yet taken, where they are as many as the fields left to write
       (each must go somewhere); just the one the examples' order gives this field, if it
       orders the fields left;
@@ -97,6 +103,12 @@ def values_left(name: str, fields: Mapping[str, Sequence[str]], named: Sequence[
     others = {f: written_value(text, f) for f in group if f != name}
     untaken = [v for v in named if v not in others.values()]
     left = [name, *(f for f, value in others.items() if value is None)]
+    tied = [v for v in untaken if v in after_number]
+    holders = [f for f in left if f in bound]
+    if len(tied) == 1 and len(holders) == 1:
+        if holders == [name]:
+            return tied
+        untaken, left = [v for v in untaken if v != tied[0]], [f for f in left if f != holders[0]]
     if not untaken:
         return [v for v in fields[name] if v not in named] if len(named) < len(group) else None
     if len(untaken) != len(left):

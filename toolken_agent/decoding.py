@@ -39,8 +39,9 @@ from .memo import memo
 from .events import (ArgumentsChunk, CallFinished, CallRefused, CallStarted, Confirm, DecodeConfig, Event,  # noqa: F401
                      Finished, TextChunk, ToolResult)
 from .processors import ReplyStartGuard, ResultCopy, ToolChoice
-from .provenance import (call_key, calls_made, choice_order, grounded_choices, grounded_numbers, grounded_strings, mention_order,
-                         named_values, number_units, numbers_in, numbers_suffice, sources, untraceable)
+from .provenance import (after_number, call_key, calls_made, choice_order, grounded_choices, grounded_numbers,
+                         grounded_strings, mention_order, named_values, number_bound, number_units, numbers_in,
+                         numbers_suffice, sources, untraceable)
 from .sampling import sample
 from .tool import ArgumentsError, ToolSpec, parse_arguments
 from .toolkens import Toolkens
@@ -409,7 +410,7 @@ class Decoder:
         calibrated = not shows_own_examples(spec) if config.calibrated_choices is None else config.calibrated_choices
         fields = choice_fields(schema)
         choices = dict(fields)  # the enum fields whose value is yet to open
-        order = choice_order(spec) if request is not None and len(fields) > 1 else []
+        order, bound = (choice_order(spec), number_bound(spec)) if request is not None and len(fields) > 1 else ([], [])
         forced: list[int] = []  # the tokens of a chosen enum value, still to write
         constraint = self.grammar.constraint(schema)
         written = _ArgumentText(self.lm.tokenizer)
@@ -421,7 +422,8 @@ class Decoder:
             if opening is not None:
                 values = choices.pop(opening)
                 left = (None if request is None else
-                        values_left(opening, fields, named_values(values, request), written.emitted, order))
+                        values_left(opening, fields, named_values(values, request), written.emitted, order,
+                                    bound, after_number(values, request)))
                 scored = calibrated or (left is not None and config.calibrated_choices is not False)
                 if scored or (left is not None and len(left) == 1):
                     forced = self._choose_value(spec, opening, left or values, arg_state, run)

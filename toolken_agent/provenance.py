@@ -358,8 +358,44 @@ def named_values(values: Sequence[str], text: str) -> list[str]:
 
 
 def mentions(value: str, text: str) -> list[int]:
-    """Where ``text`` names ``value`` as a word or phrase (any case, a plural ``s`` allowed)."""
-    return [m.start() for m in re.finditer(rf"(?<!\w){re.escape(value)}s?(?!\w)", text, re.IGNORECASE)]
+    """Where ``text`` names ``value`` as a word or phrase (any case, a plural ``s`` or ``es`` allowed)."""
+    return [m.start() for m in re.finditer(_naming(value), text, re.IGNORECASE)]
+
+
+def _naming(value: str) -> str:
+    return rf"(?<![\w']){re.escape(value)}(?:s|es)?(?!\w)"  # "I'm" does not name "m"
+
+
+def after_number(values: Sequence[str], text: str) -> list[str]:
+    """The ``values`` that ``text`` names right after a number, at most one word between ("45.5 CHF", "20 in CET")."""
+    numbers = [m.end() for m in _NUMBER.finditer(text)]
+    return [v for v in values
+            if any(re.compile(rf"\s*(?:\w+\s+)?{_naming(v)}", re.IGNORECASE).match(text, end) for end in numbers)]
+
+
+def number_bound(spec: ToolSpec) -> list[str]:
+    """The enum fields that take the value a request's number goes with ("45.5 CHF in EUR": ``from_currency``).
+
+    A request naming two values of a pair of fields says which is which less by their
+    order ("How many yards are in 1 mile?") than by which one its number goes with
+    (:func:`after_number`). Of fields sharing their values, the one whose examples name its
+    value after a number, none doing so for the others, at least
+    :data:`MIN_ORDER_EVIDENCE` times or it being the first of them; with no example doing
+    so, the first (a quantity is given in the unit it is converted from: ``from_unit``).
+    """
+    fields = choice_fields(spec.parameters)
+    counts = {name: 0 for name in fields}
+    for example in spec.examples:
+        tied = after_number([v for v in example.args.values() if isinstance(v, str)], example.prompt)
+        for name in fields:
+            counts[name] += example.args.get(name) in tied
+    bound = []
+    for name, values in fields.items():
+        group = [f for f in fields if fields[f] == values]
+        if len(group) > 1 and not any(counts[f] for f in group if f != name) and (
+                counts[name] >= MIN_ORDER_EVIDENCE or name == group[0]):
+            bound.append(name)
+    return bound
 
 
 def choice_order(spec: ToolSpec) -> list[tuple[str, str]]:
