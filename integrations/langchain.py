@@ -236,8 +236,9 @@ class ChatToolken(BaseChatModel):
     readily); ``None``: the threshold chosen at training for its false-positive target."""
     calibrated_choices: bool | None = None
     """An enum argument's value chosen by what the request adds to its score over a request
-    asking for nothing: ``None`` for tools without examples of their own (zero-shot),
-    ``True`` for every tool, ``False`` for none (the model writes the value token by token)."""
+    asking for nothing: ``None`` for tools without examples of their own (zero-shot) and,
+    for every tool, a field left once the values the request names are taken; ``True``
+    for every tool, ``False`` for none (the model writes the value token by token)."""
     tool_timeout: float = DEFAULT_TIMEOUT
     """Seconds a tool may run in ``as_langchain_tool``'s executor; ChatToolken itself runs no tool."""
     dtype: str = "auto"

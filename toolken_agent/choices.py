@@ -11,10 +11,14 @@ as the request's score is, it would count what those fields already say twice
 (``from_currency`` written, the same currency would rise for ``to_currency``).
 
 The values scored are those the grammar still allows: values the request names as words
-hold the field first (:func:`toolken_agent.provenance.grounded_choices`).
+hold the field first (:func:`toolken_agent.provenance.grounded_choices`), and as fields
+are written, :func:`values_left` narrows them: a named value goes to one field, and a
+field left once they are taken takes a value the request does not name. That one is
+scored for every tool: it is where the lean shows ("80 EUR ... Swiss francs", the
+``to_currency`` left: ``USD``).
 
-Only for a tool shown no examples of its own (zero-shot, or trained from data without
-its calls): its own demonstrations already show the model how requests map to values,
+Other values are scored only for a tool shown no examples of its own (zero-shot, or
+trained from data without its calls): its own demonstrations already show the model how requests map to values,
 and there the calibration gained within noise while making rarer values win
 (docs/design-notes.md, "Enum values, calibrated").
 """

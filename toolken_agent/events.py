@@ -49,8 +49,9 @@ class DecodeConfig:
     result_continue_bias: float = 8.0
     trace_arguments: bool = True  # argument values must come from the conversation (provenance)
     # An enum field's value is the one the request raised most over a request with no
-    # content (toolken_agent.choices): None for tools without examples of their own, True
-    # for every tool, False for none (the LM writes the value token by token).
+    # content (toolken_agent.choices): None for tools without examples of their own and a
+    # field left once the named values are taken (choices.values_left), True for every
+    # tool, False for none (the LM writes the value token by token).
     calibrated_choices: bool | None = None
     # time.monotonic() at which the reply ends, checked once per token: the text so far is
     # kept, a call whose arguments are still being written is dropped (CallRefused), and

@@ -25,7 +25,12 @@ controls what the model may write. Two rules keep calls tied to the person askin
   field as words ("a large latte"), the field is held to those it names
   (:func:`grounded_choices`), if it names at least as many as there are fields sharing
   that set of values: "80 EUR ... how many Swiss francs" names one currency for
-  ``from_currency`` and ``to_currency`` and holds neither.
+  ``from_currency`` and ``to_currency`` and holds neither. As the fields are written,
+  a named value goes somewhere and to the right one: the value a number goes with
+  ("80 EUR") to the field the tool's examples give it (:func:`number_bound`), the others
+  in the order the examples name them (:func:`choice_order`), and once the named values
+  are taken the field left takes one the request does not name
+  (:func:`toolken_agent.choices.values_left`).
 * **No repeats.** A call identical to one already made for the current request (same
   tool, same arguments) is not made again: its result is already in the conversation.
 
