@@ -173,6 +173,8 @@ def test_a_chosen_value_that_json_escapes_is_written_whole(tiny_lm):
 @pytest.mark.parametrize("request_text, expected", [
     ("If I change 80 EUR at the bank, how many Swiss francs do I get?", ("EUR", "CHF")),
     ("How much is 45.5 CHF in EUR?", ("CHF", "EUR")),
+    ("How many Swiss francs would 80 EUR buy?", ("EUR", "CHF")),  # the number's value, named last, is the source
+    ("What's 60 GBP in USD?", ("GBP", "USD")),
 ])
 def test_zero_shot_currencies_are_the_ones_the_request_names_on_the_default_model(smol_lm, request_text, expected):
     from examples.agent_loop import office_tools
