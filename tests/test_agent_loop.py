@@ -562,7 +562,7 @@ def test_an_order_no_assignment_can_keep_leaves_every_assignment():
     ([3, 6, 4], True),
     ([2, 2, 6], True),  # a number written twice fills two fields
     ([2.5, 6, 0.5], False),  # the integer field needs a whole number, and there is one fewer
-    ([], True),  # no digit written: the request may spell its numbers out
+    ([], True),  # no digit written, and no request text to judge: not judged
 ])
 def test_a_tool_needs_as_many_written_numbers_as_required_number_fields(written, fits):
     from toolken_agent.provenance import numbers_suffice
@@ -573,6 +573,27 @@ def test_a_tool_needs_as_many_written_numbers_as_required_number_fields(written,
         "coats": {"type": "integer", "default": 2}, "unit": {"type": "string"}},
         "required": ["amount", "servings", "new_servings", "unit"]})
     assert numbers_suffice(spec, written) is fits
+
+
+@pytest.mark.parametrize("request_text, fits", [
+    ("How much is a large latte?", False),  # says no number: the weight would be invented
+    ("Tell me about the history of dice.", False),
+    ("Ship two parcels", True),  # a number word
+    ("What does half a kilogram cost?", True),
+    ("How much for a kg?", True),  # an article before a unit the field names
+    ("How much for a box?", False),
+])
+def test_a_request_without_a_digit_fits_a_tool_needing_numbers_only_if_it_says_one(request_text, fits):
+    from toolken_agent.provenance import numbers_in, numbers_suffice
+    from toolken_agent.tool import ToolSpec
+
+    spec = ToolSpec("ship", "Shipping cost.", {"type": "object", "properties": {
+        "weight_kg": {"type": "number"}, "speed": {"type": "string", "enum": ["fast", "slow"]}},
+        "required": ["weight_kg", "speed"]})
+    assert numbers_suffice(spec, numbers_in(request_text), request_text) is fits
+    words_only = ToolSpec("price", "Coffee price.", {"type": "object", "properties": {
+        "drink": {"type": "string"}, "cups": {"type": "integer", "default": 1}}, "required": ["drink"]})
+    assert numbers_suffice(words_only, [], request_text)  # needs no number
 
 
 def test_a_number_beyond_a_floats_range_is_still_a_whole_number(tiny_lm):

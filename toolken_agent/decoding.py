@@ -313,9 +313,10 @@ class Decoder:
 
     def _unfit(self, messages: Sequence[Message]) -> set[int]:
         """The toolkens whose required number fields outnumber the numbers the conversation wrote."""
-        written = {read: numbers_in(sources(messages, results=read), once=False) for read in (False, True)}
+        said = {read: sources(messages, results=read) for read in (False, True)}
+        written = {read: numbers_in(text, once=False) for read, text in said.items()}
         return {i for i, spec in enumerate(self.toolkens.toolset.specs)
-                if not numbers_suffice(spec, written[spec.read_only is True])}
+                if not numbers_suffice(spec, written[spec.read_only is True], said[spec.read_only is True])}
 
     def _gate_opens(self, state: _State, scores: torch.Tensor, config: DecodeConfig) -> bool:
         """Whether the toolkens' gate calls here, from the hidden state and the unprocessed ``scores`` ``(1, V + n)``."""

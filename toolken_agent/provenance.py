@@ -18,8 +18,9 @@ controls what the model may write. Two rules keep calls tied to the person askin
   A small model otherwise fills a numeric slot from its demonstrations (``coats: 2`` for
   "3 coats"). Where the sources hold no number of the field's type, the field is free;
   where they hold at least as many numbers as the call has required number fields,
-  those fields take different ones; where they hold fewer (and at least one), the
-  tool is not called at all (:func:`numbers_suffice`). A number followed by a unit
+  those fields take different ones; where they hold fewer, the tool is not called at
+  all (:func:`numbers_suffice`; a request without a digit counts if it says a number in
+  words, :func:`says_a_number`). A number followed by a unit
   that a field's name holds (``15 km``, ``distance_km``) goes to that field.
 * **Fixed values the request names.** Where the request names values of an ``enum``
   field as words ("a large latte"), the field is held to those it names
@@ -138,21 +139,38 @@ def _number_value(match: re.Match) -> int | float:
     return float(raw) if "." in raw else int(raw)
 
 
-def numbers_suffice(spec: ToolSpec, written: Sequence[int | float]) -> bool:
+def numbers_suffice(spec: ToolSpec, written: Sequence[int | float], text: str | None = None) -> bool:
     """Whether the numbers a request wrote (each as often as written) can fill ``spec``'s required number fields, one each.
 
     A request with one number does not ask for a tool that needs three ("180 grams of
     oats, how many cups?" is not ``scale_recipe(180, 180, 180)``), so that tool is not
-    the call; the next-best toolken is. A request that writes no digit is not judged:
-    it may spell its numbers out. Fields with a default, ``enum`` or ``const`` need none.
+    the call; the next-best toolken is. A request that writes no digit is judged only by
+    whether it says a number at all (``text``, :func:`says_a_number`): "How much is a
+    large latte?" does not ask for ``shipping_cost(weight_kg)``, whose weight the model
+    would invent; "an hour in minutes" may spell its number out. Fields with a default,
+    ``enum`` or ``const`` need none.
     """
-    if not written:
-        return True
     props, required = spec.parameters.get("properties", {}), set(spec.parameters.get("required", ()))
-    kinds = [f.get("type") for k, f in props.items() if k in required and isinstance(f, Mapping)
-             and f.get("type") in ("number", "integer") and not {"enum", "const", "default"} & set(f)]
+    fields = {k: f.get("type") for k, f in props.items() if k in required and isinstance(f, Mapping)
+              and f.get("type") in ("number", "integer") and not {"enum", "const", "default"} & set(f)}
+    if not written:
+        return not fields or text is None or says_a_number(text, list(fields))
+    kinds = list(fields.values())
     whole = sum(_whole(n) for n in written)
     return kinds.count("integer") <= whole and len(kinds) <= len(written)
+
+
+_NUMBER_WORDS = re.compile(
+    r"\b(?:zero|one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve|thirteen|fourteen|fifteen|"
+    r"sixteen|seventeen|eighteen|nineteen|twenty|thirty|forty|fifty|sixty|seventy|eighty|ninety|hundreds?|"
+    r"thousands?|millions?|billions?|dozens?|half|quarter|twice|double|triple|single|couple|pair)\b", re.IGNORECASE)
+_ARTICLE = re.compile(r"\b(?:a|an|per)\s+([^\W\d_]+)", re.IGNORECASE)
+
+
+def says_a_number(text: str, fields: Sequence[str] = ()) -> bool:
+    """Whether ``text`` says a number in words: a number word ("two", "a dozen", "half"), or an article before a unit one of ``fields`` names ("an hour" for ``hours``)."""
+    return bool(_NUMBER_WORDS.search(text)) or any(_names_unit(k, m.group(1).casefold())
+                                                   for m in _ARTICLE.finditer(text) for k in fields)
 
 
 _UNIT_AFTER = re.compile(r"[\s-]?([^\W\d_]+|%)")
