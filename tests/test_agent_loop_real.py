@@ -75,3 +75,19 @@ def test_zero_shot_tools_fire_on_a_clear_request_and_the_loop_ends(smol_lm):
 def test_zero_shot_tools_stay_quiet_on_a_request_about_nothing_they_do(smol_lm):
     ais, calls, _ = ask("Write a limerick about a cat.", None)
     assert calls == [] and ais[-1].content.strip()
+
+
+@pytest.mark.parametrize("question, source, target", [
+    ("I'll exchange 120 EUR at the airport; how many Swiss francs will that give me?", "EUR", "CHF"),
+    ("How many yen would 75 GBP get me?", "GBP", None),  # the model's own pick of the other: not GBP
+])
+def test_a_named_currency_goes_to_the_field_its_number_gives_it_and_the_other_is_called_otherwise(
+        office_checkpoint, question, source, target):
+    path, _ = office_checkpoint
+    ais, calls, messages = ask(question, str(path))
+    assert [c["name"] for c in calls] == ["convert_currency"]
+    args = calls[0]["args"]
+    assert args["from_currency"] == source and args["to_currency"] != source
+    assert target is None or args["to_currency"] == target
+    result = [m.content for m in messages if m.type == "tool"][0]
+    assert result in ais[-1].content
