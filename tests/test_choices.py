@@ -282,16 +282,6 @@ def test_the_examples_order_of_two_named_values_is_kept_with_two_examples_and_no
     assert choice_order(make_toolset([Against]).specs[0]) == []
 
 
-def _exchange_call(tiny_lm, request: str, **config) -> tuple[str, str]:
-    toolkens = Toolkens.from_priors(tiny_lm, make_toolset([Exchange]), prior="random")
-    got = list(Decoder(toolkens).stream([Message("user", request)],
-                                        DecodeConfig(tool_choice="exchange", max_calls=1, max_new_tokens=1, **config),
-                                        run_tools=False))
-    (call,) = [e for e in got if isinstance(e, CallFinished)]
-    assert not call.error
-    return call.call.args["from_currency"], call.call.args["to_currency"]
-
-
 def test_a_value_named_right_after_a_number_is_the_one_the_number_goes_with():
     assert after_number(CURRENCIES, "How many CHF are 45.5 EUR?") == ["EUR"]
     assert after_number(CURRENCIES, "What hour is it in JST when it's 20 in CET?") == []  # CET is no currency

@@ -18,16 +18,16 @@ scored for every tool: it is where the lean shows ("80 EUR ... Swiss francs", th
 ``to_currency`` left: ``USD``).
 
 Other values are scored only for a tool shown no examples of its own (zero-shot, or
-trained from data without its calls): its own demonstrations already show the model how requests map to values,
-and there the calibration gained within noise while making rarer values win
-(docs/design-notes.md, "Enum values, calibrated").
+trained from data without its calls): its own demonstrations already show the model how
+requests map to values, and there the calibration gained within noise while making
+rarer values win (docs/design-notes.md, "Enum values, calibrated").
 """
 
 from __future__ import annotations
 
 import json
 import re
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 from .tool import schema_node
 
@@ -84,11 +84,11 @@ def values_left(name: str, fields: Mapping[str, Sequence[str]], named: Sequence[
 
     ``fields``: every enum field and its values; ``named``: the values of ``name``'s set the
     request names, in order of mention (:func:`toolken_agent.provenance.named_values`);
-    ``text``: the arguments written so far. What the tool's examples show:
-    ``bound``, the fields that take the value a number goes with
-    (:func:`toolken_agent.provenance.number_bound`), and ``after_number`` the named values
-    this request writes after a number; ``order``, pairs of fields whose values the
-    examples name in that order (:func:`toolken_agent.provenance.choice_order`).
+    ``text``: the arguments written so far; ``after_number``: the named values the request
+    writes right after a number. From the tool's examples: ``bound``, the fields that take
+    the value a number goes with (:func:`toolken_agent.provenance.number_bound`), and
+    ``order``, pairs of fields whose values they name in that order
+    (:func:`toolken_agent.provenance.choice_order`).
     Among the fields sharing ``name``'s values:
 
     * the one value a number goes with, for the one field left that takes it ("How many
