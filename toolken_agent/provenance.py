@@ -164,7 +164,7 @@ _NUMBER_WORDS = re.compile(
     r"\b(?:zero|one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve|thirteen|fourteen|fifteen|"
     r"sixteen|seventeen|eighteen|nineteen|twenty|thirty|forty|fifty|sixty|seventy|eighty|ninety|hundreds?|"
     r"thousands?|millions?|billions?|dozens?|half|quarter|twice|double|triple|single|couple|pair)\b", re.IGNORECASE)
-_ARTICLE = re.compile(r"\b(?:a|an|per)\s+([^\W\d_]+)", re.IGNORECASE)
+_ARTICLE = re.compile(r"\b(?:a|an)\s+([^\W\d_]+)", re.IGNORECASE)
 
 
 def says_a_number(text: str, fields: Sequence[str] = ()) -> bool:
@@ -356,10 +356,10 @@ def grounded_choices(schema: Mapping[str, Any], text: str) -> dict[str, Any]:
     """``schema`` with its enum fields held to the values ``text`` names, where it names enough of them.
 
     A value is named where it appears as a word or phrase of ``text`` (any case, a plural
-    ``s`` allowed: "oats", "lattes"). Fields with the same values (``from_currency``,
-    ``to_currency``) are held together, and only where ``text`` names at least as many
-    of the values as there are such fields: fewer, and one of them must be a value the
-    request calls otherwise ("Swiss francs" for ``CHF``). A small model left to choose
+    ``s`` or ``es`` allowed: "oats", "lattes", "inches"). Fields with the same values
+    (``from_currency``, ``to_currency``) are held together, and only where ``text`` names
+    at least as many of the values as there are such fields: fewer, and one of them must
+    be a value the request calls otherwise ("Swiss francs" for ``CHF``). A small model left to choose
     writes the values its prompt leans to ("a 227 g block of butter" -> ``oats``).
     """
     props = schema.get("properties") or {}
@@ -375,7 +375,7 @@ def grounded_choices(schema: Mapping[str, Any], text: str) -> dict[str, Any]:
 
 
 def named_values(values: Sequence[str], text: str) -> list[str]:
-    """The ``values`` that ``text`` names as a word or phrase (any case, a plural ``s`` allowed), in order of first mention."""
+    """The ``values`` that ``text`` names as a word or phrase (any case, a plural ``s`` or ``es``), in order of first mention."""
     places = {v: mentions(v, text) for v in values}
     return sorted((v for v in values if places[v]), key=lambda v: places[v][0])
 
