@@ -101,9 +101,9 @@ def values_left(name: str, fields: Mapping[str, Sequence[str]], named: Sequence[
       otherwise, and left to itself a small model writes the one its prompt leans to
       (``USD``); the caller scores what is left (:mod:`.choices`).
     """
-    group = [f for f, values in fields.items() if list(values) == list(fields[name])]
     if not named:
         return None
+    group = [f for f, values in fields.items() if list(values) == list(fields[name])]
     others = {f: written_value(text, f) for f in group if f != name}
     untaken = [v for v in named if v not in others.values()]
     left = [name, *(f for f, value in others.items() if value is None)]

@@ -425,8 +425,9 @@ class Decoder:
                 left = (None if request is None else
                         values_left(opening, fields, named_values(values, request), written.emitted, order,
                                     bound, after_number(values, request)))
-                scored = calibrated or (left is not None and config.calibrated_choices is not False)
-                if scored or (left is not None and len(left) == 1):
+                # a field the named values narrowed is chosen unless choices are never scored
+                # (then only where one value is left: that one is written unscored)
+                if calibrated or (left is not None and (config.calibrated_choices is not False or len(left) == 1)):
                     forced = self._choose_value(spec, opening, left or values, arg_state, run)
             if forced and constraint.allows(forced[0]):
                 token = forced.pop(0)

@@ -317,11 +317,13 @@ def mention_order(spec: ToolSpec) -> list[tuple[str, str]]:
             va, vb = values[a], values[b]
             if _is_number(va) and _is_number(vb) and va != vb and va in place and vb in place:
                 seen.setdefault((a, b), []).append(place[va] < place[vb])
-    pairs = []
-    for (a, b), firsts in seen.items():
-        if len(firsts) >= MIN_ORDER_EVIDENCE and len(set(firsts)) == 1:
-            pairs.append((a, b) if firsts[0] else (b, a))
-    return pairs
+    return _kept_orders(seen)
+
+
+def _kept_orders(seen: Mapping[tuple[str, str], Sequence[bool]]) -> list[tuple[str, str]]:
+    """The pairs of ``seen`` (per example: ``a``'s value first?) that at least :data:`MIN_ORDER_EVIDENCE` examples order alike."""
+    return [(a, b) if firsts[0] else (b, a) for (a, b), firsts in seen.items()
+            if len(firsts) >= MIN_ORDER_EVIDENCE and len(set(firsts)) == 1]
 
 
 def _is_number(value: Any) -> bool:
@@ -438,8 +440,7 @@ def choice_order(spec: ToolSpec) -> list[tuple[str, str]]:
             pa, pb = mentions(va, example.prompt), mentions(vb, example.prompt)
             if len(pa) == 1 and len(pb) == 1:
                 seen.setdefault((a, b), []).append(pa[0] < pb[0])
-    return [(a, b) if firsts[0] else (b, a) for (a, b), firsts in seen.items()
-            if len(firsts) >= MIN_ORDER_EVIDENCE and len(set(firsts)) == 1]
+    return _kept_orders(seen)
 
 
 def _held_to(field: Mapping[str, Any], values: Sequence[str], root: Mapping[str, Any]) -> dict[str, Any]:
